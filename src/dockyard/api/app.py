@@ -1,0 +1,152 @@
+"""The ASGI application: dispatch, common headers, error mapping, access log, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from typing import Any
+
+from dockyard.api import routing
+from dockyard.api.errors import HTTPError, error_response, internal_error_response
+from dockyard.api.handlers.context import Context
+from dockyard.api.http import (
+    ClientDisconnected,
+    Headers,
+    JSONResponse,
+    Receive,
+    Request,
+    Response,
+    Scope,
+    Send,
+)
+from dockyard.api.urls import URLBuilder
+from dockyard.config import Config, load_config
+from dockyard.registry.errors import RegistryError
+from dockyard.registry.maintenance import purge_uploads_forever
+from dockyard.registry.registry import Registry, RegistrySettings
+from dockyard.storage import StorageDriver
+from dockyard.storage.filesystem import FilesystemDriver
+from dockyard.storage.memory import MemoryDriver
+
+log = logging.getLogger("dockyard.http")
+CONFIG_ENV = "DOCKYARD_CONFIG"
+
+
+def make_driver(config: Config) -> StorageDriver:
+    if config.storage.driver == "inmemory":
+        return MemoryDriver()
+    return FilesystemDriver(config.storage.root_directory)
+
+
+class RegistryApp:
+    def __init__(self, config: Config, driver: StorageDriver | None = None) -> None:
+        self.config = config
+        self.driver = driver or make_driver(config)
+        self.registry = Registry(self.driver, RegistrySettings(
+            delete_enabled=config.storage.delete_enabled,
+            read_only=config.storage.read_only,
+            max_manifest_size=config.max_manifest_size,
+        ))
+        self.prefix = config.http.prefix
+        self.common_headers: Headers = [(b"docker-distribution-api-version", b"registry/2.0")]
+        for name, values in config.http.headers.items():
+            for value in values:
+                self.common_headers.append((name.lower().encode(), value.encode()))
+        self.access_log = config.log.access_log
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.handle(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        path = scope["path"]
+        if self.prefix:
+            if not (path == self.prefix or path.startswith(self.prefix + "/")):
+                path = "/__outside_prefix__"
+            else:
+                path = path[len(self.prefix):] or "/"
+        request = Request(scope, receive, path)
+        response = await self.respond(request)
+        # The client may leave while we answer; there is nobody left to tell.
+        with contextlib.suppress(OSError, ClientDisconnected):
+            await response.send(send, scope, self.common_headers)
+        if self.access_log:
+            log.info("%s %s %d", request.method, scope["path"], response.status,
+                     extra={"fields": {"duration_ms": round((time.perf_counter() - started)
+                                                             * 1000, 2)}})
+
+    async def respond(self, request: Request) -> Response:
+        try:
+            return await self.dispatch(request)
+        except RegistryError as error:
+            return error_response(error)
+        except ClientDisconnected:
+            return Response(400)
+        except Exception:
+            log.exception("unexpected error serving %s %s", request.method, request.path)
+            return internal_error_response()
+
+    async def dispatch(self, request: Request) -> Response:
+        path = request.path
+        if path == "/":
+            return Response(200)
+        if path == "/debug/health":
+            return await self.health()
+        found = routing.match(path)
+        if found is None:
+            raise HTTPError(404, "NOT_FOUND", "no such endpoint", {"path": path[:200]})
+        route, params = found
+        handler = route.methods.get(request.method)
+        if handler is None:
+            raise HTTPError(405, "UNSUPPORTED", f"method {request.method} is not allowed here",
+                            {"method": request.method},
+                            {"Allow": ", ".join(sorted(route.methods))})
+        context = Context(request, self.registry, URLBuilder(
+            request, self.prefix, self.config.http.base_url, self.config.http.relative_urls))
+        return await handler(context, **params)
+
+    async def health(self) -> Response:
+        try:
+            await self.driver.list("/")
+        except FileNotFoundError:
+            pass
+        except Exception as error:
+            return JSONResponse(503, {f"storagedriver_{self.driver.name}": str(error)})
+        return JSONResponse(200, {})
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.start_background_tasks()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for task in self._tasks:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def start_background_tasks(self) -> None:
+        purging = self.config.storage.upload_purging
+        if purging.enabled and not self.config.storage.read_only:
+            self._tasks.append(asyncio.create_task(purge_uploads_forever(
+                self.driver, purging.age, purging.interval, purging.dry_run)))
+
+
+def create_app(config: Config | None = None) -> Any:
+    """Factory for the server's workers: settings come from the file named in the env."""
+    from dockyard import logs
+
+    if config is None:
+        config = load_config(os.environ.get(CONFIG_ENV) or None)
+    logs.configure(config.log)
+    return RegistryApp(config)

@@ -1,0 +1,48 @@
+"""The API root, the catalog, tag lists and referrers."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from dockyard.api.handlers.context import Context
+from dockyard.api.handlers.params import pagination
+from dockyard.api.http import JSONResponse, Response
+from dockyard.registry import mediatypes
+from dockyard.registry.catalog import paginate
+from dockyard.registry.reference import Digest
+from dockyard.registry.referrers import list_referrers
+
+
+async def api_base(ctx: Context) -> Response:
+    return JSONResponse(200, {})
+
+
+def _next_link(ctx: Context, path: str, last: str, limit: int) -> dict[str, str]:
+    query = urlencode({"last": last, "n": limit})
+    return {"Link": f'<{ctx.urls.prefix}{path}?{query}>; rel="next"'}
+
+
+async def catalog(ctx: Context) -> Response:
+    limit, last = pagination(ctx.request)
+    names, more = paginate(await ctx.registry.repositories(), limit, last)
+    headers = _next_link(ctx, "/v2/_catalog", names[-1], limit or 0) if more and names else {}
+    return JSONResponse(200, {"repositories": names}, headers)
+
+
+async def tags(ctx: Context, name: str) -> Response:
+    repository = ctx.registry.repository(name)
+    limit, last = pagination(ctx.request)
+    await repository.require_exists()
+    names, more = paginate(await repository.tags.all(), limit, last)
+    headers = (_next_link(ctx, f"/v2/{name}/tags/list", names[-1], limit or 0)
+               if more and names else {})
+    return JSONResponse(200, {"name": name, "tags": names}, headers)
+
+
+async def referrers(ctx: Context, name: str, digest: str) -> Response:
+    repository = ctx.registry.repository(name)
+    subject = Digest.parse(digest)
+    artifact_type = ctx.request.query_value("artifactType") or None
+    index = await list_referrers(repository.manifests, subject, artifact_type)
+    headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
+    return JSONResponse(200, index, headers, content_type=mediatypes.OCI_INDEX)

@@ -1,0 +1,73 @@
+"""GET, HEAD, PUT and DELETE of manifests, by tag or digest."""
+
+from __future__ import annotations
+
+from dockyard.api.handlers.context import Context
+from dockyard.api.http import Response
+from dockyard.registry import mediatypes
+from dockyard.registry.errors import ManifestUnknown
+from dockyard.registry.reference import is_tag
+
+
+def _accepts(accept_header: str | None, media_type: str) -> bool:
+    """Whether a client can take an OCI manifest; clients that name no OCI type cannot.
+
+    Like distribution, only OCI types are held back: Docker types predate the Accept
+    negotiation and every client takes them."""
+    if not accept_header or media_type not in mediatypes.OCI_TYPES:
+        return True
+    accepted = {part.split(";", 1)[0].strip().lower() for part in accept_header.split(",")}
+    return bool(accepted & {media_type, "*/*", "application/*"}) or not accepted - {""}
+
+
+def _check_reference(reference: str) -> None:
+    if not is_tag(reference) and ":" not in reference:
+        raise ManifestUnknown("invalid tag or digest", {"reference": reference[:200]})
+
+
+async def get_manifest(ctx: Context, name: str, reference: str) -> Response:
+    repository = ctx.registry.repository(name)
+    _check_reference(reference)
+    request = ctx.request
+    if request.method == "HEAD":
+        digest, media_type, size = await repository.manifests.head(reference)
+        body = b""
+    else:
+        stored = await repository.manifests.get(reference)
+        digest, media_type, size, body = (stored.digest, stored.media_type, stored.size,
+                                          stored.data)
+    if not _accepts(request.header("accept"), media_type):
+        raise ManifestUnknown(
+            f"manifest is {media_type}, which the Accept header does not allow",
+            {"mediaType": media_type},
+        )
+    etag = f'"{digest}"'
+    headers = {"Docker-Content-Digest": str(digest), "ETag": etag, "Content-Type": media_type,
+               "Content-Length": str(size)}
+    if request.header("if-none-match") == etag:
+        return Response(304, headers=headers)
+    return Response(200, body, headers)
+
+
+async def put_manifest(ctx: Context, name: str, reference: str) -> Response:
+    ctx.registry.check_writable()
+    repository = ctx.registry.repository(name)
+    _check_reference(reference)
+    request = ctx.request
+    data = await request.read(repository.manifests.max_size)
+    pushed = await repository.manifests.put(reference, data, request.header("content-type"))
+    headers = {
+        "Location": ctx.urls.manifest(name, str(pushed.digest)),
+        "Docker-Content-Digest": str(pushed.digest),
+    }
+    if pushed.manifest.subject is not None:
+        headers["OCI-Subject"] = str(pushed.manifest.subject.digest)
+    return Response(201, headers=headers)
+
+
+async def delete_manifest(ctx: Context, name: str, reference: str) -> Response:
+    ctx.registry.check_deletable()
+    repository = ctx.registry.repository(name)
+    _check_reference(reference)
+    await repository.manifests.delete(reference)
+    return Response(202)

@@ -1,0 +1,51 @@
+"""The URL space of the Distribution API, matched from the end so names may hold slashes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from dockyard.api.handlers import blobs, listing, manifests, uploads
+from dockyard.api.handlers.context import Context
+from dockyard.api.http import Response
+
+Handler = Callable[..., Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Route:
+    pattern: re.Pattern[str]
+    methods: dict[str, Handler]
+
+
+def _route(pattern: str, **methods: Handler) -> Route:
+    return Route(re.compile(pattern), methods)
+
+
+ROUTES: tuple[Route, ...] = (
+    _route(r"/v2/?", GET=listing.api_base, HEAD=listing.api_base),
+    _route(r"/v2/_catalog", GET=listing.catalog),
+    _route(r"/v2/(?P<name>.+)/tags/list", GET=listing.tags),
+    _route(r"/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)",
+           GET=manifests.get_manifest, HEAD=manifests.get_manifest,
+           PUT=manifests.put_manifest, DELETE=manifests.delete_manifest),
+    _route(r"/v2/(?P<name>.+)/blobs/uploads/?", POST=uploads.start_upload),
+    _route(r"/v2/(?P<name>.+)/blobs/uploads/(?P<upload_id>[^/]+)",
+           GET=uploads.upload_status, PATCH=uploads.append_chunk,
+           PUT=uploads.finish_upload, DELETE=uploads.cancel_upload),
+    _route(r"/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)",
+           GET=blobs.get_blob, HEAD=blobs.get_blob, DELETE=blobs.delete_blob),
+    _route(r"/v2/(?P<name>.+)/referrers/(?P<digest>[^/]+)", GET=listing.referrers),
+)
+
+
+def match(path: str) -> tuple[Route, dict[str, str]] | None:
+    for route in ROUTES:
+        found = route.pattern.fullmatch(path)
+        if found:
+            return route, found.groupdict()
+    return None
+
+
+__all__ = ["ROUTES", "Context", "Route", "match"]

@@ -1,0 +1,55 @@
+"""Building the URLs the registry hands back in Location and Link headers."""
+
+from __future__ import annotations
+
+from dockyard.api.http import Request
+
+
+class URLBuilder:
+    """Absolute URLs from http.host, or from the request (honouring X-Forwarded-* and
+    Forwarded from a reverse proxy), or relative paths when http.relativeurls is set."""
+
+    def __init__(self, request: Request, prefix: str, base_url: str, relative: bool) -> None:
+        self.request = request
+        self.prefix = prefix
+        self.base_url = base_url
+        self.relative = relative
+
+    def origin(self) -> str:
+        if self.base_url:
+            return self.base_url
+        if self.relative:
+            return ""
+        headers = self.request.headers
+        scheme = self.request.scope.get("scheme", "http")
+        host = headers.get("host", "")
+        forwarded = headers.get("forwarded")
+        if forwarded:
+            first = forwarded.split(",")[0]
+            for pair in first.split(";"):
+                key, _, value = pair.strip().partition("=")
+                value = value.strip('"')
+                if key.lower() == "proto" and value:
+                    scheme = value
+                elif key.lower() == "host" and value:
+                    host = value
+        if headers.get("x-forwarded-proto"):
+            scheme = headers["x-forwarded-proto"].split(",")[0].strip()
+        if headers.get("x-forwarded-host"):
+            host = headers["x-forwarded-host"].split(",")[0].strip()
+        if not host:
+            server = self.request.scope.get("server")
+            host = f"{server[0]}:{server[1]}" if server else "localhost"
+        return f"{scheme}://{host}"
+
+    def path(self, path: str) -> str:
+        return f"{self.origin()}{self.prefix}{path}"
+
+    def blob(self, name: str, digest: str) -> str:
+        return self.path(f"/v2/{name}/blobs/{digest}")
+
+    def upload(self, name: str, upload_id: str) -> str:
+        return self.path(f"/v2/{name}/blobs/uploads/{upload_id}")
+
+    def manifest(self, name: str, reference: str) -> str:
+        return self.path(f"/v2/{name}/manifests/{reference}")

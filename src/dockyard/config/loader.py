@@ -1,0 +1,310 @@
+"""Reading config.yml the way distribution does, then checking every key we use."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dockyard.config.model import (
+    Config,
+    HealthConfig,
+    HTTPConfig,
+    LogConfig,
+    StorageConfig,
+    TLSConfig,
+    UploadPurging,
+)
+
+ENV_PREFIX = "REGISTRY_"
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "fatal", "panic")
+LOG_FORMATTERS = ("text", "json", "logstash")
+DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+                  "h": 3600.0}
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the key."""
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                             "share")
+    return Path(base) / "dockyard"
+
+
+def default_config() -> Config:
+    """Working settings without any file: port 5000, deletes on, a per-user data folder."""
+    return load_config(None)
+
+
+def load_config(path: str | os.PathLike[str] | None,
+                environ: Mapping[str, str] | None = None) -> Config:
+    environ = os.environ if environ is None else environ
+    if path is None:
+        raw: dict[str, Any] = {
+            "version": "0.1",
+            "storage": {"filesystem": {"rootdirectory": str(default_data_dir())},
+                        "delete": {"enabled": True}},
+            "http": {"addr": ":5000"},
+        }
+        source = "defaults"
+    else:
+        raw = _read_yaml(Path(path))
+        source = str(path)
+    apply_environment(raw, environ)
+    return _build(raw, source)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"config file {path} must be a YAML mapping")
+    return document
+
+
+def apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """REGISTRY_A_B_C=value sets a.b.c, matching existing keys case-insensitively."""
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX:
+            continue
+        parts = name[len(ENV_PREFIX):].lower().split("_")
+        try:
+            value = yaml.safe_load(environ[name])
+        except yaml.YAMLError:
+            value = environ[name]
+        if parts == ["storage"] and isinstance(value, str):
+            # REGISTRY_STORAGE=<driver> picks the driver, keeping the other storage keys.
+            storage = raw.setdefault("storage", {})
+            if isinstance(storage, dict):
+                for driver in _DRIVERS:
+                    if driver != value:
+                        storage.pop(driver, None)
+                storage.setdefault(value, {})
+            continue
+        node: dict[str, Any] = raw
+        for part in parts[:-1]:
+            key = _find_key(node, part)
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = {}
+                node[key] = child
+            node = child
+        node[_find_key(node, parts[-1])] = value
+
+
+def _find_key(node: dict[str, Any], lowered: str) -> str:
+    for key in node:
+        if str(key).lower() == lowered:
+            return str(key)
+    return lowered
+
+
+_DRIVERS = ("filesystem", "inmemory", "s3", "azure", "gcs", "swift", "oss")
+_STORAGE_SECTIONS = ("delete", "maintenance", "cache", "redirect", "tag")
+
+
+def _section(raw: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}{key}: expected a mapping, got {value!r}")
+    return value
+
+
+def _bool(section: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+    value = section.get(key, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ConfigError(f"{where}{key}: expected true or false, got {value!r}")
+
+
+def _int(section: Mapping[str, Any], key: str, where: str, default: int) -> int:
+    value = section.get(key, default)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise ConfigError(f"{where}{key}: expected a whole number, got {value!r}")
+
+
+def _str(section: Mapping[str, Any], key: str, where: str, default: str) -> str:
+    value = section.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return str(value)
+    raise ConfigError(f"{where}{key}: expected a string, got {value!r}")
+
+
+def parse_duration(value: Any, key: str) -> float:
+    """Go duration strings ("168h", "10s", "1h30m") or plain seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # distribution reads bare numbers as nanoseconds.
+        return float(value) / 1e9
+    if isinstance(value, str):
+        text = value.strip()
+        parts = DURATION_PART.findall(text)
+        if parts and "".join(n + u for n, u in parts) == text:
+            return sum(float(n) * DURATION_UNITS[u] for n, u in parts)
+    raise ConfigError(f"{key}: expected a duration like 10s, 5m or 168h, got {value!r}")
+
+
+def parse_addr(addr: str, key: str) -> tuple[str, int]:
+    host, sep, port_text = addr.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{key}: expected host:port or :port, got {addr!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port_text)
+
+
+def _build(raw: dict[str, Any], source: str) -> Config:
+    version = raw.get("version", "0.1")
+    if str(version) not in ("0.1", "0.10"):
+        raise ConfigError(f"version: only version 0.1 is supported, got {version!r}")
+    return Config(
+        storage=_storage(raw),
+        http=_http(raw),
+        log=_log(raw),
+        health=_health(raw),
+        max_manifest_size=_int(
+            _section(_section(raw, "validation", ""), "manifests", "validation."),
+            "maxsize", "validation.manifests.", 4 * 1024 * 1024),
+        source=source,
+    )
+
+
+def _storage(raw: dict[str, Any]) -> StorageConfig:
+    storage = _section(raw, "storage", "")
+    drivers = [key for key in storage if key not in _STORAGE_SECTIONS]
+    if not drivers:
+        raise ConfigError("storage: no storage driver configured (for example storage.filesystem)")
+    if len(drivers) > 1:
+        raise ConfigError(f"storage: only one driver may be configured, got {sorted(drivers)}")
+    driver = drivers[0]
+    if driver not in ("filesystem", "inmemory"):
+        raise ConfigError(f"storage.{driver}: unsupported storage driver "
+                          "(supported: filesystem, inmemory)")
+    params = storage.get(driver) or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"storage.{driver}: expected a mapping, got {params!r}")
+    root = _str(params, "rootdirectory", f"storage.{driver}.", "/var/lib/registry")
+    if driver == "filesystem" and not root:
+        raise ConfigError("storage.filesystem.rootdirectory: must not be empty")
+    delete = _section(storage, "delete", "storage.")
+    maintenance = _section(storage, "maintenance", "storage.")
+    readonly = _section(maintenance, "readonly", "storage.maintenance.")
+    purging_raw = maintenance.get("uploadpurging")
+    purging = UploadPurging()
+    if purging_raw is not None:
+        if not isinstance(purging_raw, dict):
+            raise ConfigError("storage.maintenance.uploadpurging: expected a mapping")
+        where = "storage.maintenance.uploadpurging."
+        purging = UploadPurging(
+            enabled=_bool(purging_raw, "enabled", where, True),
+            age=parse_duration(purging_raw.get("age", "168h"), where + "age"),
+            interval=parse_duration(purging_raw.get("interval", "24h"), where + "interval"),
+            dry_run=_bool(purging_raw, "dryrun", where, False),
+        )
+    return StorageConfig(
+        driver=driver,
+        root_directory=root,
+        delete_enabled=_bool(delete, "enabled", "storage.delete.", False),
+        read_only=_bool(readonly, "enabled", "storage.maintenance.readonly.", False),
+        upload_purging=purging,
+    )
+
+
+def _http(raw: dict[str, Any]) -> HTTPConfig:
+    http = _section(raw, "http", "")
+    host, port = parse_addr(_str(http, "addr", "http.", ":5000"), "http.addr")
+    net = _str(http, "net", "http.", "tcp")
+    if net != "tcp":
+        raise ConfigError(f"http.net: only tcp is supported, got {net!r}")
+    prefix = _str(http, "prefix", "http.", "").strip()
+    prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    base_url = _str(http, "host", "http.", "").rstrip("/")
+    if base_url and not re.match(r"https?://[^/]+", base_url):
+        raise ConfigError(f"http.host: expected a URL like https://registry.example.com, "
+                          f"got {base_url!r}")
+    headers: dict[str, list[str]] = {"X-Content-Type-Options": ["nosniff"]}
+    for name, value in _section(http, "headers", "http.").items():
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(item, str | int | float) for item in values):
+            raise ConfigError(f"http.headers.{name}: expected a string or list of strings")
+        headers[str(name)] = [str(item) for item in values]
+    tls_raw = _section(http, "tls", "http.")
+    tls = None
+    if tls_raw.get("certificate") or tls_raw.get("key"):
+        certificate = _str(tls_raw, "certificate", "http.tls.", "")
+        key = _str(tls_raw, "key", "http.tls.", "")
+        for name, value in (("certificate", certificate), ("key", key)):
+            if not value:
+                raise ConfigError(f"http.tls.{name}: required when TLS is configured")
+            if not os.path.isfile(value):
+                raise ConfigError(f"http.tls.{name}: file not found: {value}")
+        cas = tls_raw.get("clientcas") or []
+        if not isinstance(cas, list):
+            raise ConfigError("http.tls.clientcas: expected a list of files")
+        minimum = _str(tls_raw, "minimumtls", "http.tls.", "tls1.2")
+        if minimum not in ("tls1.2", "tls1.3"):
+            raise ConfigError(f"http.tls.minimumtls: expected tls1.2 or tls1.3, got {minimum!r}")
+        tls = TLSConfig(certificate, key, tuple(str(ca) for ca in cas), minimum)
+    workers = _int(http, "workers", "http.", 1)
+    if workers < 1:
+        raise ConfigError(f"http.workers: must be at least 1, got {workers}")
+    return HTTPConfig(
+        host=host,
+        port=port,
+        prefix=prefix,
+        base_url=base_url,
+        relative_urls=_bool(http, "relativeurls", "http.", False),
+        headers=headers,
+        tls=tls,
+        workers=workers,
+    )
+
+
+def _log(raw: dict[str, Any]) -> LogConfig:
+    log = _section(raw, "log", "")
+    level = _str(log, "level", "log.", "info").lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"log.level: expected one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    formatter = _str(log, "formatter", "log.", "text").lower()
+    if formatter not in LOG_FORMATTERS:
+        raise ConfigError(f"log.formatter: expected text, json or logstash, got {formatter!r}")
+    fields = _section(log, "fields", "log.")
+    access = _section(log, "accesslog", "log.")
+    return LogConfig(
+        level=level,
+        formatter=formatter,
+        fields={str(k): str(v) for k, v in fields.items()},
+        access_log=not _bool(access, "disabled", "log.accesslog.", False),
+    )
+
+
+def _health(raw: dict[str, Any]) -> HealthConfig:
+    storage = _section(_section(raw, "health", ""), "storagedriver", "health.")
+    where = "health.storagedriver."
+    return HealthConfig(
+        storage_driver_enabled=_bool(storage, "enabled", where, False),
+        interval=parse_duration(storage.get("interval", "10s"), where + "interval"),
+        threshold=_int(storage, "threshold", where, 3),
+    )

@@ -1,0 +1,73 @@
+"""The settings dockyard understands, with distribution's defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dockyard.registry.manifests import DEFAULT_MAX_MANIFEST_SIZE
+
+HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    formatter: str = "text"
+    fields: dict[str, str] = field(default_factory=dict)
+    access_log: bool = True
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    certificate: str
+    key: str
+    client_cas: tuple[str, ...] = ()
+    minimum: str = "tls1.2"
+
+
+@dataclass(frozen=True)
+class HTTPConfig:
+    host: str = "0.0.0.0"
+    port: int = 5000
+    prefix: str = ""
+    base_url: str = ""  # http.host: the externally visible URL used in Location headers
+    relative_urls: bool = False
+    headers: dict[str, list[str]] = field(
+        default_factory=lambda: {"X-Content-Type-Options": ["nosniff"]}
+    )
+    tls: TLSConfig | None = None
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class UploadPurging:
+    enabled: bool = True
+    age: float = 168 * HOUR
+    interval: float = 24 * HOUR
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    driver: str = "filesystem"
+    root_directory: str = "/var/lib/registry"
+    delete_enabled: bool = False
+    read_only: bool = False
+    upload_purging: UploadPurging = field(default_factory=UploadPurging)
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    storage_driver_enabled: bool = False
+    interval: float = 10.0
+    threshold: int = 3
+
+
+@dataclass(frozen=True)
+class Config:
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    http: HTTPConfig = field(default_factory=HTTPConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    max_manifest_size: int = DEFAULT_MAX_MANIFEST_SIZE
+    source: str = "defaults"  # where the settings came from, for the start-up message

@@ -1,0 +1,88 @@
+"""Blob content (shared by every repository) and each repository's links to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from dockyard.registry import layout
+from dockyard.registry.errors import BlobUnknown
+from dockyard.registry.links import read_link, write_link
+from dockyard.registry.reference import Digest
+from dockyard.storage import PathNotFound, StorageDriver
+
+
+@dataclass(frozen=True, slots=True)
+class BlobDescriptor:
+    digest: Digest
+    size: int
+
+
+class BlobStore:
+    """Content-addressed data under /blobs; knows nothing of repositories."""
+
+    def __init__(self, driver: StorageDriver) -> None:
+        self.driver = driver
+
+    async def size(self, digest: Digest) -> int | None:
+        info = await self.driver.stat(layout.blob_data(digest))
+        return None if info is None or info.is_dir else info.size
+
+    async def get(self, digest: Digest) -> bytes:
+        try:
+            return await self.driver.get_content(layout.blob_data(digest))
+        except PathNotFound:
+            raise BlobUnknown(detail={"digest": str(digest)}) from None
+
+    async def put(self, data: bytes, digest: Digest) -> None:
+        """Store small content (manifests) whose digest the caller has computed."""
+        if await self.size(digest) is None:
+            await self.driver.put_content(layout.blob_data(digest), data)
+
+    async def adopt(self, source_path: str, digest: Digest) -> None:
+        """Move verified upload data into place; an identical blob already there wins."""
+        if await self.size(digest) is None:
+            await self.driver.move(source_path, layout.blob_data(digest))
+        else:
+            await self.driver.delete(source_path)
+
+    def read(self, digest: Digest, offset: int = 0, length: int | None = None
+             ) -> AsyncIterator[bytes]:
+        return self.driver.read(layout.blob_data(digest), offset, length)
+
+    def local_file(self, digest: Digest) -> str | None:
+        return self.driver.local_file(layout.blob_data(digest))
+
+
+class RepositoryBlobs:
+    """The blobs one repository may serve: those it has a layer link for."""
+
+    def __init__(self, name: str, blobs: BlobStore) -> None:
+        self.name = name
+        self.blobs = blobs
+        self.driver = blobs.driver
+
+    async def is_linked(self, digest: Digest) -> bool:
+        return await read_link(self.driver, layout.layer_link(self.name, digest)) == digest
+
+    async def describe(self, digest: Digest) -> BlobDescriptor:
+        if not await self.is_linked(digest):
+            raise BlobUnknown(detail={"digest": str(digest)})
+        size = await self.blobs.size(digest)
+        if size is None:
+            raise BlobUnknown(detail={"digest": str(digest)})
+        return BlobDescriptor(digest, size)
+
+    async def find(self, digest: Digest) -> BlobDescriptor | None:
+        try:
+            return await self.describe(digest)
+        except BlobUnknown:
+            return None
+
+    async def link(self, digest: Digest) -> None:
+        await write_link(self.driver, layout.layer_link(self.name, digest), digest)
+
+    async def unlink(self, digest: Digest) -> None:
+        if not await self.is_linked(digest):
+            raise BlobUnknown(detail={"digest": str(digest)})
+        await self.driver.delete(layout.layer_link(self.name, digest).removesuffix("/link"))

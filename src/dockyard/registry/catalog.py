@@ -1,0 +1,56 @@
+"""The list of repositories in a store, found the way distribution finds them."""
+
+from __future__ import annotations
+
+from dockyard.registry import layout
+from dockyard.storage import PathNotFound, StorageDriver
+
+# A directory holding one of these is a repository; they are never descended into.
+REPOSITORY_MARKERS = ("_manifests", "_layers", "_uploads")
+
+
+async def list_repositories(driver: StorageDriver) -> list[str]:
+    """Repositories with manifests: what the catalog lists."""
+    found: list[str] = []
+    await _walk(driver, layout.REPOSITORIES, "", "_manifests", found)
+    return sorted(found)
+
+
+async def list_repositories_with_uploads(driver: StorageDriver) -> list[str]:
+    found: list[str] = []
+    await _walk(driver, layout.REPOSITORIES, "", "_uploads", found)
+    return sorted(found)
+
+
+async def _walk(driver: StorageDriver, path: str, name: str, marker: str,
+                found: list[str]) -> None:
+    try:
+        children = await driver.list(path)
+    except PathNotFound:
+        return
+    if name and marker in children:
+        found.append(name)
+    for child in children:
+        if child.startswith("_"):
+            continue
+        child_path = f"{path}/{child}"
+        info = await driver.stat(child_path)
+        if info is not None and info.is_dir:
+            await _walk(driver, child_path, f"{name}/{child}" if name else child, marker,
+                        found)
+
+
+async def repository_exists(driver: StorageDriver, name: str) -> bool:
+    for marker in REPOSITORY_MARKERS:
+        if await driver.stat(f"{layout.repository(name)}/{marker}") is not None:
+            return True
+    return False
+
+
+def paginate(items: list[str], limit: int | None, last: str | None) -> tuple[list[str], bool]:
+    """Items after `last` (sorted order), at most `limit`; and whether more follow."""
+    if last:
+        items = [item for item in items if item > last]
+    if limit is None:
+        return items, False
+    return items[:limit], len(items) > limit

@@ -1,0 +1,57 @@
+"""Background upkeep: removing uploads abandoned for longer than the purge age."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from dockyard.registry import catalog, layout
+from dockyard.registry.blobs import BlobStore
+from dockyard.registry.uploads import RepositoryUploads, UploadStore
+from dockyard.storage import PathNotFound, StorageDriver
+
+log = logging.getLogger("dockyard.maintenance")
+
+
+async def purge_uploads(driver: StorageDriver, age: float, dry_run: bool = False) -> list[str]:
+    """Delete uploads started more than `age` seconds ago; returns 'repo/uuid' of each."""
+    now = datetime.now(UTC)
+    uploads = UploadStore(BlobStore(driver))
+    purged: list[str] = []
+    for name in await catalog.list_repositories_with_uploads(driver):
+        try:
+            upload_ids = await driver.list(layout.uploads(name))
+        except PathNotFound:
+            continue
+        repository: RepositoryUploads = uploads.for_repository(name)
+        for upload_id in upload_ids:
+            started = await repository.started_at(upload_id)
+            if started is None:
+                info = await driver.stat(layout.upload_dir(name, upload_id))
+                if info is None:
+                    continue
+                started = datetime.fromtimestamp(info.modified, UTC)
+            if (now - started).total_seconds() < age:
+                continue
+            purged.append(f"{name}/{upload_id}")
+            if not dry_run:
+                with contextlib.suppress(PathNotFound):
+                    await driver.delete(layout.upload_dir(name, upload_id))
+    return purged
+
+
+async def purge_uploads_forever(driver: StorageDriver, age: float, interval: float,
+                                dry_run: bool) -> None:
+    # Like distribution, wait a little after start so a restart loop does not hammer storage.
+    await asyncio.sleep(min(60.0, interval))
+    while True:
+        try:
+            purged = await purge_uploads(driver, age, dry_run)
+            if purged:
+                log.info("purged %d abandoned uploads%s", len(purged),
+                         " (dry run)" if dry_run else "")
+        except Exception:
+            log.exception("upload purging failed")
+        await asyncio.sleep(interval)

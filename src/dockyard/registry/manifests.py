@@ -1,0 +1,200 @@
+"""Manifest revisions of a repository: stored as blobs, reachable through revision links."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from dockyard.registry import layout, mediatypes
+from dockyard.registry.blobs import BlobStore, RepositoryBlobs
+from dockyard.registry.errors import (
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestUnknown,
+    TooLarge,
+)
+from dockyard.registry.links import read_link, write_link
+from dockyard.registry.manifest import Manifest, parse_manifest, parse_stored, stored_media_type
+from dockyard.registry.reference import Digest, is_tag
+from dockyard.registry.tags import RepositoryTags
+from dockyard.storage import PathNotFound
+
+DEFAULT_MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    digest: Digest
+    media_type: str
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class PushedManifest:
+    digest: Digest
+    manifest: Manifest
+
+
+class ParsedManifestCache:
+    """Manifests never change for a digest, so what was parsed once can be kept (bounded)."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[Digest, tuple[str, Manifest | None, int]] = OrderedDict()
+
+    def get(self, digest: Digest) -> tuple[str, Manifest | None, int] | None:
+        entry = self._entries.get(digest)
+        if entry is not None:
+            self._entries.move_to_end(digest)
+        return entry
+
+    def put(self, digest: Digest, media_type: str, manifest: Manifest | None, size: int) -> None:
+        self._entries[digest] = (media_type, manifest, size)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+
+class RepositoryManifests:
+    def __init__(
+        self,
+        name: str,
+        blobs: BlobStore,
+        tags: RepositoryTags,
+        parsed: ParsedManifestCache,
+        max_size: int = DEFAULT_MAX_MANIFEST_SIZE,
+    ) -> None:
+        self.name = name
+        self.blobs = blobs
+        self.driver = blobs.driver
+        self.tags = tags
+        self.parsed = parsed
+        self.max_size = max_size
+        self.layers = RepositoryBlobs(name, blobs)
+
+    async def resolve(self, reference: str) -> Digest:
+        """The digest a tag or digest reference names, if this repository has it."""
+        if is_tag(reference):
+            digest = await self.tags.resolve(reference)
+        else:
+            digest = Digest.parse(reference)
+        if not await self.exists(digest):
+            raise ManifestUnknown(detail={"reference": reference})
+        return digest
+
+    async def exists(self, digest: Digest) -> bool:
+        return await read_link(self.driver, layout.revision_link(self.name, digest)) == digest
+
+    async def get(self, reference: str) -> StoredManifest:
+        digest = await self.resolve(reference)
+        try:
+            data = await self.blobs.get(digest)
+        except Exception:
+            raise ManifestUnknown(detail={"reference": reference}) from None
+        return StoredManifest(digest, await self._media_type(digest, data), data)
+
+    async def head(self, reference: str) -> tuple[Digest, str, int]:
+        """Digest, media type and size, answered from the parse cache when it can."""
+        digest = await self.resolve(reference)
+        cached = self.parsed.get(digest)
+        if cached is not None:
+            return digest, cached[0], cached[2]
+        stored = await self.get(str(digest))
+        return digest, stored.media_type, stored.size
+
+    async def _media_type(self, digest: Digest, data: bytes) -> str:
+        try:
+            recorded = await self.driver.get_content(layout.revision_media_type(self.name, digest))
+            return recorded.decode().strip()
+        except (PathNotFound, UnicodeDecodeError):
+            return stored_media_type(data)
+
+    async def describe(self, digest: Digest) -> tuple[str, Manifest | None, int] | None:
+        """Media type, parsed document and size of a revision (None if not in this repo)."""
+        cached = self.parsed.get(digest)
+        if cached is not None:
+            return cached
+        if not await self.exists(digest):
+            return None
+        try:
+            data = await self.blobs.get(digest)
+        except Exception:
+            return None
+        media_type = await self._media_type(digest, data)
+        entry = (media_type, parse_stored(data, media_type), len(data))
+        self.parsed.put(digest, *entry)
+        return entry
+
+    async def put(self, reference: str, data: bytes, content_type: str | None) -> PushedManifest:
+        if len(data) > self.max_size:
+            raise TooLarge(f"manifest is larger than {self.max_size} bytes",
+                           {"size": len(data), "limit": self.max_size})
+        tag = reference if is_tag(reference) else None
+        expected = None if tag else Digest.parse(reference)
+        algorithm = expected.algorithm if expected else "sha256"
+        digest = Digest.of(data, algorithm)
+        if expected is not None and expected != digest:
+            raise DigestInvalid("manifest digest does not match its content",
+                                {"expected": str(expected), "actual": str(digest)})
+        manifest = parse_manifest(data, content_type)
+        await self._check_references(manifest)
+        await self.blobs.put(data, digest)
+        await self.driver.put_content(layout.revision_media_type(self.name, digest),
+                                      manifest.media_type.encode())
+        await write_link(self.driver, layout.revision_link(self.name, digest), digest)
+        self.parsed.put(digest, manifest.media_type, manifest, len(data))
+        if tag is not None:
+            await self.tags.tag(tag, digest)
+        return PushedManifest(digest, manifest)
+
+    async def _check_references(self, manifest: Manifest) -> None:
+        missing: list[str] = []
+        for blob in manifest.blobs:
+            # Foreign (non-distributable) layers live elsewhere and are not pushed here.
+            if blob.has_urls:
+                continue
+            if not await self.layers.is_linked(blob.digest) or \
+                    await self.blobs.size(blob.digest) is None:
+                missing.append(str(blob.digest))
+        for child in manifest.children:
+            if await self.exists(child.digest):
+                continue
+            if child.media_type not in mediatypes.ACCEPTED_ON_PUSH and \
+                    await self.layers.is_linked(child.digest):
+                continue
+            missing.append(str(child.digest))
+        if missing:
+            raise ManifestBlobUnknown(detail={"digests": missing})
+
+    async def delete(self, reference: str) -> None:
+        """By tag: remove that tag only. By digest: the revision and every tag on it."""
+        if is_tag(reference):
+            await self.tags.untag(reference)
+            return
+        digest = Digest.parse(reference)
+        if not await self.exists(digest):
+            raise ManifestUnknown(detail={"reference": reference})
+        for tag in await self.tags.pointing_at(digest):
+            with contextlib.suppress(ManifestUnknown):
+                await self.tags.untag(tag)
+        try:
+            await self.driver.delete(layout.revision_dir(self.name, digest))
+        except PathNotFound:
+            raise ManifestUnknown(detail={"reference": reference}) from None
+
+    async def revisions(self) -> list[Digest]:
+        found: list[Digest] = []
+        for algorithm in ("sha256", "sha512"):
+            try:
+                names = await self.driver.list(layout.revisions(self.name, algorithm))
+            except PathNotFound:
+                continue
+            for hex_digest in names:
+                digest = Digest(algorithm, hex_digest)
+                if await self.exists(digest):
+                    found.append(digest)
+        return found

@@ -1,0 +1,70 @@
+"""The registry: one object the API layer talks to, bound to a storage driver and settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dockyard.registry import catalog
+from dockyard.registry.blobs import BlobStore, RepositoryBlobs
+from dockyard.registry.errors import NameUnknown, ReadOnly, Unsupported
+from dockyard.registry.manifests import (
+    DEFAULT_MAX_MANIFEST_SIZE,
+    ParsedManifestCache,
+    RepositoryManifests,
+)
+from dockyard.registry.reference import validate_name
+from dockyard.registry.tags import RepositoryTags
+from dockyard.registry.uploads import RepositoryUploads, UploadStore
+from dockyard.storage import StorageDriver
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySettings:
+    delete_enabled: bool = False
+    read_only: bool = False
+    max_manifest_size: int = DEFAULT_MAX_MANIFEST_SIZE
+
+
+class Repository:
+    def __init__(self, name: str, registry: Registry) -> None:
+        self.name = name
+        self.registry = registry
+        driver = registry.driver
+        self.blobs = RepositoryBlobs(name, registry.blobs)
+        self.tags = RepositoryTags(name, driver)
+        self.manifests = RepositoryManifests(
+            name, registry.blobs, self.tags, registry.parsed_manifests,
+            registry.settings.max_manifest_size,
+        )
+        self.uploads: RepositoryUploads = registry.uploads.for_repository(name)
+
+    async def exists(self) -> bool:
+        return await catalog.repository_exists(self.registry.driver, self.name)
+
+    async def require_exists(self) -> None:
+        if not await self.exists():
+            raise NameUnknown(detail={"name": self.name})
+
+
+class Registry:
+    def __init__(self, driver: StorageDriver, settings: RegistrySettings | None = None) -> None:
+        self.driver = driver
+        self.settings = settings or RegistrySettings()
+        self.blobs = BlobStore(driver)
+        self.uploads = UploadStore(self.blobs)
+        self.parsed_manifests = ParsedManifestCache()
+
+    def repository(self, name: str) -> Repository:
+        return Repository(validate_name(name), self)
+
+    def check_writable(self) -> None:
+        if self.settings.read_only:
+            raise ReadOnly()
+
+    def check_deletable(self) -> None:
+        if not self.settings.delete_enabled:
+            raise Unsupported("deletes are disabled (set storage.delete.enabled: true)")
+        self.check_writable()
+
+    async def repositories(self) -> list[str]:
+        return await catalog.list_repositories(self.driver)

@@ -1,0 +1,54 @@
+"""Tags: names pointing at a manifest revision, kept as distribution keeps them."""
+
+from __future__ import annotations
+
+from dockyard.registry import layout
+from dockyard.registry.errors import ManifestUnknown
+from dockyard.registry.links import read_link, write_link
+from dockyard.registry.reference import Digest
+from dockyard.storage import PathNotFound, StorageDriver
+
+
+class RepositoryTags:
+    def __init__(self, name: str, driver: StorageDriver) -> None:
+        self.name = name
+        self.driver = driver
+
+    async def resolve(self, tag: str) -> Digest:
+        digest = await read_link(self.driver, layout.tag_current_link(self.name, tag))
+        if digest is None:
+            raise ManifestUnknown(detail={"tag": tag})
+        return digest
+
+    async def tag(self, tag: str, digest: Digest) -> None:
+        # The index entry records every digest the tag ever had (distribution's history).
+        await write_link(self.driver, layout.tag_index_link(self.name, tag, digest), digest)
+        await write_link(self.driver, layout.tag_current_link(self.name, tag), digest)
+
+    async def untag(self, tag: str) -> None:
+        if await read_link(self.driver, layout.tag_current_link(self.name, tag)) is None:
+            raise ManifestUnknown(detail={"tag": tag})
+        try:
+            await self.driver.delete(layout.tag_dir(self.name, tag))
+        except PathNotFound:
+            raise ManifestUnknown(detail={"tag": tag}) from None
+
+    async def all(self) -> list[str]:
+        """Every tag with a current link, sorted."""
+        try:
+            names = await self.driver.list(layout.tags(self.name))
+        except PathNotFound:
+            return []
+        present = []
+        for name in names:
+            info = await self.driver.stat(layout.tag_current_link(self.name, name))
+            if info is not None:
+                present.append(name)
+        return sorted(present)
+
+    async def pointing_at(self, digest: Digest) -> list[str]:
+        found = []
+        for name in await self.all():
+            if await read_link(self.driver, layout.tag_current_link(self.name, name)) == digest:
+                found.append(name)
+        return found

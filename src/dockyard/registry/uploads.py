@@ -1,0 +1,240 @@
+"""Blob uploads: started, appended in chunks or streamed, then committed by digest.
+
+Upload state lives in storage (`_uploads/<id>/data` and `startedat`), so any worker can take
+the next chunk. Each process also keeps the running hash of uploads it has been appending to;
+when another process took a chunk in between, the data is hashed again from storage at commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import re
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from dockyard.registry import layout
+from dockyard.registry.blobs import BlobDescriptor, BlobStore, RepositoryBlobs
+from dockyard.registry.errors import (
+    BlobUploadUnknown,
+    DigestInvalid,
+    SizeInvalid,
+    UploadOutOfOrder,
+)
+from dockyard.registry.reference import Digest
+from dockyard.storage import FileWriter, PathNotFound, StorageDriver
+
+UPLOAD_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+# Body bytes are gathered into buffers this large before one write and one hash update,
+# which run side by side in two threads.
+WRITE_BUFFER = 4 * 1024 * 1024
+# How many in-progress hashes a process remembers.
+MAX_CACHED_HASHERS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStatus:
+    id: str
+    size: int
+    started_at: datetime | None
+
+
+@dataclass(slots=True)
+class _RunningHash:
+    size: int
+    hasher: hashlib._Hash
+
+
+class UploadStore:
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+        self.driver: StorageDriver = blobs.driver
+        self._hashes: OrderedDict[tuple[str, str], _RunningHash] = OrderedDict()
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def for_repository(self, name: str) -> RepositoryUploads:
+        return RepositoryUploads(name, self)
+
+    # The running-hash cache, shared by every repository of this process.
+    def take_hash(self, key: tuple[str, str], size: int) -> hashlib._Hash | None:
+        running = self._hashes.pop(key, None)
+        if running is None or running.size != size:
+            return None
+        return running.hasher
+
+    def keep_hash(self, key: tuple[str, str], size: int, hasher: hashlib._Hash) -> None:
+        self._hashes[key] = _RunningHash(size, hasher)
+        while len(self._hashes) > MAX_CACHED_HASHERS:
+            self._hashes.popitem(last=False)
+
+    def lock(self, key: tuple[str, str]) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    def forget(self, key: tuple[str, str]) -> None:
+        self._hashes.pop(key, None)
+        self._locks.pop(key, None)
+
+
+class RepositoryUploads:
+    def __init__(self, name: str, store: UploadStore) -> None:
+        self.name = name
+        self.store = store
+        self.driver = store.driver
+
+    def _key(self, upload_id: str) -> tuple[str, str]:
+        return (self.name, upload_id)
+
+    async def start(self) -> UploadStatus:
+        upload_id = str(uuid.uuid4())
+        started = datetime.now(UTC)
+        await self.driver.put_content(
+            layout.upload_started_at(self.name, upload_id),
+            started.strftime("%Y-%m-%dT%H:%M:%SZ").encode(),
+        )
+        writer = await self.driver.writer(layout.upload_data(self.name, upload_id))
+        await writer.close()
+        self.store.keep_hash(self._key(upload_id), 0, hashlib.sha256())
+        return UploadStatus(upload_id, 0, started)
+
+    async def status(self, upload_id: str) -> UploadStatus:
+        if not UPLOAD_ID_RE.fullmatch(upload_id):
+            raise BlobUploadUnknown(detail={"uuid": upload_id[:200]})
+        info = await self.driver.stat(layout.upload_data(self.name, upload_id))
+        if info is None or info.is_dir:
+            raise BlobUploadUnknown(detail={"uuid": upload_id})
+        return UploadStatus(upload_id, info.size, await self.started_at(upload_id))
+
+    async def started_at(self, upload_id: str) -> datetime | None:
+        try:
+            text = await self.driver.get_content(layout.upload_started_at(self.name, upload_id))
+            return datetime.fromisoformat(text.decode().strip().replace("Z", "+00:00"))
+        except (PathNotFound, ValueError, UnicodeDecodeError):
+            return None
+
+    async def append(
+        self,
+        upload_id: str,
+        body: AsyncIterable[bytes],
+        start: int | None = None,
+        length: int | None = None,
+    ) -> UploadStatus:
+        """Append a chunk. `start` (from Content-Range) must be where the upload ends now;
+        `length` (from Content-Length) must match what arrives. A failed chunk is undone."""
+        key = self._key(upload_id)
+        async with self.store.lock(key):
+            status = await self.status(upload_id)
+            if start is not None and start != status.size:
+                raise UploadOutOfOrder(
+                    f"chunk starts at {start} but the upload has {status.size} bytes",
+                    {"expected_start": status.size, "start": start},
+                )
+            size = await self._append_locked(upload_id, status.size, body, length)
+        return UploadStatus(upload_id, size, status.started_at)
+
+    async def _append_locked(
+        self, upload_id: str, size: int, body: AsyncIterable[bytes], length: int | None
+    ) -> int:
+        key = self._key(upload_id)
+        hasher = self.store.take_hash(key, size)
+        writer = await self.driver.writer(layout.upload_data(self.name, upload_id))
+        received = 0
+        try:
+            async for buffer in _buffered(body, WRITE_BUFFER):
+                received += len(buffer)
+                if length is not None and received > length:
+                    raise SizeInvalid("body is longer than Content-Length",
+                                      {"content_length": length})
+                await _write_and_hash(writer, hasher, buffer)
+            if length is not None and received != length:
+                raise SizeInvalid("body is shorter than Content-Length",
+                                  {"content_length": length, "received": received})
+        except BaseException:
+            # Leave the upload as it was before this chunk so the client can send it again.
+            with contextlib.suppress(Exception):
+                await writer.truncate(size)
+            await writer.close()
+            raise
+        await writer.close()
+        if hasher is not None:
+            self.store.keep_hash(key, size + received, hasher)
+        return size + received
+
+    async def commit(
+        self, upload_id: str, digest: Digest, body: AsyncIterable[bytes] | None,
+        length: int | None = None,
+    ) -> BlobDescriptor:
+        """Finish an upload: append a last chunk, verify the digest, make the blob visible."""
+        key = self._key(upload_id)
+        async with self.store.lock(key):
+            status = await self.status(upload_id)
+            size = status.size
+            if body is not None:
+                size = await self._append_locked(upload_id, size, body, length)
+            actual = await self._digest_of(upload_id, size, digest.algorithm)
+            if actual != digest:
+                raise DigestInvalid(detail={"expected": str(digest), "actual": str(actual)})
+            data_path = layout.upload_data(self.name, upload_id)
+            await self.store.blobs.adopt(data_path, digest)
+            await RepositoryBlobs(self.name, self.store.blobs).link(digest)
+            await self._remove(upload_id)
+        self.store.forget(key)
+        return BlobDescriptor(digest, size)
+
+    async def _digest_of(self, upload_id: str, size: int, algorithm: str) -> Digest:
+        hasher = self.store.take_hash(self._key(upload_id), size)
+        if hasher is None or hasher.name != algorithm:
+            hasher = hashlib.new(algorithm)
+            async for chunk in self.driver.read(layout.upload_data(self.name, upload_id)):
+                await _update_hash(hasher, chunk)
+        return Digest(algorithm, hasher.hexdigest())
+
+    async def cancel(self, upload_id: str) -> None:
+        await self.status(upload_id)
+        await self._remove(upload_id)
+        self.store.forget(self._key(upload_id))
+
+    async def _remove(self, upload_id: str) -> None:
+        with contextlib.suppress(PathNotFound):
+            await self.driver.delete(layout.upload_dir(self.name, upload_id))
+
+
+async def _buffered(body: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
+    """Regroup a body's (often small) chunks into buffers of about `size` bytes."""
+    pending: list[bytes] = []
+    pending_size = 0
+    async for chunk in body:
+        if not chunk:
+            continue
+        if not pending and len(chunk) >= size:
+            yield chunk
+            continue
+        pending.append(chunk)
+        pending_size += len(chunk)
+        if pending_size >= size:
+            yield b"".join(pending)
+            pending, pending_size = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
+async def _update_hash(hasher: hashlib._Hash, data: bytes) -> None:
+    # hashlib releases the GIL for large buffers, so a thread hashes while the loop serves.
+    if len(data) >= 256 * 1024:
+        await asyncio.to_thread(hasher.update, data)
+    else:
+        hasher.update(data)
+
+
+async def _write_and_hash(writer: FileWriter, hasher: hashlib._Hash | None, data: bytes) -> None:
+    if hasher is None:
+        await writer.write(data)
+    else:
+        await asyncio.gather(writer.write(data), _update_hash(hasher, data))
+

@@ -1,0 +1,114 @@
+"""The interface every storage driver implements (filesystem, in-memory, later S3).
+
+Paths are absolute, slash-separated and driver-relative ("/docker/registry/v2/..."), the
+same address space distribution's drivers use, so the on-disk layout matches.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+PATH_RE = re.compile(r"(?:/[A-Za-z0-9._-]+)+")
+
+
+class PathNotFound(Exception):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"path not found: {path}")
+        self.path = path
+
+
+class InvalidPath(ValueError):
+    pass
+
+
+def check_path(path: str) -> str:
+    """Refuse anything that could escape the store: only plain components, no dot-dirs."""
+    if not PATH_RE.fullmatch(path) or any(part in (".", "..") for part in path.split("/")):
+        raise InvalidPath(f"invalid storage path: {path!r}")
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    path: str
+    size: int
+    modified: float
+    is_dir: bool
+
+
+class FileWriter(abc.ABC):
+    """Appends to one file. Nothing is visible at `path` beyond what `write` appended."""
+
+    @property
+    @abc.abstractmethod
+    def size(self) -> int: ...
+
+    @abc.abstractmethod
+    async def write(self, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def truncate(self, size: int) -> None:
+        """Drop everything after `size` bytes (undo a broken chunk)."""
+
+
+class StorageDriver(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    async def get_content(self, path: str) -> bytes:
+        """The whole file; PathNotFound if missing."""
+
+    @abc.abstractmethod
+    async def put_content(self, path: str, data: bytes) -> None:
+        """Write a whole file atomically: readers see the old or the new content, never a mix."""
+
+    @abc.abstractmethod
+    async def stat(self, path: str) -> FileInfo | None:
+        """Size and modification time, or None if nothing is there."""
+
+    @abc.abstractmethod
+    async def list(self, path: str) -> list[str]:
+        """Names of the direct children of a directory; PathNotFound if missing."""
+
+    @abc.abstractmethod
+    async def move(self, source: str, destination: str) -> None:
+        """Atomically replace `destination` with `source`."""
+
+    @abc.abstractmethod
+    async def delete(self, path: str) -> None:
+        """Remove a file or a whole directory tree; PathNotFound if missing."""
+
+    @abc.abstractmethod
+    async def writer(self, path: str) -> FileWriter:
+        """Open `path` for appending, creating it if needed."""
+
+    @abc.abstractmethod
+    def read(self, path: str, offset: int = 0, length: int | None = None
+             ) -> AsyncIterator[bytes]:
+        """Stream a byte range of a file; PathNotFound if missing."""
+
+    def local_file(self, path: str) -> str | None:
+        """A local filesystem path to serve `path` from without copying, if there is one."""
+        return None
+
+    async def walk(self, path: str) -> AsyncIterator[FileInfo]:
+        """Every file and directory below `path`, depth first (default: built on `list`)."""
+        try:
+            names = await self.list(path)
+        except PathNotFound:
+            return
+        for name in sorted(names):
+            child = f"{path.rstrip('/')}/{name}"
+            info = await self.stat(child)
+            if info is None:
+                continue
+            yield info
+            if info.is_dir:
+                async for below in self.walk(child):
+                    yield below

@@ -1,0 +1,60 @@
+"""Fixtures for the real-client tests.
+
+The registry under test is dockyard.  Setting ``DOCKYARD_CLIENTS_KIND=distribution`` runs the
+very same tests against Debian's distribution 2.8.2 instead, which is how these tests are
+checked against the reference implementation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.clients import RegistryReader, Skopeo
+from tests.support.server import RunningRegistry, require_tool, run_registry
+
+KIND = os.environ.get("DOCKYARD_CLIENTS_KIND", "dockyard")
+_LOG_KEY = pytest.StashKey[RunningRegistry]()
+
+
+@pytest.fixture(scope="session")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
+    """The registry the clients talk to, shared by the whole session."""
+    with run_registry(tmp_path_factory.mktemp("clients-registry"), kind=KIND) as running:
+        yield running
+
+
+@pytest.fixture
+def reader(target: RunningRegistry, request: pytest.FixtureRequest) -> Iterator[RegistryReader]:
+    request.node.stash[_LOG_KEY] = target
+    with RegistryReader(target.url) as registry_reader:
+        yield registry_reader
+
+
+@pytest.fixture
+def repo(request: pytest.FixtureRequest) -> str:
+    """A repository name of this test's own, e.g. ``clients/test-push-pull``."""
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")
+    return f"clients/{name[:80]}"
+
+
+@pytest.fixture
+def skopeo(tmp_path: Path) -> Skopeo:
+    return Skopeo(require_tool("skopeo"), tmp_path / "skopeo")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """On failure, attach the end of the registry's log to the report."""
+    report = yield
+    running = item.stash.get(_LOG_KEY, None)
+    if report.failed and running is not None:
+        lines = running.logs().splitlines()[-80:]
+        report.sections.append((f"{running.kind} log (last 80 lines)", "\n".join(lines)))
+    return report
