@@ -27,3 +27,13 @@ def fresh_registry(tmp_path: Path) -> Iterator[RunningRegistry]:
 def client(registry: RunningRegistry) -> Iterator[httpx.Client]:
     with registry.client() as http:
         yield http
+
+
+@pytest.fixture
+def registry_host(registry: RunningRegistry) -> str:
+    return registry.host
+
+
+@pytest.fixture
+def registry_url(registry: RunningRegistry) -> str:
+    return registry.url
