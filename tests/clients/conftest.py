@@ -55,6 +55,6 @@ def pytest_runtest_makereport(
     report = yield
     running = item.stash.get(_LOG_KEY, None)
     if report.failed and running is not None:
-        lines = running.logs().splitlines()[-80:]
-        report.sections.append((f"{running.kind} log (last 80 lines)", "\n".join(lines)))
+        lines = running.logs().splitlines()[-40:]
+        report.sections.append((f"{running.kind} log (last 40 lines)", "\n".join(lines)))
     return report
