@@ -52,8 +52,13 @@ async def start_upload(ctx: Context, name: str) -> Response:
     if digest_text:
         digest = Digest.parse(digest_text)
         status = await repository.uploads.start()
-        blob = await repository.uploads.commit(status.id, digest, request.stream(),
-                                               content_length(request))
+        try:
+            blob = await repository.uploads.commit(status.id, digest, request.stream(),
+                                                   content_length(request))
+        except BaseException:
+            # A one-request upload that failed leaves no session for anyone to resume.
+            await repository.uploads.cancel(status.id)
+            raise
         return _created(ctx, name, blob)
     status = await repository.uploads.start()
     return _progress(ctx, name, status, 202)
