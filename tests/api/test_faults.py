@@ -9,8 +9,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
-
 from tests.support.oci import digest_of, make_image, push_image, random_blob
 from tests.support.server import RunningRegistry, run_registry
 

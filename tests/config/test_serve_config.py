@@ -124,15 +124,14 @@ def test_read_only_mode_refuses_writes(tmp_path: Path) -> None:
 def test_prefix_headers_and_host(tmp_path: Path) -> None:
     config = {"http": {"prefix": "/registry/", "host": "https://registry.example.com",
                        "headers": {"X-Custom": ["one"], "X-Content-Type-Options": ["nosniff"]}}}
-    with run_registry(tmp_path, config=config) as running:
-        with httpx.Client(base_url=running.url) as client:
-            response = client.get("/registry/v2/")
-            assert response.status_code == 200
-            assert response.headers["X-Custom"] == "one"
-            assert client.get("/v2/").status_code == 404
-            started = client.post("/registry/v2/prefixed/repo/blobs/uploads/")
-            assert started.headers["Location"].startswith(
-                "https://registry.example.com/registry/v2/prefixed/repo/blobs/uploads/")
+    with run_registry(tmp_path, config=config) as running, running.client() as client:
+        response = client.get("/registry/v2/")
+        assert response.status_code == 200
+        assert response.headers["X-Custom"] == "one"
+        assert client.get("/v2/").status_code == 404
+        started = client.post("/registry/v2/prefixed/repo/blobs/uploads/")
+        assert started.headers["Location"].startswith(
+            "https://registry.example.com/registry/v2/prefixed/repo/blobs/uploads/")
 
 
 def test_location_behind_a_reverse_proxy(registry_url: str) -> None:

@@ -53,6 +53,31 @@ def run(
     return result
 
 
+def run_binary(
+    command: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 300
+) -> bytes:
+    """Run a command whose standard output is binary data, and return that data."""
+    result = subprocess.run(
+        list(command),
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise CommandFailed(
+            command,
+            subprocess.CompletedProcess(
+                result.args,
+                result.returncode,
+                result.stdout.decode(errors="replace"),
+                result.stderr.decode(errors="replace"),
+            ),
+        )
+    return result.stdout
+
+
 @dataclass
 class Manifest:
     data: bytes
@@ -151,18 +176,11 @@ class Skopeo:
                     *extra, source, destination)
 
     def inspect_raw(self, reference: str) -> bytes:
-        result = subprocess.run(
+        return run_binary(
             [self.binary, "--policy", str(self.policy), "inspect", "--raw",
              "--tls-verify=false", reference],
-            capture_output=True, check=False, env={**os.environ,
-                                                   "REGISTRY_AUTH_FILE": str(self.auth)},
-        )
-        if result.returncode != 0:
-            raise AssertionError(
-                f"skopeo inspect --raw {reference} failed ({result.returncode}):\n"
-                + result.stderr.decode(errors="replace")
-            )
-        return result.stdout
+            env={"REGISTRY_AUTH_FILE": str(self.auth)},
+        )  # fmt: skip
 
     def list_tags(self, reference: str) -> list[str]:
         output = self("list-tags", "--tls-verify=false", reference).stdout

@@ -59,7 +59,7 @@ class RunningRegistry:
     log_path: Path
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60, **kwargs)
+        return httpx.Client(**{"base_url": self.url, "timeout": 60, **kwargs})
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -81,6 +81,7 @@ def run_registry(
     root: Path | None = None,
     config: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
+    scheme: str = "http",
 ) -> Iterator[RunningRegistry]:
     """Run a registry on a free loopback port until the block ends."""
     port = free_port()
@@ -106,7 +107,7 @@ def run_registry(
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{scheme}://127.0.0.1:{port}"
     running = RunningRegistry(kind, url, f"127.0.0.1:{port}", root, config_path, process, log_path)
     try:
         wait_until_serving(running)
@@ -127,7 +128,7 @@ def wait_until_serving(running: RunningRegistry, timeout: float = 30) -> None:
         if running.process.poll() is not None:
             raise RuntimeError(f"{running.kind} exited early:\n{running.logs()}")
         try:
-            httpx.get(running.url + "/v2/", timeout=1)
+            httpx.get(running.url + "/v2/", timeout=1, verify=False)
             return
         except httpx.TransportError:
             time.sleep(0.05)
