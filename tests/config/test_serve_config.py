@@ -10,7 +10,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.oci import error_codes, make_image, push_image
+from tests.support.oci import digest_of, error_codes, make_image, push_image
 from tests.support.server import free_port, run_registry
 
 
@@ -184,3 +184,18 @@ def test_serve_without_config_uses_working_defaults(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_inmemory_storage(tmp_path: Path) -> None:
+    config = {"storage": {"filesystem": None, "inmemory": {}}}
+    with run_registry(tmp_path, config=config) as running, running.client() as client:
+        image = make_image()
+        push_image(client, "memory/repo", "v1", image)
+        assert client.get("/v2/memory/repo/manifests/v1").content == image.manifest
+        assert client.get("/v2/_catalog").json() == {"repositories": ["memory/repo"]}
+        assert client.get(f"/v2/memory/repo/blobs/{image.digest}").status_code == 404
+        for blob in image.layers:
+            got = client.get(f"/v2/memory/repo/blobs/{digest_of(blob)}",
+                             headers={"Range": "bytes=1-"})
+            assert got.status_code == 206 and got.content == blob[1:]
+    assert not any(running.root.iterdir())

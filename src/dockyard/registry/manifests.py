@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from dockyard.registry import layout, mediatypes
 from dockyard.registry.blobs import BlobStore, RepositoryBlobs
 from dockyard.registry.errors import (
+    BlobUnknown,
     DigestInvalid,
     ManifestBlobUnknown,
     ManifestUnknown,
@@ -93,7 +94,7 @@ class RepositoryManifests:
         digest = await self.resolve(reference)
         try:
             data = await self.blobs.get(digest)
-        except Exception:
+        except BlobUnknown:
             raise ManifestUnknown(detail={"reference": reference}) from None
         return StoredManifest(digest, await self._media_type(digest, data), data)
 
@@ -122,7 +123,7 @@ class RepositoryManifests:
             return None
         try:
             data = await self.blobs.get(digest)
-        except Exception:
+        except BlobUnknown:
             return None
         media_type = await self._media_type(digest, data)
         entry = (media_type, parse_stored(data, media_type), len(data))

@@ -17,7 +17,8 @@ def _accepts(accept_header: str | None, media_type: str) -> bool:
     if not accept_header or media_type not in mediatypes.OCI_TYPES:
         return True
     accepted = {part.split(";", 1)[0].strip().lower() for part in accept_header.split(",")}
-    return bool(accepted & {media_type, "*/*", "application/*"}) or not accepted - {""}
+    accepted.discard("")
+    return not accepted or bool(accepted & {media_type, "*/*", "application/*"})
 
 
 def _check_reference(reference: str) -> None:

@@ -21,7 +21,6 @@ def _progress(ctx: Context, name: str, status: UploadStatus, code: int) -> Respo
         "Location": ctx.urls.upload(name, status.id),
         "Range": _range(status.size),
         "Docker-Upload-UUID": status.id,
-        "OCI-Chunk-Min-Length": "0",
     })
 
 
