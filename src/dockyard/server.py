@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard import __version__
-from dockyard.api.app import CONFIG_ENV
+from dockyard.api.app import CONFIG_ENV, SUPERVISOR_ENV
 from dockyard.config import Config
 
 GRANIAN_LOG_LEVELS = {"debug": "debug", "info": "warning", "warn": "warning",
@@ -38,6 +38,7 @@ def serve(config: Config, config_path: str | None) -> None:
 
     prepare_storage(config)
     os.environ[CONFIG_ENV] = os.path.abspath(config_path) if config_path else ""
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
     http = config.http
     workers = 1 if config.storage.driver == "inmemory" else http.workers
     scheme = "https" if http.tls else "http"

@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import trustme
 
 from tests.support.clients import RegistryReader, Skopeo
 from tests.support.server import RunningRegistry, require_tool, run_registry
@@ -26,6 +28,32 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry
     """The registry the clients talk to, shared by the whole session."""
     with run_registry(tmp_path_factory.mktemp("clients-registry"), kind=KIND) as running:
         yield running
+
+
+@dataclass
+class TlsRegistry:
+    running: RunningRegistry
+    ca_file: Path
+    cert_dir: Path
+    """A directory with the CA as ``ca.crt``, as skopeo's and podman's ``--cert-dir`` expect."""
+
+
+@pytest.fixture(scope="session")
+def tls_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsRegistry]:
+    """A second registry serving HTTPS with a certificate from a CA made for the session."""
+    tmp = tmp_path_factory.mktemp("clients-tls-registry")
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    for number, pem in enumerate(issued.cert_chain_pems):
+        pem.write_to_path(str(cert_path), append=number > 0)
+    issued.private_key_pem.write_to_path(str(key_path))
+    cert_dir = tmp / "certs"
+    cert_dir.mkdir()
+    ca.cert_pem.write_to_path(str(cert_dir / "ca.crt"))
+    config = {"http": {"tls": {"certificate": str(cert_path), "key": str(key_path)}}}
+    with run_registry(tmp, kind=KIND, config=config, scheme="https") as running:
+        yield TlsRegistry(running, cert_dir / "ca.crt", cert_dir)
 
 
 @pytest.fixture

@@ -8,12 +8,14 @@ registry with ``--plain-http``.
 
 from __future__ import annotations
 
+import json
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.clients.conftest import TlsRegistry
 from tests.support.clients import RegistryReader, run, run_binary
 from tests.support.daemons import Daemon, run_containerd
 from tests.support.images import (
@@ -121,4 +123,30 @@ def test_push_and_pull_index(
     ctr("images", "pull", "--plain-http", "--all-platforms", f"{name}:multi")
     assert ctr.image_digests()[f"{name}:multi"] == index.index.digest
     for blob in everything:
+        assert ctr.content(blob.digest) == blob.data
+
+
+def test_push_and_pull_over_tls(tmp_path: Path, ctr: Ctr, tls_target: TlsRegistry) -> None:
+    """ctr over HTTPS, trusting the registry's CA.
+
+    containerd speaks plain HTTP to loopback hosts unless a hosts.toml says otherwise, so the
+    registry's HTTPS address and CA go in a hosts directory (``--hosts-dir``).
+    """
+    image = sample_image("ctr-tls", layers=2)
+    host = tls_target.running.host
+    hosts_dir = tmp_path / "hosts"
+    (hosts_dir / host).mkdir(parents=True)
+    (hosts_dir / host / "hosts.toml").write_text(
+        f'server = "https://{host}"\n\n'
+        f'[host."https://{host}"]\n'
+        '  capabilities = ["pull", "resolve", "push"]\n'
+        f"  ca = {json.dumps(str(tls_target.ca_file))}\n"
+    )
+    name = f"{host}/clients/ctr-tls"
+    ctr("images", "import", "--base-name", name, str(oci_archive(tmp_path, "v1", image)))
+    ctr("images", "push", "--hosts-dir", str(hosts_dir), f"{name}:v1")
+    ctr("images", "rm", "--sync", f"{name}:v1")
+    ctr("images", "pull", "--hosts-dir", str(hosts_dir), f"{name}:v1")
+    assert ctr.image_digests()[f"{name}:v1"] == image.manifest.digest
+    for blob in [image.manifest, *image.blobs]:
         assert ctr.content(blob.digest) == blob.data

@@ -16,16 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.clients import RegistryReader, run
+from tests.support.clients import RegistryReader, Skopeo, run
 from tests.support.daemons import Daemon, run_dockerd
 from tests.support.images import (
     DOCKER_CONFIG,
     DOCKER_LIST,
     DOCKER_MANIFEST,
     Image,
+    build_index,
     gunzip_digest,
+    large_image,
     sample_image,
     write_docker_archive,
+    write_image_layout,
 )
 from tests.support.server import RunningRegistry, require_tool
 
@@ -58,9 +61,7 @@ class Docker:
         return list(json.loads(output))
 
     def has_image(self, reference: str) -> bool:
-        result = run(
-            [self.binary, "image", "inspect", reference], env=self.daemon.env, check=False
-        )
+        result = run([self.binary, "image", "inspect", reference], env=self.daemon.env, check=False)
         return result.returncode == 0
 
 
@@ -73,8 +74,9 @@ def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
 
 
 def load_image(docker: Docker, tmp_path: Path, image: Image, reference: str) -> None:
-    archive = write_docker_archive(tmp_path / f"{image.config.digest[7:19]}.tar", image,
-                                   [reference])
+    archive = write_docker_archive(
+        tmp_path / f"{image.config.digest[7:19]}.tar", image, [reference]
+    )
     docker.load(archive)
     assert docker.image_id(reference) == image.config.digest
 
@@ -139,12 +141,29 @@ def test_push_shares_layers_across_repositories(
     digest = docker.push(first)
     docker("tag", first, second)
 
-    assert docker.push(second) == digest
+    output = docker("push", second)
+    assert f"digest: {digest}" in output
+    # docker reports each layer the registry mounted instead of receiving it again.
+    assert output.count(f"Mounted from {repo}/first") == len(image.layers), output
 
     check_pushed(reader, f"{repo}/second", "v1", digest, image)
     catalog = reader.catalog()
     assert f"{repo}/first" in catalog
     assert f"{repo}/second" in catalog
+
+
+def test_large_layer(
+    tmp_path: Path, docker: Docker, target: RunningRegistry, reader: RegistryReader, repo: str
+) -> None:
+    """A 24 MiB incompressible layer, streamed by dockerd in one chunked PATCH."""
+    image = large_image("docker-large", 24 * 1024 * 1024)
+    reference = f"{target.host}/{repo}:large"
+    load_image(docker, tmp_path, image, reference)
+    digest = docker.push(reference)
+    check_pushed(reader, repo, "large", digest, image)
+    docker("rmi", reference)
+    docker("pull", reference)
+    assert docker.image_id(reference) == image.config.digest
 
 
 def test_manifest_create_and_push(
@@ -161,8 +180,14 @@ def test_manifest_create_and_push(
         pushed[arch] = docker.push(reference)
 
     multi = f"{target.host}/{repo}:multi"
-    docker("manifest", "create", "--insecure", multi,
-           f"{target.host}/{repo}:amd64", f"{target.host}/{repo}:arm64")  # fmt: skip
+    docker(
+        "manifest",
+        "create",
+        "--insecure",
+        multi,
+        f"{target.host}/{repo}:amd64",
+        f"{target.host}/{repo}:arm64",
+    )
     output = docker("manifest", "push", "--insecure", "--purge", multi)
     found = re.search(r"sha256:[0-9a-f]{64}", output)
     assert found, f"no digest in docker manifest push output:\n{output}"
@@ -227,3 +252,20 @@ def test_build_from_scratch_and_push(
     docker("rmi", reference)
     docker("pull", reference)
     assert docker.image_id(reference) == image_id
+
+
+def test_pull_oci_index_pushed_by_skopeo(
+    tmp_path: Path, docker: Docker, target: RunningRegistry, skopeo: Skopeo, repo: str
+) -> None:
+    """dockerd pulls an OCI image index and OCI manifests that another client pushed."""
+    index = build_index(
+        [sample_image("docker-oci", "amd64", layers=2), sample_image("docker-oci", "arm64")]
+    )
+    layout = write_image_layout(tmp_path / "src", "v1", index)
+    skopeo.copy(layout.ref("v1"), f"docker://{target.host}/{repo}:v1", "--all")
+    reference = f"{target.host}/{repo}:v1"
+    for platform, image in zip(("linux/amd64", "linux/arm64"), index.images, strict=True):
+        docker("pull", "--platform", platform, reference)
+        assert docker.image_id(reference) == image.config.digest
+        assert f"{target.host}/{repo}@{index.index.digest}" in docker.repo_digests(reference)
+        docker("rmi", reference)

@@ -29,6 +29,7 @@ CONFIG_TYPE = "application/vnd.dockyard.test.config.v1+json"
 SIGNATURE_CONFIG_TYPE = "application/vnd.dockyard.test.signature.v1+json"
 SBOM_TYPE = "application/vnd.dockyard.test.sbom.v1+json"
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
+EMPTY_DIGEST = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 needs_referrers = pytest.mark.skipif(
     KIND == "distribution", reason="distribution 2.8.2 predates the OCI 1.1 referrers API"
@@ -82,12 +83,18 @@ def test_push_and_pull_artifact(
     readme.write_text("# an artifact pushed by dockyard's oras test\n")
     payload = source / "payload.bin"
     payload.write_bytes(hashlib.sha512(b"payload").digest() * 2048)
+    empty = source / "empty.txt"
+    empty.write_bytes(b"")
     config = source / "config.json"
     config.write_text(json.dumps({"kind": "test-artifact"}))
     reference = f"{target.host}/{repo}:v1"
 
     digest, size = push_files(
-        orasclient, reference, {readme: "text/markdown", payload: FILE_TYPE}, config, CONFIG_TYPE
+        orasclient,
+        reference,
+        {readme: "text/markdown", payload: FILE_TYPE, empty: FILE_TYPE},
+        config,
+        CONFIG_TYPE,
     )
 
     served = reader.manifest(repo, "v1")
@@ -103,11 +110,17 @@ def test_push_and_pull_artifact(
     }
     assert titles["payload.bin"]["mediaType"] == FILE_TYPE
     assert titles["payload.bin"]["digest"] == Blob(FILE_TYPE, payload.read_bytes()).digest
+    # A zero-length blob is stored and served like any other (oras ignores a failed upload
+    # of it, so check the registry directly).
+    assert titles["empty.txt"]["digest"] == EMPTY_DIGEST
+    assert reader.blob(repo, EMPTY_DIGEST) == b""
+    assert reader.has_blob(repo, EMPTY_DIGEST)
     assert orasclient.get_tags(reference) == ["v1"]
     assert orasclient.get_manifest(reference) == document
 
     pulled = orasclient.pull(target=reference, outdir=str(tmp_path / "pulled"))
-    assert sorted(Path(path).name for path in pulled) == ["README.md", "payload.bin"]
+    assert sorted(Path(path).name for path in pulled) == ["README.md", "empty.txt", "payload.bin"]
+    assert (tmp_path / "pulled" / "empty.txt").read_bytes() == b""
     assert (tmp_path / "pulled" / "README.md").read_bytes() == readme.read_bytes()
     assert (tmp_path / "pulled" / "payload.bin").read_bytes() == payload.read_bytes()
 
@@ -223,9 +236,7 @@ def test_referrers(
     # Filtering by artifactType is optional; a registry that filters must say so.
     filtered = referrers(target, repo, subject_digest, artifactType=SBOM_TYPE)
     if filtered.headers.get("oci-filters-applied") == "artifactType":
-        assert [entry["digest"] for entry in filtered.json()["manifests"]] == [
-            sbom_manifest.digest
-        ]
+        assert [entry["digest"] for entry in filtered.json()["manifests"]] == [sbom_manifest.digest]
     else:
         assert len(filtered.json()["manifests"]) == 2
 

@@ -11,21 +11,26 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.clients import RegistryReader, Skopeo
+from tests.clients.conftest import KIND, TlsRegistry
+from tests.support.clients import RegistryReader, Skopeo, run_binary
 from tests.support.images import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
     OCI_INDEX,
     OCI_MANIFEST,
+    build_image,
     build_index,
+    large_image,
     read_oci_layout,
     sample_image,
     sha256_digest,
     write_image_layout,
 )
-from tests.support.server import RunningRegistry
+from tests.support.server import RunningRegistry, run_registry
 
 pytestmark = pytest.mark.clients
+
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 
 
 def test_push_multilayer_image(
@@ -56,13 +61,53 @@ def test_push_multilayer_image(
     assert info["Layers"] == [layer.compressed.digest for layer in image.layers]
 
 
+def test_large_layer(
+    tmp_path: Path, target: RunningRegistry, reader: RegistryReader, skopeo: Skopeo, repo: str
+) -> None:
+    """A 40 MiB incompressible layer goes up and comes back intact."""
+    image = large_image("skopeo-large", 40 * 1024 * 1024)
+    layout = write_image_layout(tmp_path / "src", "large", image)
+    remote = f"docker://{target.host}/{repo}"
+    skopeo.copy(layout.ref("large"), f"{remote}:large")
+
+    large = image.layers[1].compressed
+    head = reader.http.head(f"/v2/{repo}/blobs/{large.digest}")
+    assert head.status_code == 200
+    assert int(head.headers["content-length"]) == large.size
+    skopeo.copy(f"{remote}:large", f"oci:{tmp_path / 'back'}:large")
+    back = read_oci_layout(tmp_path / "back")
+    assert back.read_blob(large.digest) == large.data
+    assert back.read_blob(image.manifest.digest) == image.manifest.data
+
+
+def test_duplicate_layers(
+    tmp_path: Path, target: RunningRegistry, reader: RegistryReader, skopeo: Skopeo, repo: str
+) -> None:
+    """A manifest may list the same layer twice (common for empty layers)."""
+    same = {"etc/same.conf": b"same content in two layers\n"}
+    image = build_image([same, {"bin/tool": b"#!/bin/sh\n"}, same])
+    assert image.layers[0].compressed.digest == image.layers[2].compressed.digest
+    layout = write_image_layout(tmp_path / "src", "v1", image)
+    remote = f"docker://{target.host}/{repo}"
+    skopeo.copy(layout.ref("v1"), f"{remote}:v1")
+
+    assert reader.manifest(repo, "v1").data == image.manifest.data
+    skopeo.copy(f"{remote}:v1", f"oci:{tmp_path / 'back'}:v1")
+    back = read_oci_layout(tmp_path / "back")
+    assert back.read_blob(image.manifest.digest) == image.manifest.data
+    for blob in image.blobs:
+        assert back.read_blob(blob.digest) == blob.data
+
+
 def test_list_tags(
     tmp_path: Path, target: RunningRegistry, reader: RegistryReader, skopeo: Skopeo, repo: str
 ) -> None:
     image = sample_image("skopeo-tags", layers=2)
     layout = write_image_layout(tmp_path / "src", "v1", image)
     remote = f"docker://{target.host}/{repo}"
-    tags = ["v1", "v1.0", "latest", "0-rc_1"]
+    # Tags may have upper case, start with "_", and be up to 128 characters long.
+    tags = ["v1", "v1.0", "latest", "0-rc_1", "_Upper.Case-Tag", "T" + "a1._-" * 25 + "xy"]
+    assert len(tags[-1]) == 128
     for tag in tags:
         skopeo.copy(layout.ref("v1"), f"{remote}:{tag}")
 
@@ -197,6 +242,28 @@ def test_docker_manifest_list(
     assert (tmp_path / "back" / "manifest.json").read_bytes() == served.data
 
 
+def test_zstd_layers(
+    tmp_path: Path, target: RunningRegistry, reader: RegistryReader, skopeo: Skopeo, repo: str
+) -> None:
+    """skopeo recompresses with zstd; the registry takes the zstd layer media type as is."""
+    image = sample_image("skopeo-zstd", layers=2)
+    layout = write_image_layout(tmp_path / "src", "v1", image)
+    remote = f"docker://{target.host}/{repo}"
+    skopeo.copy(layout.ref("v1"), f"{remote}:zstd", "--dest-compress-format", "zstd")
+
+    served = reader.manifest(repo, "zstd")
+    document = served.json()
+    assert [layer["mediaType"] for layer in document["layers"]] == [OCI_LAYER_ZSTD] * 2
+    assert document["config"]["digest"] == image.config.digest
+    skopeo.copy(f"{remote}:zstd", f"oci:{tmp_path / 'back'}:zstd")
+    back = read_oci_layout(tmp_path / "back")
+    assert back.tags["zstd"]["digest"] == served.digest
+    for layer in document["layers"]:
+        data = reader.blob(repo, layer["digest"])
+        assert data[:4] == b"\x28\xb5\x2f\xfd"  # the zstd frame magic number
+        assert back.read_blob(layer["digest"]) == data
+
+
 def test_delete(
     tmp_path: Path, target: RunningRegistry, reader: RegistryReader, skopeo: Skopeo, repo: str
 ) -> None:
@@ -254,3 +321,83 @@ def test_copy_between_repositories(
     catalog = reader.catalog()
     assert source in catalog
     assert destination in catalog
+
+
+def test_tls_with_private_ca(
+    tmp_path: Path, tls_target: TlsRegistry, skopeo: Skopeo, repo: str
+) -> None:
+    """Over HTTPS, skopeo verifies the registry's certificate against the CA it is given."""
+    image = sample_image("skopeo-tls", layers=2)
+    layout = write_image_layout(tmp_path / "src", "v1", image)
+    remote = f"docker://{tls_target.running.host}/{repo}"
+    cert_dir = str(tls_target.cert_dir)
+
+    # Without the CA, the certificate is rejected.
+    refused = skopeo("copy", layout.ref("v1"), f"{remote}:v1", check=False)
+    assert refused.returncode != 0
+    assert "certificate" in refused.stderr
+
+    skopeo("copy", "--quiet", "--dest-cert-dir", cert_dir, layout.ref("v1"), f"{remote}:v1")
+    raw = run_binary(
+        [
+            skopeo.binary,
+            "--policy",
+            str(skopeo.policy),
+            "inspect",
+            "--raw",
+            "--cert-dir",
+            cert_dir,
+            f"{remote}:v1",
+        ]
+    )
+    assert raw == image.manifest.data
+    tags = json.loads(skopeo("list-tags", "--cert-dir", cert_dir, remote).stdout)["Tags"]
+    assert tags == ["v1"]
+    skopeo(
+        "copy", "--quiet", "--src-cert-dir", cert_dir, f"{remote}:v1", f"oci:{tmp_path / 'back'}:v1"
+    )
+    back = read_oci_layout(tmp_path / "back")
+    for blob in image.blobs:
+        assert back.read_blob(blob.digest) == blob.data
+
+
+@pytest.mark.skipif(KIND == "distribution", reason="http.workers is a dockyard setting")
+def test_several_worker_processes(tmp_path: Path, skopeo: Skopeo) -> None:
+    """With http.workers: 3, an upload's requests land on different processes and still work."""
+    index = build_index(
+        [sample_image("skopeo-workers", arch, layers=4) for arch in ("amd64", "arm64", "riscv64")]
+    )
+    layout = write_image_layout(tmp_path / "src", "v1", index)
+    config = {"http": {"workers": 3}}
+    with run_registry(tmp_path / "registry", kind=KIND, config=config) as running:
+        for round_number in range(3):
+            repo = f"clients/workers/round{round_number}"
+            remote = f"docker://{running.host}/{repo}"
+            skopeo.copy(layout.ref("v1"), f"{remote}:v1", "--all")
+            assert skopeo.inspect_raw(f"{remote}:v1") == index.index.data
+            back = tmp_path / f"back{round_number}"
+            skopeo.copy(f"{remote}:v1", f"oci:{back}:v1", "--all")
+            pulled = read_oci_layout(back)
+            for blob in index.blobs:
+                assert pulled.read_blob(blob.digest) == blob.data
+        with RegistryReader(running.url) as reader:
+            assert sorted(reader.catalog()) == [f"clients/workers/round{n}" for n in range(3)]
+
+
+def test_list_many_tags(
+    tmp_path: Path, target: RunningRegistry, reader: RegistryReader, skopeo: Skopeo, repo: str
+) -> None:
+    """skopeo lists every tag of a repository with hundreds of them (following any Link)."""
+    image = sample_image("skopeo-many-tags", layers=1)
+    layout = write_image_layout(tmp_path / "src", "v1", image)
+    skopeo.copy(layout.ref("v1"), f"docker://{target.host}/{repo}:v1")
+    tags = {"v1", *(f"t{number:04d}" for number in range(300))}
+    headers = {"Content-Type": image.manifest.media_type}
+    for tag in sorted(tags - {"v1"}):
+        response = reader.http.put(
+            f"/v2/{repo}/manifests/{tag}", content=image.manifest.data, headers=headers
+        )
+        assert response.status_code == 201, response.text
+
+    assert sorted(skopeo.list_tags(f"docker://{target.host}/{repo}")) == sorted(tags)
+    assert sorted(reader.tags(repo)) == sorted(tags)

@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.clients import RegistryReader, Skopeo, run
@@ -148,6 +149,11 @@ def fill(registry: RunningRegistry, skopeo: Skopeo, work: Path, prefix: str) -> 
     skopeo.copy(layout.ref("single"), f"docker://{host}/{docker}:v2s2", "--format", "v2s2")
     # Same registry, another repository: blobs are mounted from the source repository.
     skopeo.copy(f"docker://{host}/{single}:v1", f"docker://{host}/{nested}:copied")
+    if registry.kind == "dockyard":
+        # dockyard deletes single tags (OCI 1.1); distribution 2.8 cannot.
+        skopeo.copy(layout.ref("single"), f"docker://{host}/{single}:temporary")
+        deleted = httpx.delete(f"{registry.url}/v2/{single}/manifests/temporary", timeout=30)
+        assert deleted.status_code == 202, deleted.text
     return [single, multi, docker, nested]
 
 
@@ -169,6 +175,7 @@ def test_shared_root(tmp_path: Path, first: str, second: str) -> None:
         doomed = sample_image("compat-doomed", layers=1)
         stored.gone.append((repos[0], doomed.manifest.digest))
         stored.gone.append((repos[0], "doomed"))
+        stored.gone.append((repos[0], "temporary"))
         check_serves(registry, stored)
     assert stored.tags[repos[0]] == ["latest", "stable", "v1"]
     check_layout(root, stored)
@@ -195,6 +202,7 @@ def test_shared_root(tmp_path: Path, first: str, second: str) -> None:
         )
         snapshot(registry, stored, [repos[0]])
         stored.gone.append((more[0], "doomed"))
+        stored.gone.append((more[0], "temporary"))
         check_serves(registry, stored)
     assert stored.tags[repos[0]] == ["latest", "stable", "v1", "v2"]
     check_layout(root, stored)

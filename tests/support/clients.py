@@ -108,8 +108,9 @@ class RegistryReader:
         self.close()
 
     def manifest(self, repo: str, reference: str) -> Manifest:
-        response = self.http.get(f"/v2/{repo}/manifests/{reference}",
-                                 headers={"Accept": MANIFEST_ACCEPT})
+        response = self.http.get(
+            f"/v2/{repo}/manifests/{reference}", headers={"Accept": MANIFEST_ACCEPT}
+        )
         assert response.status_code == 200, (
             f"GET manifest {repo}:{reference} -> {response.status_code} {response.text}"
         )
@@ -120,8 +121,9 @@ class RegistryReader:
         )
 
     def manifest_status(self, repo: str, reference: str) -> int:
-        response = self.http.head(f"/v2/{repo}/manifests/{reference}",
-                                  headers={"Accept": MANIFEST_ACCEPT})
+        response = self.http.head(
+            f"/v2/{repo}/manifests/{reference}", headers={"Accept": MANIFEST_ACCEPT}
+        )
         return response.status_code
 
     def blob(self, repo: str, digest: str) -> bytes:
@@ -168,19 +170,36 @@ class Skopeo:
         self.auth.write_text("{}")
 
     def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run([self.binary, "--policy", str(self.policy), *args], check=check,
-                   env={"REGISTRY_AUTH_FILE": str(self.auth)})
+        return run(
+            [self.binary, "--policy", str(self.policy), *args],
+            check=check,
+            env={"REGISTRY_AUTH_FILE": str(self.auth)},
+        )
 
     def copy(self, source: str, destination: str, *extra: str) -> subprocess.CompletedProcess[str]:
-        return self("copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false",
-                    *extra, source, destination)
+        return self(
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            *extra,
+            source,
+            destination,
+        )
 
     def inspect_raw(self, reference: str) -> bytes:
         return run_binary(
-            [self.binary, "--policy", str(self.policy), "inspect", "--raw",
-             "--tls-verify=false", reference],
+            [
+                self.binary,
+                "--policy",
+                str(self.policy),
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                reference,
+            ],
             env={"REGISTRY_AUTH_FILE": str(self.auth)},
-        )  # fmt: skip
+        )
 
     def list_tags(self, reference: str) -> list[str]:
         output = self("list-tags", "--tls-verify=false", reference).stdout

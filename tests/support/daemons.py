@@ -50,8 +50,9 @@ def _wait_for(check: list[str], daemon: Daemon, what: str, timeout: float = 60) 
     last = ""
     while time.monotonic() < deadline:
         if daemon.process.poll() is not None:
-            raise RuntimeError(f"{what} exited early ({daemon.process.returncode}):\n"
-                               + daemon.logs()[-5000:])
+            raise RuntimeError(
+                f"{what} exited early ({daemon.process.returncode}):\n" + daemon.logs()[-5000:]
+            )
         result = run(check, env=daemon.env, check=False, timeout=30)
         if result.returncode == 0:
             return
@@ -75,20 +76,27 @@ def run_dockerd(tmp: Path, dockerd: str, docker: str) -> Iterator[Daemon]:
     log_path = tmp / "dockerd.log"
     command = [
         dockerd,
-        "--config-file", str(daemon_config),
-        "--storage-driver", "vfs",
+        "--config-file",
+        str(daemon_config),
+        "--storage-driver",
+        "vfs",
         "--iptables=false",
         "--ip6tables=false",
         "--bridge=none",
         "--ip-masq=false",
         "--userland-proxy=false",
-        "--data-root", str(data),
-        "--exec-root", str(runtime / "exec"),
-        "--pidfile", str(runtime / "docker.pid"),
-        "-H", f"unix://{socket}",
+        "--data-root",
+        str(data),
+        "--exec-root",
+        str(runtime / "exec"),
+        "--pidfile",
+        str(runtime / "docker.pid"),
+        "-H",
+        f"unix://{socket}",
         # Loopback registries are insecure (plain HTTP) by default; say so anyway.
-        "--insecure-registry", "127.0.0.0/8",
-    ]  # fmt: skip
+        "--insecure-registry",
+        "127.0.0.0/8",
+    ]
     env = {
         "DOCKER_HOST": f"unix://{socket}",
         "DOCKER_CONFIG": str(client_config),
@@ -97,9 +105,12 @@ def run_dockerd(tmp: Path, dockerd: str, docker: str) -> Iterator[Daemon]:
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
-        )  # fmt: skip
+        )
     daemon = Daemon(process, log_path, socket, env)
     try:
         _wait_for([docker, "version"], daemon, "dockerd")
@@ -153,10 +164,12 @@ def run_containerd(tmp: Path, containerd: str, ctr: str) -> Iterator[Daemon]:
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [containerd, "--config", str(config)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
             env={**os.environ, "TMPDIR": str(runtime)},
-        )  # fmt: skip
+        )
     daemon = Daemon(process, log_path, socket, env)
     try:
         _wait_for([ctr, "version"], daemon, "containerd")

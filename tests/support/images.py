@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import io
 import json
+import random
 import tarfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -188,20 +189,21 @@ def build_index(images: Iterable[Image], docker: bool = False) -> ImageIndex:
         "mediaType": DOCKER_LIST if docker else OCI_INDEX,
         "manifests": [image.manifest.descriptor(platform=image.platform()) for image in members],
     }
-    return ImageIndex(index=Blob(str(doc["mediaType"]), json.dumps(doc, indent=3).encode()),
-                      images=members)
+    return ImageIndex(
+        index=Blob(str(doc["mediaType"]), json.dumps(doc, indent=3).encode()), images=members
+    )
 
 
-def sample_image(name: str, architecture: str = "amd64", layers: int = 3,
-                 docker: bool = False) -> Image:
+def sample_image(
+    name: str, architecture: str = "amd64", layers: int = 3, docker: bool = False
+) -> Image:
     """A small multi-layer image whose content depends on ``name`` and ``architecture``."""
     contents = []
     for n in range(layers):
         contents.append(
             {
                 f"layer{n}/{name}.txt": f"{name} {architecture} layer {n}\n".encode(),
-                f"layer{n}/data.bin": hashlib.sha256(f"{name}/{architecture}/{n}".encode())
-                .digest()
+                f"layer{n}/data.bin": hashlib.sha256(f"{name}/{architecture}/{n}".encode()).digest()
                 * (64 * (n + 1)),
             }
         )
@@ -210,6 +212,16 @@ def sample_image(name: str, architecture: str = "amd64", layers: int = 3,
         architecture=architecture,
         labels={"org.example.name": name},
         docker=docker,
+    )
+
+
+def large_image(name: str, size: int, architecture: str = "amd64") -> Image:
+    """An image with one small layer and one layer of ``size`` incompressible bytes."""
+    noise = random.Random(f"{name}/{size}").randbytes(size)
+    return build_image(
+        [{f"{name}/small.txt": b"small\n"}, {f"{name}/large.bin": noise}],
+        architecture=architecture,
+        labels={"org.example.name": name},
     )
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
+import signal
+import sys
 import time
 from typing import Any
 
@@ -142,10 +145,29 @@ class RegistryApp:
                 self.driver, purging.age, purging.interval, purging.dry_run)))
 
 
+SUPERVISOR_ENV = "DOCKYARD_SUPERVISOR_PID"
+
+
+def die_with_supervisor() -> None:
+    """Ask Linux to end this worker if the process that started it dies (even by SIGKILL),
+    so a crashed server never leaves workers holding the port."""
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if not supervisor or os.getppid() != int(supervisor) or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != int(supervisor):  # it died before prctl took effect
+        os._exit(1)
+
+
+PR_SET_PDEATHSIG = 1
+
+
 def create_app(config: Config | None = None) -> Any:
     """Factory for the server's workers: settings come from the file named in the env."""
     from dockyard import logs
 
+    die_with_supervisor()
     if config is None:
         config = load_config(os.environ.get(CONFIG_ENV) or None)
     logs.configure(config.log)

@@ -179,6 +179,11 @@ def _build(raw: dict[str, Any], source: str) -> Config:
     version = raw.get("version", "0.1")
     if str(version) not in ("0.1", "0.10"):
         raise ConfigError(f"version: only version 0.1 is supported, got {version!r}")
+    if _section(raw, "proxy", "").get("remoteurl"):
+        # Serving as an ordinary registry instead would silently answer "unknown" for
+        # everything upstream has; refusing is the honest answer.
+        raise ConfigError("proxy.remoteurl: pull-through cache mode is not supported; "
+                          "remove the proxy section to run an ordinary registry")
     return Config(
         storage=_storage(raw),
         http=_http(raw),

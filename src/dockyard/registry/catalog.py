@@ -10,25 +10,26 @@ REPOSITORY_MARKERS = ("_manifests", "_layers", "_uploads")
 
 
 async def list_repositories(driver: StorageDriver) -> list[str]:
-    """Repositories with manifests: what the catalog lists."""
+    """Repositories with blobs or manifests: what the catalog lists, as in distribution
+    (a repository whose push was interrupted before its manifest is listed too)."""
     found: list[str] = []
-    await _walk(driver, layout.REPOSITORIES, "", "_manifests", found)
+    await _walk(driver, layout.REPOSITORIES, "", ("_layers", "_manifests"), found)
     return sorted(found)
 
 
 async def list_repositories_with_uploads(driver: StorageDriver) -> list[str]:
     found: list[str] = []
-    await _walk(driver, layout.REPOSITORIES, "", "_uploads", found)
+    await _walk(driver, layout.REPOSITORIES, "", ("_uploads",), found)
     return sorted(found)
 
 
-async def _walk(driver: StorageDriver, path: str, name: str, marker: str,
+async def _walk(driver: StorageDriver, path: str, name: str, markers: tuple[str, ...],
                 found: list[str]) -> None:
     try:
         children = await driver.list(path)
     except PathNotFound:
         return
-    if name and marker in children:
+    if name and any(marker in children for marker in markers):
         found.append(name)
     for child in children:
         if child.startswith("_"):
@@ -36,7 +37,7 @@ async def _walk(driver: StorageDriver, path: str, name: str, marker: str,
         child_path = f"{path}/{child}"
         info = await driver.stat(child_path)
         if info is not None and info.is_dir:
-            await _walk(driver, child_path, f"{name}/{child}" if name else child, marker,
+            await _walk(driver, child_path, f"{name}/{child}" if name else child, markers,
                         found)
 
 

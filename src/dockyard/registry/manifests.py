@@ -6,7 +6,7 @@ import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from dockyard.registry import layout, mediatypes
+from dockyard.registry import layout, mediatypes, schema1
 from dockyard.registry.blobs import BlobStore, RepositoryBlobs
 from dockyard.registry.errors import (
     BlobUnknown,
@@ -96,13 +96,16 @@ class RepositoryManifests:
             data = await self.blobs.get(digest)
         except BlobUnknown:
             raise ManifestUnknown(detail={"reference": reference}) from None
-        return StoredManifest(digest, await self._media_type(digest, data), data)
+        media_type = await self._media_type(digest, data)
+        if media_type in mediatypes.SCHEMA1 and schema1.needs_signature(data):
+            return StoredManifest(digest, mediatypes.DOCKER_SCHEMA1_SIGNED, schema1.sign(data))
+        return StoredManifest(digest, media_type, data)
 
     async def head(self, reference: str) -> tuple[Digest, str, int]:
         """Digest, media type and size, answered from the parse cache when it can."""
         digest = await self.resolve(reference)
         cached = self.parsed.get(digest)
-        if cached is not None:
+        if cached is not None and cached[0] not in mediatypes.SCHEMA1:
             return digest, cached[0], cached[2]
         stored = await self.get(str(digest))
         return digest, stored.media_type, stored.size
