@@ -31,12 +31,27 @@ def prepare_storage(config: Config) -> None:
                          f"{error.strerror}") from None
 
 
+def prepare_index(config: Config) -> None:
+    """Check the metadata index against the store before serving (rebuilding what differs)."""
+    if config.storage.driver != "filesystem":
+        return
+    from dockyard.api.app import make_driver, make_index
+    from dockyard.console import err, synchronize_index
+
+    index = make_index(config)
+    try:
+        synchronize_index(make_driver(config), index, full=False, log=err)
+    finally:
+        index.close()
+
+
 def serve(config: Config, config_path: str | None) -> None:
     from granian.constants import Interfaces, Loops, SSLProtocols
     from granian.log import LogLevels
     from granian.server import Server
 
     prepare_storage(config)
+    prepare_index(config)
     os.environ[CONFIG_ENV] = os.path.abspath(config_path) if config_path else ""
     os.environ[SUPERVISOR_ENV] = str(os.getpid())
     http = config.http

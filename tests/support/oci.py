@@ -33,11 +33,14 @@ def descriptor(media_type: str, data: bytes, **extra: Any) -> dict[str, Any]:
 
 
 def push_blob(client: httpx.Client, name: str, data: bytes) -> str:
-    """Monolithic push (POST ?digest=); returns the digest."""
+    """Push in one PUT after a POST (what every registry supports); returns the digest."""
     digest = digest_of(data)
-    response = client.post(f"/v2/{name}/blobs/uploads/", params={"digest": digest},
-                           content=data,
-                           headers={"Content-Type": "application/octet-stream"})
+    started = client.post(f"/v2/{name}/blobs/uploads/")
+    assert started.status_code == 202, started.text
+    location = started.headers["Location"]
+    separator = "&" if "?" in location else "?"
+    response = client.put(f"{location}{separator}digest={digest}", content=data,
+                          headers={"Content-Type": "application/octet-stream"})
     assert response.status_code == 201, response.text
     return digest
 

@@ -27,6 +27,7 @@ from dockyard.api.http import (
 )
 from dockyard.api.urls import URLBuilder
 from dockyard.config import Config, load_config
+from dockyard.index import SQLiteIndex, open_index
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.maintenance import purge_uploads_forever
 from dockyard.registry.registry import Registry, RegistrySettings
@@ -44,11 +45,16 @@ def make_driver(config: Config) -> StorageDriver:
     return FilesystemDriver(config.storage.root_directory)
 
 
+def make_index(config: Config) -> SQLiteIndex:
+    in_memory = config.storage.driver == "inmemory"
+    return open_index(None if in_memory else config.storage.root_directory)
+
+
 class RegistryApp:
     def __init__(self, config: Config, driver: StorageDriver | None = None) -> None:
         self.config = config
         self.driver = driver or make_driver(config)
-        self.registry = Registry(self.driver, RegistrySettings(
+        self.registry = Registry(self.driver, make_index(config), RegistrySettings(
             delete_enabled=config.storage.delete_enabled,
             read_only=config.storage.read_only,
             max_manifest_size=config.max_manifest_size,

@@ -33,5 +33,32 @@ def serve(config: str | None) -> None:
     run_server(settings, config)
 
 
+@main.group()
+def index() -> None:
+    """The metadata index (catalog, tags, referrers) kept beside the store."""
+
+
+@index.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+def rebuild(config: str | None) -> None:
+    """Re-read the whole store into the index (for example after another registry wrote it)."""
+    from dockyard.api.app import make_driver, make_index
+    from dockyard.console import err, synchronize_index
+
+    try:
+        settings = load_config(config)
+    except ConfigError as error:
+        click.echo(f"dockyard: configuration error: {error}", err=True)
+        sys.exit(EXIT_CONFIG)
+    if settings.storage.driver != "filesystem":
+        click.echo("dockyard: only a filesystem store has an index to rebuild", err=True)
+        sys.exit(EXIT_CONFIG)
+    store = make_index(settings)
+    try:
+        synchronize_index(make_driver(settings), store, full=True, log=err)
+    finally:
+        store.close()
+
+
 if __name__ == "__main__":
     main()

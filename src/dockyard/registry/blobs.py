@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from dockyard.index.sqlite import SQLiteIndex
 from dockyard.registry import layout
 from dockyard.registry.errors import BlobUnknown
 from dockyard.registry.links import read_link, write_link
@@ -57,10 +58,11 @@ class BlobStore:
 class RepositoryBlobs:
     """The blobs one repository may serve: those it has a layer link for."""
 
-    def __init__(self, name: str, blobs: BlobStore) -> None:
+    def __init__(self, name: str, blobs: BlobStore, index: SQLiteIndex) -> None:
         self.name = name
         self.blobs = blobs
         self.driver = blobs.driver
+        self.index = index
 
     async def is_linked(self, digest: Digest) -> bool:
         return await read_link(self.driver, layout.layer_link(self.name, digest)) == digest
@@ -81,8 +83,10 @@ class RepositoryBlobs:
 
     async def link(self, digest: Digest) -> None:
         await write_link(self.driver, layout.layer_link(self.name, digest), digest)
+        self.index.add_layer(self.name, str(digest))
 
     async def unlink(self, digest: Digest) -> None:
         if not await self.is_linked(digest):
             raise BlobUnknown(detail={"digest": str(digest)})
         await self.driver.delete(layout.layer_link(self.name, digest).removesuffix("/link"))
+        self.index.remove_layer(self.name, str(digest))

@@ -5,9 +5,7 @@ from __future__ import annotations
 from dockyard.registry import layout
 from dockyard.storage import PathNotFound, StorageDriver
 
-# A directory holding one of these is a repository; they are never descended into.
-REPOSITORY_MARKERS = ("_manifests", "_layers", "_uploads")
-
+# Directories starting with "_" belong to a repository and are never descended into.
 
 async def list_repositories(driver: StorageDriver) -> list[str]:
     """Repositories with blobs or manifests: what the catalog lists, as in distribution
@@ -39,19 +37,3 @@ async def _walk(driver: StorageDriver, path: str, name: str, markers: tuple[str,
         if info is not None and info.is_dir:
             await _walk(driver, child_path, f"{name}/{child}" if name else child, markers,
                         found)
-
-
-async def repository_exists(driver: StorageDriver, name: str) -> bool:
-    for marker in REPOSITORY_MARKERS:
-        if await driver.stat(f"{layout.repository(name)}/{marker}") is not None:
-            return True
-    return False
-
-
-def paginate(items: list[str], limit: int | None, last: str | None) -> tuple[list[str], bool]:
-    """Items after `last` (sorted order), at most `limit`; and whether more follow."""
-    if last:
-        items = [item for item in items if item > last]
-    if limit is None:
-        return items, False
-    return items[:limit], len(items) > limit

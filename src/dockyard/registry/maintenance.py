@@ -8,8 +8,7 @@ import logging
 from datetime import UTC, datetime
 
 from dockyard.registry import catalog, layout
-from dockyard.registry.blobs import BlobStore
-from dockyard.registry.uploads import RepositoryUploads, UploadStore
+from dockyard.registry.uploads import read_started_at
 from dockyard.storage import PathNotFound, StorageDriver
 
 log = logging.getLogger("dockyard.maintenance")
@@ -18,16 +17,14 @@ log = logging.getLogger("dockyard.maintenance")
 async def purge_uploads(driver: StorageDriver, age: float, dry_run: bool = False) -> list[str]:
     """Delete uploads started more than `age` seconds ago; returns 'repo/uuid' of each."""
     now = datetime.now(UTC)
-    uploads = UploadStore(BlobStore(driver))
     purged: list[str] = []
     for name in await catalog.list_repositories_with_uploads(driver):
         try:
             upload_ids = await driver.list(layout.uploads(name))
         except PathNotFound:
             continue
-        repository: RepositoryUploads = uploads.for_repository(name)
         for upload_id in upload_ids:
-            started = await repository.started_at(upload_id)
+            started = await read_started_at(driver, name, upload_id)
             if started is None:
                 info = await driver.stat(layout.upload_dir(name, upload_id))
                 if info is None:

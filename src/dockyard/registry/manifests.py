@@ -6,6 +6,7 @@ import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from dockyard.index.sqlite import ManifestRecord, SQLiteIndex
 from dockyard.registry import layout, mediatypes, schema1
 from dockyard.registry.blobs import BlobStore, RepositoryBlobs
 from dockyard.registry.errors import (
@@ -16,7 +17,7 @@ from dockyard.registry.errors import (
     TooLarge,
 )
 from dockyard.registry.links import read_link, write_link
-from dockyard.registry.manifest import Manifest, parse_manifest, parse_stored, stored_media_type
+from dockyard.registry.manifest import Manifest, parse_manifest, stored_media_type
 from dockyard.registry.reference import Digest, is_tag
 from dockyard.registry.tags import RepositoryTags
 from dockyard.storage import PathNotFound
@@ -67,6 +68,7 @@ class RepositoryManifests:
         blobs: BlobStore,
         tags: RepositoryTags,
         parsed: ParsedManifestCache,
+        index: SQLiteIndex,
         max_size: int = DEFAULT_MAX_MANIFEST_SIZE,
     ) -> None:
         self.name = name
@@ -75,7 +77,8 @@ class RepositoryManifests:
         self.tags = tags
         self.parsed = parsed
         self.max_size = max_size
-        self.layers = RepositoryBlobs(name, blobs)
+        self.index = index
+        self.layers = RepositoryBlobs(name, blobs, index)
 
     async def resolve(self, reference: str) -> Digest:
         """The digest a tag or digest reference names, if this repository has it."""
@@ -117,22 +120,6 @@ class RepositoryManifests:
         except (PathNotFound, UnicodeDecodeError):
             return stored_media_type(data)
 
-    async def describe(self, digest: Digest) -> tuple[str, Manifest | None, int] | None:
-        """Media type, parsed document and size of a revision (None if not in this repo)."""
-        cached = self.parsed.get(digest)
-        if cached is not None:
-            return cached
-        if not await self.exists(digest):
-            return None
-        try:
-            data = await self.blobs.get(digest)
-        except BlobUnknown:
-            return None
-        media_type = await self._media_type(digest, data)
-        entry = (media_type, parse_stored(data, media_type), len(data))
-        self.parsed.put(digest, *entry)
-        return entry
-
     async def put(self, reference: str, data: bytes, content_type: str | None) -> PushedManifest:
         if len(data) > self.max_size:
             raise TooLarge(f"manifest is larger than {self.max_size} bytes",
@@ -153,6 +140,11 @@ class RepositoryManifests:
         self.parsed.put(digest, manifest.media_type, manifest, len(data))
         if tag is not None:
             await self.tags.tag(tag, digest)
+        self.index.add_manifest(self.name, ManifestRecord(
+            str(digest), manifest.media_type, len(data),
+            str(manifest.subject.digest) if manifest.subject else None,
+            manifest.artifact_type, manifest.annotations,
+        ), tag)
         return PushedManifest(digest, manifest)
 
     async def _check_references(self, manifest: Manifest) -> None:
@@ -189,16 +181,4 @@ class RepositoryManifests:
             await self.driver.delete(layout.revision_dir(self.name, digest))
         except PathNotFound:
             raise ManifestUnknown(detail={"reference": reference}) from None
-
-    async def revisions(self) -> list[Digest]:
-        found: list[Digest] = []
-        for algorithm in ("sha256", "sha512"):
-            try:
-                names = await self.driver.list(layout.revisions(self.name, algorithm))
-            except PathNotFound:
-                continue
-            for hex_digest in names:
-                digest = Digest(algorithm, hex_digest)
-                if await self.exists(digest):
-                    found.append(digest)
-        return found
+        self.index.remove_manifest(self.name, str(digest))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dockyard.registry import catalog
+from dockyard.index.sqlite import SQLiteIndex
 from dockyard.registry.blobs import BlobStore, RepositoryBlobs
 from dockyard.registry.errors import NameUnknown, ReadOnly, Unsupported
 from dockyard.registry.manifests import (
@@ -30,28 +30,31 @@ class Repository:
         self.name = name
         self.registry = registry
         driver = registry.driver
-        self.blobs = RepositoryBlobs(name, registry.blobs)
-        self.tags = RepositoryTags(name, driver)
+        self.index = registry.index
+        self.blobs = RepositoryBlobs(name, registry.blobs, registry.index)
+        self.tags = RepositoryTags(name, driver, registry.index)
         self.manifests = RepositoryManifests(
-            name, registry.blobs, self.tags, registry.parsed_manifests,
+            name, registry.blobs, self.tags, registry.parsed_manifests, registry.index,
             registry.settings.max_manifest_size,
         )
         self.uploads: RepositoryUploads = registry.uploads.for_repository(name)
 
-    async def exists(self) -> bool:
-        return await catalog.repository_exists(self.registry.driver, self.name)
+    def exists(self) -> bool:
+        return self.index.has_repository(self.name)
 
-    async def require_exists(self) -> None:
-        if not await self.exists():
+    def require_exists(self) -> None:
+        if not self.exists():
             raise NameUnknown(detail={"name": self.name})
 
 
 class Registry:
-    def __init__(self, driver: StorageDriver, settings: RegistrySettings | None = None) -> None:
+    def __init__(self, driver: StorageDriver, index: SQLiteIndex,
+                 settings: RegistrySettings | None = None) -> None:
         self.driver = driver
+        self.index = index
         self.settings = settings or RegistrySettings()
         self.blobs = BlobStore(driver)
-        self.uploads = UploadStore(self.blobs)
+        self.uploads = UploadStore(self.blobs, index)
         self.parsed_manifests = ParsedManifestCache()
 
     def repository(self, name: str) -> Repository:
@@ -66,5 +69,6 @@ class Registry:
             raise Unsupported("deletes are disabled (set storage.delete.enabled: true)")
         self.check_writable()
 
-    async def repositories(self) -> list[str]:
-        return await catalog.list_repositories(self.driver)
+    def repositories(self, last: str | None = None, limit: int | None = None) -> list[str]:
+        """Repository names in order, from the index."""
+        return self.index.repositories(last, limit)

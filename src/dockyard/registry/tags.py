@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dockyard.index.sqlite import SQLiteIndex
 from dockyard.registry import layout
 from dockyard.registry.errors import ManifestUnknown
 from dockyard.registry.links import read_link, write_link
@@ -10,9 +11,10 @@ from dockyard.storage import PathNotFound, StorageDriver
 
 
 class RepositoryTags:
-    def __init__(self, name: str, driver: StorageDriver) -> None:
+    def __init__(self, name: str, driver: StorageDriver, index: SQLiteIndex) -> None:
         self.name = name
         self.driver = driver
+        self.index = index
 
     async def resolve(self, tag: str) -> Digest:
         digest = await read_link(self.driver, layout.tag_current_link(self.name, tag))
@@ -32,6 +34,11 @@ class RepositoryTags:
             await self.driver.delete(layout.tag_dir(self.name, tag))
         except PathNotFound:
             raise ManifestUnknown(detail={"tag": tag}) from None
+        self.index.remove_tag(self.name, tag)
+
+    def page(self, last: str | None, limit: int | None) -> list[str]:
+        """Tag names in order, from the index."""
+        return self.index.tags(self.name, last, limit)
 
     async def all(self) -> list[str]:
         """Every tag with a current link, sorted."""

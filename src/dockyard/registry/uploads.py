@@ -17,6 +17,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from dockyard.index.sqlite import SQLiteIndex
 from dockyard.registry import layout
 from dockyard.registry.blobs import BlobDescriptor, BlobStore, RepositoryBlobs
 from dockyard.registry.errors import (
@@ -50,8 +51,9 @@ class _RunningHash:
 
 
 class UploadStore:
-    def __init__(self, blobs: BlobStore) -> None:
+    def __init__(self, blobs: BlobStore, index: SQLiteIndex) -> None:
         self.blobs = blobs
+        self.index = index
         self.driver: StorageDriver = blobs.driver
         self._hashes: OrderedDict[tuple[str, str], _RunningHash] = OrderedDict()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -112,11 +114,7 @@ class RepositoryUploads:
         return UploadStatus(upload_id, info.size, await self.started_at(upload_id))
 
     async def started_at(self, upload_id: str) -> datetime | None:
-        try:
-            text = await self.driver.get_content(layout.upload_started_at(self.name, upload_id))
-            return datetime.fromisoformat(text.decode().strip().replace("Z", "+00:00"))
-        except (PathNotFound, ValueError, UnicodeDecodeError):
-            return None
+        return await read_started_at(self.driver, self.name, upload_id)
 
     async def append(
         self,
@@ -182,7 +180,7 @@ class RepositoryUploads:
                 raise DigestInvalid(detail={"expected": str(digest), "actual": str(actual)})
             data_path = layout.upload_data(self.name, upload_id)
             await self.store.blobs.adopt(data_path, digest)
-            await RepositoryBlobs(self.name, self.store.blobs).link(digest)
+            await RepositoryBlobs(self.name, self.store.blobs, self.store.index).link(digest)
             await self._remove(upload_id)
         self.store.forget(key)
         return BlobDescriptor(digest, size)
@@ -238,3 +236,11 @@ async def _write_and_hash(writer: FileWriter, hasher: hashlib._Hash | None, data
     else:
         await asyncio.gather(writer.write(data), _update_hash(hasher, data))
 
+
+
+async def read_started_at(driver: StorageDriver, name: str, upload_id: str) -> datetime | None:
+    try:
+        text = await driver.get_content(layout.upload_started_at(name, upload_id))
+        return datetime.fromisoformat(text.decode().strip().replace("Z", "+00:00"))
+    except (PathNotFound, ValueError, UnicodeDecodeError):
+        return None

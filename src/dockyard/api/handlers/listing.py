@@ -8,7 +8,6 @@ from dockyard.api.handlers.context import Context
 from dockyard.api.handlers.params import pagination
 from dockyard.api.http import JSONResponse, Response
 from dockyard.registry import mediatypes
-from dockyard.registry.catalog import paginate
 from dockyard.registry.reference import Digest
 from dockyard.registry.referrers import list_referrers
 
@@ -22,9 +21,17 @@ def _next_link(ctx: Context, path: str, last: str, limit: int) -> dict[str, str]
     return {"Link": f'<{ctx.urls.prefix}{path}?{query}>; rel="next"'}
 
 
+def _page(names: list[str], limit: int | None) -> tuple[list[str], bool]:
+    """Split off the extra name fetched to learn whether another page follows."""
+    if limit is None or len(names) <= limit:
+        return names, False
+    return names[:limit], True
+
+
 async def catalog(ctx: Context) -> Response:
     limit, last = pagination(ctx.request)
-    names, more = paginate(await ctx.registry.repositories(), limit, last)
+    names, more = _page(ctx.registry.repositories(last, None if limit is None else limit + 1),
+                        limit)
     headers = _next_link(ctx, "/v2/_catalog", names[-1], limit or 0) if more and names else {}
     return JSONResponse(200, {"repositories": names}, headers)
 
@@ -32,8 +39,9 @@ async def catalog(ctx: Context) -> Response:
 async def tags(ctx: Context, name: str) -> Response:
     repository = ctx.registry.repository(name)
     limit, last = pagination(ctx.request)
-    await repository.require_exists()
-    names, more = paginate(await repository.tags.all(), limit, last)
+    repository.require_exists()
+    names, more = _page(repository.tags.page(last, None if limit is None else limit + 1),
+                        limit)
     headers = (_next_link(ctx, f"/v2/{name}/tags/list", names[-1], limit or 0)
                if more and names else {})
     return JSONResponse(200, {"name": name, "tags": names}, headers)
@@ -43,6 +51,6 @@ async def referrers(ctx: Context, name: str, digest: str) -> Response:
     repository = ctx.registry.repository(name)
     subject = Digest.parse(digest)
     artifact_type = ctx.request.query_value("artifactType") or None
-    index = await list_referrers(repository.manifests, subject, artifact_type)
+    index = list_referrers(ctx.registry.index, repository.name, subject, artifact_type)
     headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
     return JSONResponse(200, index, headers, content_type=mediatypes.OCI_INDEX)

@@ -1,0 +1,55 @@
+"""Terminal output for long work: progress bars on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from dockyard.index.sqlite import SQLiteIndex
+from dockyard.registry.reindex import SyncReport, synchronize
+from dockyard.storage import StorageDriver
+
+
+@dataclass
+class _Bar:
+    """Feeds a rich progress bar from the callbacks `synchronize` takes."""
+
+    progress: Progress | None
+    task: int | None = None
+
+    def total(self, count: int) -> None:
+        if self.progress is not None:
+            self.task = self.progress.add_task("indexing repositories", total=count)
+
+    def step(self, _: str) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.advance(self.task)  # type: ignore[arg-type]
+
+
+def synchronize_index(driver: StorageDriver, index: SQLiteIndex, full: bool,
+                      log: Callable[[str], None]) -> SyncReport:
+    """Bring the index in line with the store, with a progress bar on a terminal."""
+    console = Console(stderr=True)
+    started = time.monotonic()
+    if console.is_terminal:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, transient=True) as progress:
+            bar = _Bar(progress)
+            report = asyncio.run(synchronize(driver, index, full, bar.step, bar.total))
+    else:
+        report = asyncio.run(synchronize(driver, index, full))
+    elapsed = time.monotonic() - started
+    if report.reindexed or report.removed or full:
+        log(f"index: {report.repositories} repositories, {len(report.reindexed)} re-read, "
+            f"{len(report.removed)} dropped ({elapsed:.1f}s)")
+    return report
+
+
+def err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

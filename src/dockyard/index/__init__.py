@@ -1,0 +1,6 @@
+"""The metadata index: repositories, tags, manifests and layer links, queryable without
+walking the store. The store stays the source of truth; the index can always be rebuilt."""
+
+from dockyard.index.sqlite import SQLiteIndex, open_index
+
+__all__ = ["SQLiteIndex", "open_index"]

@@ -1,0 +1,119 @@
+"""Bringing the metadata index in line with the store (which is the source of truth).
+
+At start the server compares, repository by repository, the tags, manifest revisions and
+layer links the store holds with what the index holds, and re-reads only the repositories
+that differ: a store written by distribution, or changed while dockyard was stopped, is
+picked up without a full rebuild. `rebuild` re-reads everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dockyard.index.sqlite import ManifestRecord, RepositorySnapshot, SQLiteIndex
+from dockyard.registry import catalog, layout
+from dockyard.registry.links import read_link
+from dockyard.registry.manifest import parse_stored, stored_media_type
+from dockyard.registry.reference import HASH_HEX_LENGTHS, Digest
+from dockyard.storage import PathNotFound, StorageDriver
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    repositories: int
+    reindexed: list[str]
+    removed: list[str]
+
+
+async def _list(driver: StorageDriver, path: str) -> list[str]:
+    try:
+        return await driver.list(path)
+    except PathNotFound:
+        return []
+
+
+async def _linked_digests(driver: StorageDriver, directory: str, link_of: Callable[[Digest], str]
+                          ) -> set[str]:
+    found = set()
+    for algorithm in HASH_HEX_LENGTHS:
+        for hex_digest in await _list(driver, f"{directory}/{algorithm}"):
+            try:
+                digest = Digest.parse(f"{algorithm}:{hex_digest}")
+            except Exception:
+                continue
+            if await read_link(driver, link_of(digest)) == digest:
+                found.add(str(digest))
+    return found
+
+
+async def scan_repository(driver: StorageDriver, name: str) -> RepositorySnapshot:
+    """What the store holds for a repository (links only; manifests are not parsed)."""
+    tags = {}
+    for tag in await _list(driver, layout.tags(name)):
+        digest = await read_link(driver, layout.tag_current_link(name, tag))
+        if digest is not None:
+            tags[tag] = str(digest)
+    manifests = await _linked_digests(driver, f"{layout.manifests(name)}/revisions",
+                                      lambda d: layout.revision_link(name, d))
+    layers = await _linked_digests(driver, f"{layout.repository(name)}/_layers",
+                                   lambda d: layout.layer_link(name, d))
+    return RepositorySnapshot(tags, frozenset(manifests), frozenset(layers))
+
+
+async def describe_manifest(driver: StorageDriver, name: str, digest_text: str
+                            ) -> ManifestRecord | None:
+    digest = Digest.parse(digest_text)
+    try:
+        data = await driver.get_content(layout.blob_data(digest))
+    except PathNotFound:
+        return None
+    try:
+        recorded = await driver.get_content(layout.revision_media_type(name, digest))
+        media_type = recorded.decode().strip()
+    except (PathNotFound, UnicodeDecodeError):
+        media_type = stored_media_type(data)
+    manifest = parse_stored(data, media_type)
+    if manifest is None:
+        return ManifestRecord(digest_text, media_type, len(data))
+    subject = str(manifest.subject.digest) if manifest.subject else None
+    return ManifestRecord(digest_text, media_type, len(data), subject, manifest.artifact_type,
+                          manifest.annotations)
+
+
+async def reindex_repository(driver: StorageDriver, index: SQLiteIndex, name: str,
+                             snapshot: RepositorySnapshot) -> None:
+    records = []
+    for digest in sorted(snapshot.manifests):
+        record = await describe_manifest(driver, name, digest)
+        if record is not None:
+            records.append(record)
+    present = {record.digest for record in records}
+    tags = {tag: digest for tag, digest in snapshot.tags.items() if digest in present}
+    index.replace_repository(name, tags, records, sorted(snapshot.layers))
+
+
+async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = False,
+                      progress: Progress | None = None,
+                      on_total: Callable[[int], None] | None = None) -> SyncReport:
+    """Make the index match the store; `full` re-reads every repository."""
+    names = await catalog.list_repositories(driver)
+    if on_total is not None:
+        on_total(len(names))
+    full = full or not index.is_complete
+    reindexed: list[str] = []
+    for name in names:
+        snapshot = await scan_repository(driver, name)
+        if full or index.snapshot(name) != snapshot or not index.has_repository(name):
+            await reindex_repository(driver, index, name, snapshot)
+            reindexed.append(name)
+        if progress is not None:
+            progress(name)
+    stored = set(names)
+    removed = [name for name in index.repositories() if name not in stored]
+    for name in removed:
+        index.remove_repository(name)
+    index.mark_complete()
+    return SyncReport(len(names), reindexed, removed)
