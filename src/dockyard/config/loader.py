@@ -272,7 +272,9 @@ def _http(raw: dict[str, Any]) -> HTTPConfig:
         if minimum not in ("tls1.2", "tls1.3"):
             raise ConfigError(f"http.tls.minimumtls: expected tls1.2 or tls1.3, got {minimum!r}")
         tls = TLSConfig(certificate, key, tuple(str(ca) for ca in cas), minimum)
-    workers = _int(http, "workers", "http.", 1)
+    # One worker per core by default: uploads keep their state in storage, so any worker
+    # can take any request.
+    workers = _int(http, "workers", "http.", os.cpu_count() or 1)
     if workers < 1:
         raise ConfigError(f"http.workers: must be at least 1, got {workers}")
     return HTTPConfig(

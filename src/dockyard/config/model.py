@@ -36,7 +36,7 @@ class HTTPConfig:
         default_factory=lambda: {"X-Content-Type-Options": ["nosniff"]}
     )
     tls: TLSConfig | None = None
-    workers: int = 1
+    workers: int = 1  # the loader defaults it to the number of cores
 
 
 @dataclass(frozen=True)
