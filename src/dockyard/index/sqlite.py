@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -26,6 +28,16 @@ CREATE INDEX IF NOT EXISTS manifests_by_subject ON manifests (repository, subjec
 CREATE TABLE IF NOT EXISTS layers (
     repository TEXT NOT NULL, digest TEXT NOT NULL,
     PRIMARY KEY (repository, digest)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS layers_by_digest ON layers (digest);
+-- What each manifest needs: its config and layers, or an index's children.
+CREATE TABLE IF NOT EXISTS manifest_references (
+    repository TEXT NOT NULL, manifest TEXT NOT NULL, digest TEXT NOT NULL,
+    PRIMARY KEY (repository, manifest, digest)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS references_by_digest ON manifest_references (digest);
+-- Blobs committed through dockyard, recorded before the upload's 201 (garbage collection
+-- keeps fresh ones for its grace period).
+CREATE TABLE IF NOT EXISTS blobs (
+    digest TEXT PRIMARY KEY, size INTEGER NOT NULL, created REAL NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -37,6 +49,7 @@ class ManifestRecord:
     subject: str | None = None
     artifact_type: str | None = None
     annotations: dict[str, str] | None = None
+    references: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,33 +64,36 @@ class RepositorySnapshot:
 class SQLiteIndex:
     def __init__(self, path: str) -> None:
         self.path = path
-        # Autocommit mode: each statement commits, and `transaction` groups several.
+        # Autocommit mode: reads see the latest commit; `writing` groups writes.
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                   timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self._lock = asyncio.Lock()
 
     def close(self) -> None:
         self.db.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[sqlite3.Connection]:
+        """One write transaction, exclusive across coroutines and processes. Work done
+        inside (storage changes included) is atomic with respect to every other writer:
+        this is how a manifest's blob check and garbage collection's delete exclude
+        each other."""
+        async with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
     # State of the index as a whole.
     def get_meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
-
-    def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     @property
     def is_complete(self) -> bool:
@@ -85,31 +101,38 @@ class SQLiteIndex:
         return self.get_meta("schema_version") == SCHEMA_VERSION and \
             self.get_meta("built") == "yes"
 
-    def mark_complete(self) -> None:
-        self.set_meta("schema_version", SCHEMA_VERSION)
-        self.set_meta("built", "yes")
+    async def mark_complete(self) -> None:
+        async with self.writing() as db:
+            db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                           [("schema_version", SCHEMA_VERSION), ("built", "yes")])
 
     # Writes, each made after the store was changed.
-    def add_repository(self, name: str) -> None:
-        self.db.execute("INSERT OR IGNORE INTO repositories (name) VALUES (?)", (name,))
-
-    def add_layer(self, repository: str, digest: str) -> None:
-        with self.transaction() as db:
+    async def add_layer(self, repository: str, digest: str) -> None:
+        async with self.writing() as db:
             db.execute("INSERT OR IGNORE INTO repositories (name) VALUES (?)", (repository,))
             db.execute("INSERT OR IGNORE INTO layers (repository, digest) VALUES (?, ?)",
                        (repository, digest))
 
-    def remove_layer(self, repository: str, digest: str) -> None:
-        self.db.execute("DELETE FROM layers WHERE repository = ? AND digest = ?",
-                        (repository, digest))
+    async def remove_layer(self, repository: str, digest: str) -> None:
+        async with self.writing() as db:
+            db.execute("DELETE FROM layers WHERE repository = ? AND digest = ?",
+                       (repository, digest))
 
-    def add_manifest(self, repository: str, record: ManifestRecord, tag: str | None) -> None:
-        with self.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO repositories (name) VALUES (?)", (repository,))
-            self._insert_manifest(db, repository, record)
-            if tag is not None:
-                db.execute("INSERT OR REPLACE INTO tags (repository, tag, digest) "
-                           "VALUES (?, ?, ?)", (repository, tag, record.digest))
+    @staticmethod
+    def record_blob(db: sqlite3.Connection, digest: str, size: int) -> None:
+        """Inside `writing`: a blob has just been made visible."""
+        db.execute("INSERT OR REPLACE INTO blobs (digest, size, created) VALUES (?, ?, ?)",
+                   (digest, size, time.time()))
+
+    @staticmethod
+    def record_manifest(db: sqlite3.Connection, repository: str, record: ManifestRecord,
+                        tag: str | None) -> None:
+        """Inside `writing`: a manifest, the blobs it needs, and the tag naming it."""
+        db.execute("INSERT OR IGNORE INTO repositories (name) VALUES (?)", (repository,))
+        SQLiteIndex._insert_manifest(db, repository, record)
+        if tag is not None:
+            db.execute("INSERT OR REPLACE INTO tags (repository, tag, digest) "
+                       "VALUES (?, ?, ?)", (repository, tag, record.digest))
 
     @staticmethod
     def _insert_manifest(db: sqlite3.Connection, repository: str, record: ManifestRecord
@@ -121,21 +144,32 @@ class SQLiteIndex:
              record.artifact_type,
              json.dumps(record.annotations) if record.annotations else None),
         )
+        db.executemany(
+            "INSERT OR IGNORE INTO manifest_references (repository, manifest, digest) "
+            "VALUES (?, ?, ?)",
+            [(repository, record.digest, digest) for digest in record.references])
 
-    def remove_tag(self, repository: str, tag: str) -> None:
-        self.db.execute("DELETE FROM tags WHERE repository = ? AND tag = ?", (repository, tag))
+    async def remove_tag(self, repository: str, tag: str) -> None:
+        async with self.writing() as db:
+            db.execute("DELETE FROM tags WHERE repository = ? AND tag = ?", (repository, tag))
 
-    def remove_manifest(self, repository: str, digest: str) -> None:
-        with self.transaction() as db:
-            db.execute("DELETE FROM tags WHERE repository = ? AND digest = ?",
-                       (repository, digest))
-            db.execute("DELETE FROM manifests WHERE repository = ? AND digest = ?",
-                       (repository, digest))
+    async def remove_manifest(self, repository: str, digest: str) -> None:
+        async with self.writing() as db:
+            self.forget_manifest(db, repository, digest)
 
-    def replace_repository(self, name: str, tags: dict[str, str],
-                           manifests: Iterable[ManifestRecord], layers: Iterable[str]) -> None:
+    @staticmethod
+    def forget_manifest(db: sqlite3.Connection, repository: str, digest: str) -> None:
+        db.execute("DELETE FROM tags WHERE repository = ? AND digest = ?", (repository, digest))
+        db.execute("DELETE FROM manifests WHERE repository = ? AND digest = ?",
+                   (repository, digest))
+        db.execute("DELETE FROM manifest_references WHERE repository = ? AND manifest = ?",
+                   (repository, digest))
+
+    async def replace_repository(self, name: str, tags: dict[str, str],
+                                 manifests: Iterable[ManifestRecord], layers: Iterable[str]
+                                 ) -> None:
         """Make the index's view of one repository exactly this (rebuild, repair)."""
-        with self.transaction() as db:
+        async with self.writing() as db:
             self._delete_repository(db, name)
             db.execute("INSERT INTO repositories (name) VALUES (?)", (name,))
             db.executemany("INSERT INTO tags (repository, tag, digest) VALUES (?, ?, ?)",
@@ -145,15 +179,53 @@ class SQLiteIndex:
             db.executemany("INSERT INTO layers (repository, digest) VALUES (?, ?)",
                            [(name, digest) for digest in layers])
 
-    def remove_repository(self, name: str) -> None:
-        with self.transaction() as db:
+    async def remove_repository(self, name: str) -> None:
+        async with self.writing() as db:
             self._delete_repository(db, name)
 
     @staticmethod
     def _delete_repository(db: sqlite3.Connection, name: str) -> None:
-        for table in ("tags", "manifests", "layers"):
+        for table in ("tags", "manifests", "layers", "manifest_references"):
             db.execute(f"DELETE FROM {table} WHERE repository = ?", (name,))
         db.execute("DELETE FROM repositories WHERE name = ?", (name,))
+
+    # What garbage collection asks.
+    @staticmethod
+    def is_referenced(db: sqlite3.Connection, digest: str) -> bool:
+        """Whether any manifest is, or needs, this digest."""
+        return db.execute(
+            "SELECT 1 FROM manifest_references WHERE digest = ? UNION ALL "
+            "SELECT 1 FROM manifests WHERE digest = ? LIMIT 1", (digest, digest)
+        ).fetchone() is not None
+
+    @staticmethod
+    def blob_created(db: sqlite3.Connection, digest: str) -> float | None:
+        row = db.execute("SELECT created FROM blobs WHERE digest = ?", (digest,)).fetchone()
+        return None if row is None else float(row[0])
+
+    @staticmethod
+    def repositories_linking(db: sqlite3.Connection, digest: str) -> list[str]:
+        return [row[0] for row in db.execute(
+            "SELECT repository FROM layers WHERE digest = ?", (digest,))]
+
+    @staticmethod
+    def forget_blob(db: sqlite3.Connection, digest: str) -> None:
+        db.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
+        db.execute("DELETE FROM layers WHERE digest = ?", (digest,))
+
+    def all_manifests(self) -> list[tuple[str, str, str | None]]:
+        """(repository, digest, subject) of every manifest."""
+        return [(row[0], row[1], row[2]) for row in self.db.execute(
+            "SELECT repository, digest, subject FROM manifests")]
+
+    def all_tagged(self) -> list[tuple[str, str]]:
+        return [(row[0], row[1]) for row in self.db.execute(
+            "SELECT repository, digest FROM tags")]
+
+    def references_of(self, repository: str, digest: str) -> list[str]:
+        return [row[0] for row in self.db.execute(
+            "SELECT digest FROM manifest_references WHERE repository = ? AND manifest = ?",
+            (repository, digest))]
 
     # Reads.
     def repositories(self, last: str | None = None, limit: int | None = None) -> list[str]:

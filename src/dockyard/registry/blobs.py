@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -82,11 +83,21 @@ class RepositoryBlobs:
             return None
 
     async def link(self, digest: Digest) -> None:
+        """Give this repository a blob the store has (refused if it is gone)."""
+        async with self.index.writing() as db:
+            if await self.blobs.size(digest) is None:
+                raise BlobUnknown(detail={"digest": str(digest)})
+            await self.link_within(db, digest)
+
+    async def link_within(self, db: sqlite3.Connection, digest: Digest) -> None:
+        """`link`, inside a write transaction the caller holds."""
         await write_link(self.driver, layout.layer_link(self.name, digest), digest)
-        self.index.add_layer(self.name, str(digest))
+        db.execute("INSERT OR IGNORE INTO repositories (name) VALUES (?)", (self.name,))
+        db.execute("INSERT OR IGNORE INTO layers (repository, digest) VALUES (?, ?)",
+                   (self.name, str(digest)))
 
     async def unlink(self, digest: Digest) -> None:
         if not await self.is_linked(digest):
             raise BlobUnknown(detail={"digest": str(digest)})
         await self.driver.delete(layout.layer_link(self.name, digest).removesuffix("/link"))
-        self.index.remove_layer(self.name, str(digest))
+        await self.index.remove_layer(self.name, str(digest))

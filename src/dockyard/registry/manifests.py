@@ -132,19 +132,24 @@ class RepositoryManifests:
             raise DigestInvalid("manifest digest does not match its content",
                                 {"expected": str(expected), "actual": str(digest)})
         manifest = parse_manifest(data, content_type)
-        await self._check_references(manifest)
-        await self.blobs.put(data, digest)
-        await self.driver.put_content(layout.revision_media_type(self.name, digest),
-                                      manifest.media_type.encode())
-        await write_link(self.driver, layout.revision_link(self.name, digest), digest)
-        self.parsed.put(digest, manifest.media_type, manifest, len(data))
-        if tag is not None:
-            await self.tags.tag(tag, digest)
-        self.index.add_manifest(self.name, ManifestRecord(
+        record = ManifestRecord(
             str(digest), manifest.media_type, len(data),
             str(manifest.subject.digest) if manifest.subject else None,
             manifest.artifact_type, manifest.annotations,
-        ), tag)
+            tuple(str(item.digest) for item in (*manifest.blobs, *manifest.children)),
+        )
+        # Checking the blobs and recording that this manifest needs them happen in one
+        # write transaction: garbage collection cannot delete a blob in between.
+        async with self.index.writing() as db:
+            await self._check_references(manifest)
+            await self.blobs.put(data, digest)
+            await self.driver.put_content(layout.revision_media_type(self.name, digest),
+                                          manifest.media_type.encode())
+            await write_link(self.driver, layout.revision_link(self.name, digest), digest)
+            if tag is not None:
+                await self.tags.tag(tag, digest)
+            self.index.record_manifest(db, self.name, record, tag)
+        self.parsed.put(digest, manifest.media_type, manifest, len(data))
         return PushedManifest(digest, manifest)
 
     async def _check_references(self, manifest: Manifest) -> None:
@@ -181,4 +186,4 @@ class RepositoryManifests:
             await self.driver.delete(layout.revision_dir(self.name, digest))
         except PathNotFound:
             raise ManifestUnknown(detail={"reference": reference}) from None
-        self.index.remove_manifest(self.name, str(digest))
+        await self.index.remove_manifest(self.name, str(digest))

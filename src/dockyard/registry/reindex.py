@@ -79,8 +79,9 @@ async def describe_manifest(driver: StorageDriver, name: str, digest_text: str
     if manifest is None:
         return ManifestRecord(digest_text, media_type, len(data))
     subject = str(manifest.subject.digest) if manifest.subject else None
+    references = tuple(str(item.digest) for item in (*manifest.blobs, *manifest.children))
     return ManifestRecord(digest_text, media_type, len(data), subject, manifest.artifact_type,
-                          manifest.annotations)
+                          manifest.annotations, references)
 
 
 async def reindex_repository(driver: StorageDriver, index: SQLiteIndex, name: str,
@@ -92,7 +93,7 @@ async def reindex_repository(driver: StorageDriver, index: SQLiteIndex, name: st
             records.append(record)
     present = {record.digest for record in records}
     tags = {tag: digest for tag, digest in snapshot.tags.items() if digest in present}
-    index.replace_repository(name, tags, records, sorted(snapshot.layers))
+    await index.replace_repository(name, tags, records, sorted(snapshot.layers))
 
 
 async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = False,
@@ -114,6 +115,6 @@ async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = Fa
     stored = set(names)
     removed = [name for name in index.repositories() if name not in stored]
     for name in removed:
-        index.remove_repository(name)
-    index.mark_complete()
+        await index.remove_repository(name)
+    await index.mark_complete()
     return SyncReport(len(names), reindexed, removed)

@@ -34,7 +34,7 @@ class RepositoryTags:
             await self.driver.delete(layout.tag_dir(self.name, tag))
         except PathNotFound:
             raise ManifestUnknown(detail={"tag": tag}) from None
-        self.index.remove_tag(self.name, tag)
+        await self.index.remove_tag(self.name, tag)
 
     def page(self, last: str | None, limit: int | None) -> list[str]:
         """Tag names in order, from the index."""

@@ -179,8 +179,13 @@ class RepositoryUploads:
             if actual != digest:
                 raise DigestInvalid(detail={"expected": str(digest), "actual": str(actual)})
             data_path = layout.upload_data(self.name, upload_id)
-            await self.store.blobs.adopt(data_path, digest)
-            await RepositoryBlobs(self.name, self.store.blobs, self.store.index).link(digest)
+            # Made visible and recorded in one transaction, before the client hears 201,
+            # so garbage collection sees the blob as fresh from the moment it exists.
+            async with self.store.index.writing() as db:
+                await self.store.blobs.adopt(data_path, digest)
+                SQLiteIndex.record_blob(db, str(digest), size)
+                await RepositoryBlobs(self.name, self.store.blobs,
+                                      self.store.index).link_within(db, digest)
             await self._remove(upload_id)
         self.store.forget(key)
         return BlobDescriptor(digest, size)
