@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -49,6 +51,25 @@ def synchronize_index(driver: StorageDriver, index: SQLiteIndex, full: bool,
         log(f"index: {report.repositories} repositories, {len(report.reindexed)} re-read, "
             f"{len(report.removed)} dropped ({elapsed:.1f}s)")
     return report
+
+
+@contextmanager
+def gc_progress() -> Iterator[Callable[[str, int, int], None] | None]:
+    """A progress callback drawing a bar on a terminal (None elsewhere)."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        tasks: dict[str, Any] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = progress.add_task(f"collecting {phase}", total=total)
+            progress.update(tasks[phase], completed=done)
+
+        yield update
 
 
 def err(message: str) -> None:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from dockyard import __version__
-from dockyard.config import ConfigError, load_config
-
-# Exit codes: 0 fine, 1 runtime failure, 2 usage or configuration error.
-EXIT_CONFIG = 2
+from dockyard.cli.common import load_or_exit
+from dockyard.cli.gc import garbage_collect
+from dockyard.cli.index import index
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,39 +22,12 @@ def serve(config: str | None) -> None:
     """Serve the registry. CONFIG is a distribution-style config.yml (optional)."""
     from dockyard.server import serve as run_server
 
-    try:
-        settings = load_config(config)
-    except ConfigError as error:
-        click.echo(f"dockyard: configuration error: {error}", err=True)
-        sys.exit(EXIT_CONFIG)
-    run_server(settings, config)
+    run_server(load_or_exit(config), config)
 
 
-@main.group()
-def index() -> None:
-    """The metadata index (catalog, tags, referrers) kept beside the store."""
-
-
-@index.command()
-@click.argument("config", required=False, type=click.Path(dir_okay=False))
-def rebuild(config: str | None) -> None:
-    """Re-read the whole store into the index (for example after another registry wrote it)."""
-    from dockyard.api.app import make_driver, make_index
-    from dockyard.console import err, synchronize_index
-
-    try:
-        settings = load_config(config)
-    except ConfigError as error:
-        click.echo(f"dockyard: configuration error: {error}", err=True)
-        sys.exit(EXIT_CONFIG)
-    if settings.storage.driver != "filesystem":
-        click.echo("dockyard: only a filesystem store has an index to rebuild", err=True)
-        sys.exit(EXIT_CONFIG)
-    store = make_index(settings)
-    try:
-        synchronize_index(make_driver(settings), store, full=True, log=err)
-    finally:
-        store.close()
+main.add_command(index)
+main.add_command(garbage_collect)
+main.add_command(garbage_collect, name="gc")
 
 
 if __name__ == "__main__":

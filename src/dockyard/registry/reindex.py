@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from dockyard.index.sqlite import ManifestRecord, RepositorySnapshot, SQLiteIndex
 from dockyard.registry import catalog, layout
+from dockyard.registry.errors import DigestInvalid
 from dockyard.registry.links import read_link
 from dockyard.registry.manifest import parse_stored, stored_media_type
 from dockyard.registry.reference import HASH_HEX_LENGTHS, Digest
@@ -42,7 +43,7 @@ async def _linked_digests(driver: StorageDriver, directory: str, link_of: Callab
         for hex_digest in await _list(driver, f"{directory}/{algorithm}"):
             try:
                 digest = Digest.parse(f"{algorithm}:{hex_digest}")
-            except Exception:
+            except DigestInvalid:
                 continue
             if await read_link(driver, link_of(digest)) == digest:
                 found.add(str(digest))

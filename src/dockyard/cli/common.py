@@ -1,0 +1,28 @@
+"""What the commands share: loading the config and opening the store."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from dockyard.config import Config, ConfigError, load_config
+
+# Exit codes: 0 fine, 1 runtime failure, 2 usage or configuration error.
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def load_or_exit(path: str | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        click.echo(f"dockyard: configuration error: {error}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def require_filesystem(config: Config, what: str) -> None:
+    if config.storage.driver != "filesystem":
+        click.echo(f"dockyard: {what} needs a filesystem store "
+                   f"(storage.{config.storage.driver} keeps nothing to work on)", err=True)
+        sys.exit(EXIT_CONFIG)

@@ -1,0 +1,85 @@
+"""`dockyard garbage-collect`: distribution's command, safe while the registry serves."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+import click
+
+from dockyard.cli.common import load_or_exit, require_filesystem
+from dockyard.registry.gc import DEFAULT_GRACE_PERIOD, GCOptions, GCReport
+
+DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
+UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_grace(value: str) -> float:
+    parts = DURATION.findall(value)
+    if not parts or "".join(n + u for n, u in parts) != value.strip():
+        raise click.BadParameter(f"expected a duration like 0, 90s, 30m or 1h, got {value!r}")
+    return sum(float(number) * UNITS[unit or None] for number, unit in parts)
+
+
+def human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def describe(report: GCReport) -> str:
+    verb = "would delete" if report.dry_run else "deleted"
+    lines = []
+    if report.dry_run:
+        lines += [f"manifest eligible for deletion: {item}" for item in report.manifests_deleted]
+        lines += [f"blob eligible for deletion: {item}" for item in report.blobs_deleted]
+    lines.append(
+        f"{verb} {len(report.manifests_deleted)} manifests and {len(report.blobs_deleted)} "
+        f"blobs, {human_bytes(report.bytes_freed)}; kept {report.blobs_kept} blobs in use and "
+        f"{report.blobs_kept_fresh} uploaded within the grace period; "
+        f"{len(report.uploads_purged)} abandoned uploads "
+        f"{'to purge' if report.dry_run else 'purged'} ({report.seconds:.2f}s)")
+    return "\n".join(lines)
+
+
+@click.command("garbage-collect")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("-d", "--dry-run", is_flag=True, help="Report what would be deleted; delete nothing.")
+@click.option("-m", "--delete-untagged", is_flag=True,
+              help="Also delete manifests no tag reaches (keeping index children and the "
+                   "referrers of what is kept).")
+@click.option("--grace-period", default=f"{DEFAULT_GRACE_PERIOD:.0f}s", show_default=True,
+              help="Keep blobs uploaded more recently than this (0: delete at once, like "
+                   "distribution).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
+                    grace_period: str, as_json: bool) -> None:
+    """Delete blobs (and with -m, manifests) nothing uses. Safe while the registry runs."""
+    from dockyard.api.app import make_driver, make_index
+    from dockyard.console import err, gc_progress, synchronize_index
+    from dockyard.registry.gc import collect_garbage
+
+    settings = load_or_exit(config)
+    require_filesystem(settings, "garbage-collect")
+    options = GCOptions(
+        dry_run=dry_run, delete_untagged=delete_untagged,
+        grace_period=parse_grace(grace_period),
+        upload_purge_age=settings.storage.upload_purging.age,
+    )
+    driver = make_driver(settings)
+    index = make_index(settings)
+    try:
+        if not index.is_complete:
+            # A store never served by dockyard (say, distribution's): index it first.
+            synchronize_index(driver, index, full=True, log=err)
+        with gc_progress() as progress:
+            report = asyncio.run(collect_garbage(driver, index, options, progress))
+    finally:
+        index.close()
+    output: Any = report.as_dict() if as_json else describe(report)
+    click.echo(json.dumps(output, indent=2) if as_json else output)

@@ -1,0 +1,159 @@
+"""Garbage collection that runs while the registry serves.
+
+Mark: what the metadata index says every manifest needs (config, layers, an index's
+children), plus the manifests themselves. Sweep: every blob in the store that nothing marks,
+each deleted inside its own write transaction on the index. Manifest pushes check their blobs
+and record what they need inside such a transaction too, and uploads record a blob before
+their 201, so a push either sees the blob gone (and fails cleanly) or has marked it first.
+Blobs younger than the grace period are kept: an upload whose manifest has not come yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dockyard.index.sqlite import SQLiteIndex
+from dockyard.registry import layout
+from dockyard.registry.errors import DigestInvalid
+from dockyard.registry.maintenance import purge_uploads
+from dockyard.registry.reference import HASH_HEX_LENGTHS, Digest
+from dockyard.storage import PathNotFound, StorageDriver
+
+DEFAULT_GRACE_PERIOD = 3600.0
+
+
+@dataclass(frozen=True)
+class GCOptions:
+    dry_run: bool = False
+    delete_untagged: bool = False
+    grace_period: float = DEFAULT_GRACE_PERIOD
+    upload_purge_age: float | None = 168 * 3600.0
+
+
+@dataclass
+class GCReport:
+    dry_run: bool
+    manifests_deleted: list[str] = field(default_factory=list)
+    blobs_deleted: list[str] = field(default_factory=list)
+    bytes_freed: int = 0
+    blobs_kept: int = 0
+    blobs_kept_fresh: int = 0
+    uploads_purged: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Progress = Callable[[str, int, int], None]  # phase, done, total
+
+
+async def collect_garbage(driver: StorageDriver, index: SQLiteIndex, options: GCOptions,
+                          progress: Progress | None = None) -> GCReport:
+    started = time.monotonic()
+    report = GCReport(options.dry_run)
+    if options.delete_untagged:
+        await _delete_untagged(driver, index, options, report)
+    candidates = await _stored_blobs(driver)
+    cutoff = time.time() - options.grace_period
+    for done, digest in enumerate(candidates, 1):
+        await _sweep_blob(driver, index, digest, cutoff, options.dry_run, report)
+        if progress is not None:
+            progress("blobs", done, len(candidates))
+    if options.upload_purge_age is not None:
+        report.uploads_purged = await purge_uploads(driver, options.upload_purge_age,
+                                                    options.dry_run)
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def _untagged(index: SQLiteIndex) -> list[tuple[str, str]]:
+    """Manifests no tag reaches, keeping an index's children and the referrers (signatures,
+    SBOMs) of anything kept."""
+    manifests = index.all_manifests()
+    keep = set(index.all_tagged())
+    by_subject: dict[tuple[str, str], list[str]] = {}
+    for repository, digest, subject in manifests:
+        if subject is not None:
+            by_subject.setdefault((repository, subject), []).append(digest)
+    present = {(repository, digest) for repository, digest, _ in manifests}
+    pending = list(keep)
+    while pending:
+        repository, digest = pending.pop()
+        needed = [(repository, child) for child in index.references_of(repository, digest)]
+        needed += [(repository, referrer)
+                   for referrer in by_subject.get((repository, digest), [])]
+        for item in needed:
+            if item in present and item not in keep:
+                keep.add(item)
+                pending.append(item)
+    return sorted(present - keep)
+
+
+async def _delete_untagged(driver: StorageDriver, index: SQLiteIndex, options: GCOptions,
+                           report: GCReport) -> None:
+    for repository, digest in _untagged(index):
+        async with index.writing() as db:
+            # A tag or an index may have come for it since the list was made.
+            tagged = db.execute("SELECT 1 FROM tags WHERE repository = ? AND digest = ?",
+                                (repository, digest)).fetchone()
+            needed = db.execute("SELECT 1 FROM manifest_references WHERE repository = ? AND "
+                                "digest = ?", (repository, digest)).fetchone()
+            if tagged or needed:
+                continue
+            report.manifests_deleted.append(f"{repository}@{digest}")
+            if options.dry_run:
+                continue
+            with contextlib.suppress(PathNotFound):
+                await driver.delete(layout.revision_dir(repository, Digest.parse(digest)))
+            SQLiteIndex.forget_manifest(db, repository, digest)
+
+
+async def _stored_blobs(driver: StorageDriver) -> list[Digest]:
+    found = []
+    for algorithm in HASH_HEX_LENGTHS:
+        for prefix in await _list(driver, f"{layout.BLOBS}/{algorithm}"):
+            for hex_digest in await _list(driver, f"{layout.BLOBS}/{algorithm}/{prefix}"):
+                try:
+                    found.append(Digest.parse(f"{algorithm}:{hex_digest}"))
+                except DigestInvalid:
+                    continue
+    return found
+
+
+async def _list(driver: StorageDriver, path: str) -> list[str]:
+    try:
+        return sorted(await driver.list(path))
+    except PathNotFound:
+        return []
+
+
+async def _sweep_blob(driver: StorageDriver, index: SQLiteIndex, digest: Digest, cutoff: float,
+                      dry_run: bool, report: GCReport) -> None:
+    text = str(digest)
+    async with index.writing() as db:
+        if SQLiteIndex.is_referenced(db, text):
+            report.blobs_kept += 1
+            return
+        info = await driver.stat(layout.blob_data(digest))
+        created = SQLiteIndex.blob_created(db, text)
+        if created is None and info is not None:
+            created = info.modified
+        if created is not None and created > cutoff:
+            report.blobs_kept_fresh += 1
+            return
+        report.blobs_deleted.append(text)
+        report.bytes_freed += info.size if info is not None else 0
+        if dry_run:
+            return
+        # Links first: a crash part-way leaves links to a blob that still exists.
+        for repository in SQLiteIndex.repositories_linking(db, text):
+            with contextlib.suppress(PathNotFound):
+                await driver.delete(layout.layer_link(repository, digest).removesuffix("/link"))
+        with contextlib.suppress(PathNotFound):
+            await driver.delete(layout.blob_dir(digest))
+        SQLiteIndex.forget_blob(db, text)
