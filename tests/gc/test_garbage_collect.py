@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +184,34 @@ def test_gc_of_missing_config_file_fails_cleanly(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "cannot read config file" in result.stderr
+
+
+def test_empty_repositories_leave_the_catalog(tmp_path: Path) -> None:
+    with run_registry(tmp_path) as running, running.client() as client:
+        image, kept = make_image(), make_image()
+        push_image(client, "team/emptied", "v1", image)
+        push_image(client, "team/emptied/child", "v1", kept)
+        push_image(client, "solo", "v1", kept)
+        client.delete(f"/v2/team/emptied/manifests/{image.digest}")
+        client.delete(f"/v2/solo/manifests/{kept.digest}")
+        # A push in progress: a layer uploaded, its manifest not yet pushed.
+        push_blob(client, "inflight/repo", random_blob())
+        assert client.get("/v2/_catalog").json()["repositories"] == [
+            "inflight/repo", "solo", "team/emptied", "team/emptied/child"]
+        dry = gc(running.config_path, "--dry-run", "--grace-period", "0")
+        assert sorted(dry["repositories_removed"]) == ["inflight/repo", "solo", "team/emptied"]
+        # Two hours pass for everything but the in-flight push.
+        repositories = running.root / "docker/registry/v2/repositories"
+        old = time.time() - 7200
+        for name in ("solo", "team/emptied"):
+            for link in (repositories / name / "_layers").rglob("link"):
+                os.utime(link, (old, old))
+        report = gc(running.config_path, "--grace-period", "1h")
+        # Fresh layer links keep the in-flight push's repository; the others go.
+        assert sorted(report["repositories_removed"]) == ["solo", "team/emptied"]
+        assert client.get("/v2/_catalog").json()["repositories"] == [
+            "inflight/repo", "team/emptied/child"]
+        assert client.get("/v2/team/emptied/child/manifests/v1").content == kept.manifest
+        assert client.get("/v2/solo/tags/list").status_code == 404
+    assert not (repositories / "solo").exists()
+    assert sorted(path.name for path in (repositories / "team/emptied").iterdir()) == ["child"]

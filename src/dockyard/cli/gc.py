@@ -38,12 +38,14 @@ def describe(report: GCReport) -> str:
     if report.dry_run:
         lines += [f"manifest eligible for deletion: {item}" for item in report.manifests_deleted]
         lines += [f"blob eligible for deletion: {item}" for item in report.blobs_deleted]
+        lines += [f"empty repository to remove: {item}" for item in report.repositories_removed]
     lines.append(
         f"{verb} {len(report.manifests_deleted)} manifests and {len(report.blobs_deleted)} "
         f"blobs, {human_bytes(report.bytes_freed)}; kept {report.blobs_kept} blobs in use and "
         f"{report.blobs_kept_fresh} uploaded within the grace period; "
-        f"{len(report.uploads_purged)} abandoned uploads "
-        f"{'to purge' if report.dry_run else 'purged'} ({report.seconds:.2f}s)")
+        f"{len(report.uploads_purged)} abandoned uploads and "
+        f"{len(report.repositories_removed)} empty repositories "
+        f"{'to remove' if report.dry_run else 'removed'} ({report.seconds:.2f}s)")
     return "\n".join(lines)
 
 

@@ -43,6 +43,7 @@ class GCReport:
     blobs_kept: int = 0
     blobs_kept_fresh: int = 0
     uploads_purged: list[str] = field(default_factory=list)
+    repositories_removed: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -67,6 +68,8 @@ async def collect_garbage(driver: StorageDriver, index: SQLiteIndex, options: GC
     if options.upload_purge_age is not None:
         report.uploads_purged = await purge_uploads(driver, options.upload_purge_age,
                                                     options.dry_run)
+    for name in index.repositories():
+        await _remove_if_empty(driver, index, name, cutoff, options.dry_run, report)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -157,3 +160,40 @@ async def _sweep_blob(driver: StorageDriver, index: SQLiteIndex, digest: Digest,
         with contextlib.suppress(PathNotFound):
             await driver.delete(layout.blob_dir(digest))
         SQLiteIndex.forget_blob(db, text)
+
+
+async def _remove_if_empty(driver: StorageDriver, index: SQLiteIndex, name: str, cutoff: float,
+                           dry_run: bool, report: GCReport) -> None:
+    """Drop a repository with no manifests, no upload in progress and no recent layer link
+    (a push that has uploaded layers but not yet its manifest looks like that, briefly)."""
+    async with index.writing() as db:
+        if db.execute("SELECT 1 FROM manifests WHERE repository = ? LIMIT 1",
+                      (name,)).fetchone():
+            return
+        for algorithm in HASH_HEX_LENGTHS:
+            if await _list(driver, layout.revisions(name, algorithm)):
+                return  # the store has manifests the index does not know yet
+        if await _list(driver, layout.uploads(name)):
+            return
+        layers = f"{layout.repository(name)}/_layers"
+        for algorithm in HASH_HEX_LENGTHS:
+            for hex_digest in await _list(driver, f"{layers}/{algorithm}"):
+                info = await driver.stat(f"{layers}/{algorithm}/{hex_digest}/link")
+                if info is not None and info.modified > cutoff:
+                    return
+        report.repositories_removed.append(name)
+        if dry_run:
+            return
+        for part in ("_layers", "_manifests", "_uploads"):
+            with contextlib.suppress(PathNotFound):
+                await driver.delete(f"{layout.repository(name)}/{part}")
+        # Remove directories left empty, up to (not including) the repositories root;
+        # a nested repository (name/child) keeps its parents.
+        path = layout.repository(name)
+        while path != layout.REPOSITORIES and not await _list(driver, path):
+            with contextlib.suppress(PathNotFound):
+                await driver.delete(path)
+            path = path.rsplit("/", 1)[0]
+        db.execute("DELETE FROM layers WHERE repository = ?", (name,))
+        db.execute("DELETE FROM tags WHERE repository = ?", (name,))
+        db.execute("DELETE FROM repositories WHERE name = ?", (name,))
