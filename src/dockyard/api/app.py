@@ -29,6 +29,7 @@ from dockyard.api.urls import URLBuilder
 from dockyard.config import Config, load_config
 from dockyard.index import SQLiteIndex, open_index
 from dockyard.registry.errors import RegistryError
+from dockyard.registry.gc import GCOptions
 from dockyard.registry.maintenance import purge_uploads_forever
 from dockyard.registry.registry import Registry, RegistrySettings
 from dockyard.storage import StorageDriver
@@ -108,7 +109,7 @@ class RegistryApp:
             return Response(200)
         if path == "/debug/health":
             return await self.health()
-        found = routing.match(path)
+        found = routing.match(path, self.config.http.admin)
         if found is None:
             raise HTTPError(404, "NOT_FOUND", "no such endpoint", {"path": path[:200]})
         route, params = found
@@ -145,10 +146,19 @@ class RegistryApp:
                 return
 
     def start_background_tasks(self) -> None:
-        purging = self.config.storage.upload_purging
-        if purging.enabled and not self.config.storage.read_only:
+        storage = self.config.storage
+        purging = storage.upload_purging
+        if purging.enabled and not storage.read_only:
             self._tasks.append(asyncio.create_task(purge_uploads_forever(
                 self.driver, purging.age, purging.interval, purging.dry_run)))
+        if storage.gc.enabled and not storage.read_only:
+            options = GCOptions(dry_run=storage.gc.dry_run,
+                                delete_untagged=storage.gc.delete_untagged,
+                                grace_period=storage.gc.grace_period,
+                                upload_purge_age=purging.age if purging.enabled else None)
+            # Every worker keeps a schedule; the lease lets one of them run at a time.
+            self._tasks.append(asyncio.create_task(
+                self.registry.gc.run_every(storage.gc.interval, options)))
 
 
 SUPERVISOR_ENV = "DOCKYARD_SUPERVISOR_PID"

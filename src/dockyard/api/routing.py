@@ -6,7 +6,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from dockyard.api.handlers import blobs, listing, manifests, uploads
+from dockyard.api.handlers import admin, blobs, listing, manifests, uploads
 from dockyard.api.handlers.context import Context
 from dockyard.api.http import Response
 
@@ -40,8 +40,14 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
-def match(path: str) -> tuple[Route, dict[str, str]] | None:
-    for route in ROUTES:
+# Served only with http.admin.enabled.
+ADMIN_ROUTES: tuple[Route, ...] = (
+    _route(r"/admin/gc", GET=admin.gc_status, POST=admin.start_gc),
+)
+
+
+def match(path: str, admin: bool = False) -> tuple[Route, dict[str, str]] | None:
+    for route in (*ROUTES, *ADMIN_ROUTES) if admin else ROUTES:
         found = route.pattern.fullmatch(path)
         if found:
             return route, found.groupdict()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 from typing import Any
 
 import click
 
-from dockyard.cli.common import load_or_exit, require_filesystem
+from dockyard.cli.common import EXIT_FAILURE, load_or_exit, require_filesystem
 from dockyard.registry.gc import DEFAULT_GRACE_PERIOD, GCOptions, GCReport
 
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
@@ -64,7 +65,7 @@ def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
     """Delete blobs (and with -m, manifests) nothing uses. Safe while the registry runs."""
     from dockyard.api.app import make_driver, make_index
     from dockyard.console import err, gc_progress, synchronize_index
-    from dockyard.registry.gc import collect_garbage
+    from dockyard.registry.gc_runs import GCAlreadyRunning, GCRuns
 
     settings = load_or_exit(config)
     require_filesystem(settings, "garbage-collect")
@@ -80,8 +81,16 @@ def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
             # A store never served by dockyard (say, distribution's): index it first.
             synchronize_index(driver, index, full=True, log=err)
         with gc_progress() as progress:
-            report = asyncio.run(collect_garbage(driver, index, options, progress))
+            status = asyncio.run(GCRuns(driver, index).run(options, "command", progress))
+    except GCAlreadyRunning:
+        click.echo("dockyard: a garbage collection is already running on this store "
+                   "(see GET /admin/gc); try again when it ends", err=True)
+        sys.exit(EXIT_FAILURE)
     finally:
         index.close()
+    if status["state"] != "finished":
+        click.echo(f"dockyard: garbage collection failed: {status.get('error')}", err=True)
+        sys.exit(EXIT_FAILURE)
+    report = GCReport(**status["report"])
     output: Any = report.as_dict() if as_json else describe(report)
     click.echo(json.dumps(output, indent=2) if as_json else output)

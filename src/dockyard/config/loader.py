@@ -12,6 +12,7 @@ import yaml
 
 from dockyard.config.model import (
     Config,
+    GCSchedule,
     HealthConfig,
     HTTPConfig,
     LogConfig,
@@ -115,7 +116,7 @@ def _find_key(node: dict[str, Any], lowered: str) -> str:
 
 
 _DRIVERS = ("filesystem", "inmemory", "s3", "azure", "gcs", "swift", "oss")
-_STORAGE_SECTIONS = ("delete", "maintenance", "cache", "redirect", "tag")
+_STORAGE_SECTIONS = ("delete", "maintenance", "cache", "redirect", "tag", "gc")
 
 
 def _section(raw: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -161,6 +162,8 @@ def parse_duration(value: Any, key: str) -> float:
         return float(value) / 1e9
     if isinstance(value, str):
         text = value.strip()
+        if text == "0":
+            return 0.0
         parts = DURATION_PART.findall(text)
         if parts and "".join(n + u for n, u in parts) == text:
             return sum(float(n) * DURATION_UNITS[u] for n, u in parts)
@@ -228,7 +231,19 @@ def _storage(raw: dict[str, Any]) -> StorageConfig:
             interval=parse_duration(purging_raw.get("interval", "24h"), where + "interval"),
             dry_run=_bool(purging_raw, "dryrun", where, False),
         )
+    gc_raw = _section(storage, "gc", "storage.")
+    where = "storage.gc."
+    gc = GCSchedule(
+        enabled=_bool(gc_raw, "enabled", where, False),
+        interval=parse_duration(gc_raw.get("interval", "24h"), where + "interval"),
+        grace_period=parse_duration(gc_raw.get("graceperiod", "1h"), where + "graceperiod"),
+        delete_untagged=_bool(gc_raw, "deleteuntagged", where, False),
+        dry_run=_bool(gc_raw, "dryrun", where, False),
+    )
+    if gc.interval <= 0:
+        raise ConfigError("storage.gc.interval: must be longer than zero")
     return StorageConfig(
+        gc=gc,
         driver=driver,
         root_directory=root,
         delete_enabled=_bool(delete, "enabled", "storage.delete.", False),
@@ -285,6 +300,7 @@ def _http(raw: dict[str, Any]) -> HTTPConfig:
         relative_urls=_bool(http, "relativeurls", "http.", False),
         headers=headers,
         tls=tls,
+        admin=_bool(_section(http, "admin", "http."), "enabled", "http.admin.", False),
         workers=workers,
     )
 

@@ -36,6 +36,7 @@ class HTTPConfig:
         default_factory=lambda: {"X-Content-Type-Options": ["nosniff"]}
     )
     tls: TLSConfig | None = None
+    admin: bool = False  # http.admin.enabled: serve /admin/gc
     workers: int = 1  # the loader defaults it to the number of cores
 
 
@@ -48,12 +49,24 @@ class UploadPurging:
 
 
 @dataclass(frozen=True)
+class GCSchedule:
+    """storage.gc: garbage collection inside the server (dockyard's own section)."""
+
+    enabled: bool = False
+    interval: float = 24 * HOUR
+    grace_period: float = HOUR
+    delete_untagged: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     driver: str = "filesystem"
     root_directory: str = "/var/lib/registry"
     delete_enabled: bool = False
     read_only: bool = False
     upload_purging: UploadPurging = field(default_factory=UploadPurging)
+    gc: GCSchedule = field(default_factory=GCSchedule)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from dockyard.index.sqlite import SQLiteIndex
 from dockyard.registry.blobs import BlobStore, RepositoryBlobs
 from dockyard.registry.errors import NameUnknown, ReadOnly, Unsupported
+from dockyard.registry.gc_runs import GCRuns
 from dockyard.registry.manifests import (
     DEFAULT_MAX_MANIFEST_SIZE,
     ParsedManifestCache,
@@ -55,6 +56,7 @@ class Registry:
         self.settings = settings or RegistrySettings()
         self.blobs = BlobStore(driver)
         self.uploads = UploadStore(self.blobs, index)
+        self.gc = GCRuns(driver, index)
         self.parsed_manifests = ParsedManifestCache()
 
     def repository(self, name: str) -> Repository:

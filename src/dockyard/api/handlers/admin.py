@@ -1,0 +1,38 @@
+"""The admin API (http.admin.enabled): start garbage collection and follow it."""
+
+from __future__ import annotations
+
+from dockyard.api.errors import HTTPError
+from dockyard.api.handlers.context import Context
+from dockyard.api.http import JSONResponse, Response
+from dockyard.config.loader import ConfigError, parse_duration
+from dockyard.registry.gc import DEFAULT_GRACE_PERIOD, GCOptions
+
+
+def _flag(ctx: Context, name: str) -> bool:
+    value = (ctx.request.query_value(name) or "false").lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise HTTPError(400, "INVALID_PARAMETER", f"{name} must be true or false",
+                        {name: value[:50]})
+    return value in ("true", "1", "yes")
+
+
+async def gc_status(ctx: Context) -> Response:
+    """The running or last garbage collection: state, progress, and its report."""
+    return JSONResponse(200, ctx.registry.gc.status())
+
+
+async def start_gc(ctx: Context) -> Response:
+    grace_text = ctx.request.query_value("graceperiod")
+    try:
+        grace = parse_duration(grace_text, "graceperiod") if grace_text else DEFAULT_GRACE_PERIOD
+    except ConfigError as error:
+        raise HTTPError(400, "INVALID_PARAMETER", str(error), {"graceperiod": grace_text}
+                        ) from None
+    options = GCOptions(dry_run=_flag(ctx, "dryrun"), delete_untagged=_flag(ctx, "deleteuntagged"),
+                        grace_period=grace)
+    location = {"Location": ctx.urls.path("/admin/gc")}
+    if ctx.registry.gc.is_running():
+        return JSONResponse(409, ctx.registry.gc.status(), location)
+    ctx.registry.gc.start(options, "http")
+    return JSONResponse(202, {"state": "started", "options": options.__dict__}, location)

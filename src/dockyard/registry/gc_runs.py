@@ -1,0 +1,148 @@
+"""Garbage collection runs inside the server: scheduled or asked for over HTTP, one at a time
+across every worker (a lease in the index), with progress and the last result readable from
+any worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import asdict
+from typing import Any
+
+from dockyard.index.sqlite import SQLiteIndex
+from dockyard.registry.gc import GCOptions, Progress, collect_garbage
+from dockyard.storage import StorageDriver
+
+log = logging.getLogger("dockyard.gc")
+STATUS_KEY = "gc_status"
+LEASE_KEY = "gc_lease"
+# A run renews its lease while it works; a lease left by a dead process expires.
+LEASE_SECONDS = 120.0
+PROGRESS_EVERY = 0.5
+
+
+class GCAlreadyRunning(Exception):
+    """Another run (in this or another worker, or `dockyard gc`) holds the lease."""
+
+
+def _lease_alive(value: str) -> bool:
+    """A lease counts until it expires, or until its holder (on this host) is gone."""
+    token, _, expires = value.partition("|")
+    if float(expires or 0) <= time.time():
+        return False
+    host, _, rest = token.partition(":")
+    pid = rest.partition(":")[0]
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    return True
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class GCRuns:
+    def __init__(self, driver: StorageDriver, index: SQLiteIndex) -> None:
+        self.driver = driver
+        self.index = index
+        self._progress: dict[str, Any] | None = None
+        self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
+
+    def status(self) -> dict[str, Any]:
+        text = self.index.get_meta(STATUS_KEY)
+        status: dict[str, Any] = json.loads(text) if text else {"state": "idle"}
+        return status
+
+    async def _acquire(self, token: str) -> bool:
+        async with self.index.writing() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (LEASE_KEY,)).fetchone()
+            if row is not None and _lease_alive(str(row[0])):
+                return False
+            self._write_lease(db, token)
+            return True
+
+    @staticmethod
+    def _write_lease(db: Any, token: str) -> None:
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                   (LEASE_KEY, f"{token}|{time.time() + LEASE_SECONDS}"))
+
+    async def _release(self, token: str) -> None:
+        async with self.index.writing() as db:
+            db.execute("DELETE FROM meta WHERE key = ? AND value LIKE ?", (LEASE_KEY, f"{token}|%"))
+
+    async def _save(self, status: dict[str, Any], token: str) -> None:
+        async with self.index.writing() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                       (STATUS_KEY, json.dumps(status)))
+            self._write_lease(db, token)
+
+    async def run(self, options: GCOptions, trigger: str,
+                  progress: Progress | None = None) -> dict[str, Any]:
+        """Run one collection now; GCAlreadyRunning if another holds the lease."""
+        token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+        if not await self._acquire(token):
+            raise GCAlreadyRunning()
+        status: dict[str, Any] = {"state": "running", "trigger": trigger, "started": _now(),
+                                  "options": asdict(options), "progress": None}
+        self._progress = None
+
+        def on_progress(phase: str, done: int, total: int) -> None:
+            self._progress = {"phase": phase, "done": done, "total": total}
+            if progress is not None:
+                progress(phase, done, total)
+
+        async def publish() -> None:
+            while True:
+                await asyncio.sleep(PROGRESS_EVERY)
+                status["progress"] = self._progress
+                await self._save(status, token)
+
+        try:
+            await self._save(status, token)
+            publisher = asyncio.create_task(publish())
+            try:
+                report = await collect_garbage(self.driver, self.index, options, on_progress)
+            finally:
+                publisher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await publisher
+            status.update(state="finished", finished=_now(), progress=self._progress,
+                          report=report.as_dict())
+            log.info("garbage collection (%s) deleted %d blobs, %d manifests, %d bytes",
+                     trigger, len(report.blobs_deleted), len(report.manifests_deleted),
+                     report.bytes_freed)
+        except Exception as error:
+            status.update(state="failed", finished=_now(), error=str(error))
+            log.exception("garbage collection (%s) failed", trigger)
+        finally:
+            await self._save(status, token)
+            await self._release(token)
+        return status
+
+    def start(self, options: GCOptions, trigger: str) -> asyncio.Task[dict[str, Any]]:
+        """Start a run in the background (the caller has checked no run holds the lease)."""
+        task = asyncio.create_task(self.run(options, trigger))
+        self._tasks.add(task)  # keep a reference until it ends
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def is_running(self) -> bool:
+        text = self.index.get_meta(LEASE_KEY)
+        return text is not None and _lease_alive(text)
+
+    async def run_every(self, interval: float, options: GCOptions) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(GCAlreadyRunning):
+                await self.run(options, "schedule")

@@ -1,0 +1,75 @@
+"""Garbage collection inside the server: the admin endpoint and the schedule."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.oci import digest_of, error_codes, make_image, push_image
+from tests.support.server import run_registry
+
+
+def wait_finished(client: httpx.Client, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status: dict[str, Any] = client.get("/admin/gc").json()
+        if status["state"] in ("finished", "failed"):
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+
+
+def test_admin_endpoint_runs_gc_and_reports(tmp_path: Path) -> None:
+    config = {"http": {"admin": {"enabled": True}}}
+    with run_registry(tmp_path, config=config) as running, running.client() as client:
+        assert client.get("/admin/gc").json() == {"state": "idle"}
+        kept, dropped = make_image(), make_image()
+        push_image(client, "admin/repo", "keep", kept)
+        push_image(client, "admin/repo", "drop", dropped)
+        client.delete(f"/v2/admin/repo/manifests/{dropped.digest}")
+
+        dry = client.post("/admin/gc", params={"dryrun": "true", "graceperiod": "0"})
+        assert dry.status_code == 202
+        assert dry.headers["Location"].endswith("/admin/gc")
+        status = wait_finished(client)
+        assert status["report"]["dry_run"] is True
+        assert client.head(f"/v2/admin/repo/blobs/{digest_of(dropped.config)}").status_code == 200
+
+        assert client.post("/admin/gc", params={"graceperiod": "0s"}).status_code == 202
+        status = wait_finished(client)
+        assert status["state"] == "finished" and status["trigger"] == "http"
+        report = status["report"]
+        assert set(report["blobs_deleted"]) == {digest_of(blob) for blob in
+                                                (dropped.config, *dropped.layers)} | \
+            {dropped.digest}
+        assert status["progress"]["phase"] == "blobs"
+        assert status["progress"]["done"] == status["progress"]["total"]
+        assert client.get("/v2/admin/repo/manifests/keep").content == kept.manifest
+
+        bad = client.post("/admin/gc", params={"graceperiod": "later"})
+        assert bad.status_code == 400
+        assert error_codes(bad) == ["INVALID_PARAMETER"]
+
+
+def test_admin_endpoint_is_off_by_default(registry_url: str) -> None:
+    assert httpx.post(f"{registry_url}/admin/gc").status_code == 404
+    assert httpx.get(f"{registry_url}/admin/gc").status_code == 404
+
+
+def test_scheduled_gc(tmp_path: Path) -> None:
+    config = {"http": {"admin": {"enabled": True}},
+              "storage": {"gc": {"enabled": True, "interval": "1s", "graceperiod": "0"}}}
+    with run_registry(tmp_path, config=config) as running, running.client() as client:
+        image = make_image()
+        push_image(client, "scheduled/repo", "v1", image)
+        client.delete(f"/v2/scheduled/repo/manifests/{image.digest}")
+        deadline = time.monotonic() + 30
+        config_blob = f"/v2/scheduled/repo/blobs/{digest_of(image.config)}"
+        while client.head(config_blob).status_code == 200:
+            assert time.monotonic() < deadline, "scheduled collection never ran"
+            time.sleep(0.3)
+        status = wait_finished(client)
+        assert status["trigger"] == "schedule"
