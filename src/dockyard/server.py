@@ -35,8 +35,8 @@ def prepare_index(config: Config) -> None:
     """Check the metadata index against the store before serving (rebuilding what differs)."""
     if config.storage.driver != "filesystem":
         return
-    from dockyard.api.app import make_driver, make_index
     from dockyard.console import err, synchronize_index
+    from dockyard.stores import make_driver, make_index
 
     index = make_index(config)
     try:

@@ -27,28 +27,15 @@ from dockyard.api.http import (
 )
 from dockyard.api.urls import URLBuilder
 from dockyard.config import Config, load_config
-from dockyard.index import SQLiteIndex, open_index
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.gc import GCOptions
 from dockyard.registry.maintenance import purge_uploads_forever
 from dockyard.registry.registry import Registry, RegistrySettings
 from dockyard.storage import StorageDriver
-from dockyard.storage.filesystem import FilesystemDriver
-from dockyard.storage.memory import MemoryDriver
+from dockyard.stores import make_driver, make_index
 
 log = logging.getLogger("dockyard.http")
 CONFIG_ENV = "DOCKYARD_CONFIG"
-
-
-def make_driver(config: Config) -> StorageDriver:
-    if config.storage.driver == "inmemory":
-        return MemoryDriver()
-    return FilesystemDriver(config.storage.root_directory)
-
-
-def make_index(config: Config) -> SQLiteIndex:
-    in_memory = config.storage.driver == "inmemory"
-    return open_index(None if in_memory else config.storage.root_directory)
 
 
 class RegistryApp:

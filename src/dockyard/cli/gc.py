@@ -63,9 +63,9 @@ def describe(report: GCReport) -> str:
 def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
                     grace_period: str, as_json: bool) -> None:
     """Delete blobs (and with -m, manifests) nothing uses. Safe while the registry runs."""
-    from dockyard.api.app import make_driver, make_index
     from dockyard.console import err, gc_progress, synchronize_index
     from dockyard.registry.gc_runs import GCAlreadyRunning, GCRuns
+    from dockyard.stores import make_driver, make_index
 
     settings = load_or_exit(config)
     require_filesystem(settings, "garbage-collect")

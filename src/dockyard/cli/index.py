@@ -16,8 +16,8 @@ def index() -> None:
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 def rebuild(config: str | None) -> None:
     """Re-read the whole store into the index (for example after another registry wrote it)."""
-    from dockyard.api.app import make_driver, make_index
     from dockyard.console import err, synchronize_index
+    from dockyard.stores import make_driver, make_index
 
     settings = load_or_exit(config)
     require_filesystem(settings, "index rebuild")
