@@ -26,13 +26,15 @@ from dockyard.api.http import (
     Send,
 )
 from dockyard.api.urls import URLBuilder
+from dockyard.auth import AuthDenied, Authenticator, required_access
+from dockyard.auth.htpasswd import HtpasswdAuthenticator
 from dockyard.config import Config, load_config
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.gc import GCOptions
 from dockyard.registry.maintenance import purge_uploads_forever
 from dockyard.registry.registry import Registry, RegistrySettings
 from dockyard.storage import StorageDriver
-from dockyard.stores import make_driver, make_index
+from dockyard.stores import make_driver, make_index, make_login_throttle
 
 log = logging.getLogger("dockyard.http")
 CONFIG_ENV = "DOCKYARD_CONFIG"
@@ -53,6 +55,10 @@ class RegistryApp:
             for value in values:
                 self.common_headers.append((name.lower().encode(), value.encode()))
         self.access_log = config.log.access_log
+        self.authenticator: Authenticator | None = None
+        if config.htpasswd is not None:
+            self.authenticator = HtpasswdAuthenticator(
+                config.htpasswd.realm, config.htpasswd.path, make_login_throttle(config))
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -105,9 +111,29 @@ class RegistryApp:
             raise HTTPError(405, "UNSUPPORTED", f"method {request.method} is not allowed here",
                             {"method": request.method},
                             {"Allow": ", ".join(sorted(route.methods))})
+        if self.authenticator is not None:
+            await self.authenticate(request, params)
         context = Context(request, self.registry, URLBuilder(
             request, self.prefix, self.config.http.base_url, self.config.http.relative_urls))
         return await handler(context, **params)
+
+    async def authenticate(self, request: Request, params: dict[str, str]) -> None:
+        assert self.authenticator is not None
+        access = required_access(request.method, params, catalog=request.path == "/v2/_catalog")
+        client = request.scope.get("client") or ("unknown", 0)
+        try:
+            await self.authenticator.authenticate(request.header("authorization"), client[0],
+                                                  access)
+        except AuthDenied as denied:
+            headers = {"WWW-Authenticate": denied.challenge} if denied.challenge else {}
+            if denied.throttled:
+                raise HTTPError(429, "TOOMANYREQUESTS", denied.message, None,
+                                {"Retry-After": "60", **headers}) from None
+            if denied.forbidden:
+                raise HTTPError(403, "DENIED", denied.message,
+                                [item.scope for item in access]) from None
+            raise HTTPError(401, "UNAUTHORIZED", denied.message,
+                            [item.scope for item in access], headers) from None
 
     async def health(self) -> Response:
         try:

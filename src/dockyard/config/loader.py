@@ -14,6 +14,7 @@ from dockyard.config.model import (
     Config,
     GCSchedule,
     HealthConfig,
+    HtpasswdConfig,
     HTTPConfig,
     LogConfig,
     StorageConfig,
@@ -192,11 +193,32 @@ def _build(raw: dict[str, Any], source: str) -> Config:
         http=_http(raw),
         log=_log(raw),
         health=_health(raw),
+        htpasswd=_htpasswd(raw),
         max_manifest_size=_int(
             _section(_section(raw, "validation", ""), "manifests", "validation."),
             "maxsize", "validation.manifests.", 4 * 1024 * 1024),
         source=source,
     )
+
+
+def _htpasswd(raw: dict[str, Any]) -> HtpasswdConfig | None:
+    auth = _section(raw, "auth", "")
+    others = sorted(set(auth) - {"htpasswd"})
+    if others:
+        raise ConfigError(f"auth.{others[0]}: unsupported authentication method "
+                          "(supported: htpasswd)")
+    if "htpasswd" not in auth:
+        return None
+    section = _section(auth, "htpasswd", "auth.")
+    path = _str(section, "path", "auth.htpasswd.", "")
+    if not path:
+        raise ConfigError("auth.htpasswd.path: required (an htpasswd file of bcrypt entries, "
+                          "made with `htpasswd -B` or `dockyard passwd`)")
+    if not os.path.isfile(path):
+        raise ConfigError(f"auth.htpasswd.path: file not found: {path} "
+                          "(create it with `dockyard passwd FILE USER`)")
+    realm = _str(section, "realm", "auth.htpasswd.", "Registry Realm")
+    return HtpasswdConfig(realm, path)
 
 
 def _storage(raw: dict[str, Any]) -> StorageConfig:

@@ -77,10 +77,17 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class HtpasswdConfig:
+    realm: str
+    path: str
+
+
+@dataclass(frozen=True)
 class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     http: HTTPConfig = field(default_factory=HTTPConfig)
     log: LogConfig = field(default_factory=LogConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     max_manifest_size: int = DEFAULT_MAX_MANIFEST_SIZE
+    htpasswd: HtpasswdConfig | None = None
     source: str = "defaults"  # where the settings came from, for the start-up message

@@ -1,0 +1,32 @@
+"""The interface of an authentication method."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+from dockyard.auth.access import Access
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user: str
+
+
+class AuthDenied(Exception):
+    """Credentials missing or wrong (401, with a challenge) or not enough (403)."""
+
+    def __init__(self, message: str, challenge: str | None, forbidden: bool = False,
+                 throttled: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.challenge = challenge
+        self.forbidden = forbidden
+        self.throttled = throttled
+
+
+class Authenticator(abc.ABC):
+    @abc.abstractmethod
+    async def authenticate(self, authorization: str | None, client: str, access: list[Access]
+                           ) -> Identity:
+        """The identity behind an Authorization header, allowed `access`; else AuthDenied."""
