@@ -8,6 +8,8 @@ from dockyard import __version__
 from dockyard.cli.common import load_or_exit
 from dockyard.cli.gc import garbage_collect
 from dockyard.cli.index import index
+from dockyard.cli.passwd import passwd
+from dockyard.cli.remote import du, inspect_command, ls, rm, tags
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,8 +28,14 @@ def serve(config: str | None) -> None:
 
 
 main.add_command(index)
+main.add_command(passwd)
 main.add_command(garbage_collect)
 main.add_command(garbage_collect, name="gc")
+main.add_command(ls)
+main.add_command(tags)
+main.add_command(inspect_command)
+main.add_command(rm)
+main.add_command(du)
 
 
 if __name__ == "__main__":

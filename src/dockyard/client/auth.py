@@ -71,9 +71,9 @@ def from_docker_config(host: str, env: Mapping[str, str]) -> Credentials | None:
             username, colon, password = decoded.partition(":")
             if colon:
                 return Credentials(username, password, str(path))
-        username, password = entry.get("username"), entry.get("password")
-        if isinstance(username, str) and isinstance(password, str):
-            return Credentials(username, password, str(path))
+        plain_user, plain_password = entry.get("username"), entry.get("password")
+        if isinstance(plain_user, str) and isinstance(plain_password, str):
+            return Credentials(plain_user, plain_password, str(path))
     return None
 
 

@@ -1,0 +1,423 @@
+"""Managing any registry over HTTP: `dockyard ls`, `tags`, `inspect`, `rm` and `du`.
+
+These talk the Distribution API through `dockyard.client`, so they work against dockyard,
+distribution (registry:2) and other registries alike. Output is a table for people, or JSON
+with ``--json``. Exit codes: 0 done, 1 the operation failed (registry error, not found,
+unreachable, refused), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import ssl
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from dockyard.client import (
+    ClientError,
+    Credentials,
+    InvalidReference,
+    Reference,
+    Registry,
+    RegistryClient,
+    Unsupported,
+    find_credentials,
+    parse_image,
+    parse_reference,
+)
+from dockyard.client.auth import ENV_PASSWORD
+from dockyard.client.operations import (
+    Inspection,
+    Removal,
+    Usage,
+    inspect,
+    remove_all,
+    remove_digest,
+    remove_tag,
+    usage,
+)
+from dockyard.client.reference import parse_registry
+from dockyard.client.registry import DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+DEFAULT_REGISTRY = "localhost:5000"
+ENV_REGISTRY = "DOCKYARD_REGISTRY"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# -- console: tables for people, JSON for scripts -----------------------------------------
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class Output:
+    as_json: bool
+    exact_sizes: bool = False
+
+    @functools.cached_property
+    def console(self) -> Console:
+        # Not a terminal (a pipe, a file): never wrap or cut digests to 80 columns.
+        console = Console(highlight=False)
+        if not console.is_terminal:
+            console = Console(highlight=False, width=400)
+        return console
+
+    def size(self, size: int | None) -> str:
+        if size is None:
+            return "?"
+        return f"{size} B" if self.exact_sizes else human_size(size)
+
+    def json(self, value: Any) -> None:
+        click.echo(json.dumps(value, indent=2))
+
+    def table(self, columns: Sequence[str], rows: Sequence[Sequence[str]],
+              title: str | None = None, right: Sequence[str] = (),
+              footer: Sequence[str] | None = None) -> None:
+        table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left",
+                      show_footer=footer is not None, pad_edge=False)
+        for n, column in enumerate(columns):
+            table.add_column(column, justify="right" if column in right else "left",
+                             footer=footer[n] if footer else "", overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        self.console.print(table)
+
+    def fields(self, pairs: Sequence[tuple[str, str]]) -> None:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold")
+        grid.add_column(overflow="fold")
+        for key, value in pairs:
+            grid.add_row(key, value)
+        self.console.print(grid)
+
+    def line(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False)
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> None:
+    click.echo(f"dockyard: {message}", err=True)
+    sys.exit(code)
+
+
+# -- options shared by every command ------------------------------------------------------
+
+@dataclass
+class Connection:
+    insecure: bool
+    ca_cert: str | None
+    username: str | None
+    password: str | None
+    timeout: float
+    page_size: int
+
+    def credentials_for(self, host: str) -> Credentials | None:
+        username, password = self.username, self.password
+        if password is not None and username is None:
+            raise click.UsageError("--password needs --username")
+        if username is not None and password is None and ENV_PASSWORD not in os.environ:
+            if not sys.stdin.isatty():
+                raise click.UsageError(
+                    "--username needs --password (or DOCKYARD_PASSWORD in the environment)")
+            password = click.prompt(f"Password for {username}@{host}", hide_input=True,
+                                    err=True)
+        return find_credentials(host, username, password)
+
+    @contextmanager
+    def open(self, registry: Registry) -> Iterator[RegistryClient]:
+        verify: bool | str = True
+        if registry.scheme == "https":
+            verify = self.ca_cert if self.ca_cert else not self.insecure
+        try:
+            client = RegistryClient(registry, self.credentials_for(registry.host), verify,
+                                    self.timeout, self.page_size)
+        except (OSError, ssl.SSLError) as error:
+            raise click.BadParameter(f"cannot use {self.ca_cert}: {error}",
+                                     param_hint="--ca-cert") from None
+        with client:
+            yield client
+
+
+def connection_options(command: F) -> F:
+    """--insecure, --ca-cert, --username, --password, --timeout, --page-size, --json."""
+    options = [
+        click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
+        click.option("--insecure", is_flag=True,
+                     help="Use plain HTTP (with an explicit https:// prefix: HTTPS without "
+                          "certificate checks)."),
+        click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False),
+                     help="Trust this CA bundle (PEM) for HTTPS."),
+        click.option("-u", "--username", help="User name (or DOCKYARD_USERNAME, or docker's "
+                                              "config.json)."),
+        click.option("-p", "--password", help="Password (or DOCKYARD_PASSWORD)."),
+        click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT,
+                     show_default=True, help="Seconds to wait for the registry."),
+        click.option("--page-size", type=click.IntRange(min=1), default=DEFAULT_PAGE_SIZE,
+                     show_default=True, help="Entries asked for per catalog/tags page."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def run(command: F) -> F:
+    """Turn the client's exceptions into one line on stderr and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except InvalidReference as error:
+            raise click.BadParameter(str(error)) from None
+        except ClientError as error:
+            fail(str(error))
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def make_connection(kwargs: dict[str, Any]) -> tuple[Connection, Output]:
+    connection = Connection(kwargs.pop("insecure"), kwargs.pop("ca_cert"),
+                            kwargs.pop("username"), kwargs.pop("password"),
+                            kwargs.pop("timeout"), kwargs.pop("page_size"))
+    return connection, Output(kwargs.pop("as_json"))
+
+
+def default_registry() -> str:
+    return os.environ.get(ENV_REGISTRY) or DEFAULT_REGISTRY
+
+
+# -- ls, tags -----------------------------------------------------------------------------
+
+@click.command("ls")
+@click.argument("registry", required=False)
+@connection_options
+@run
+def ls(registry: str | None, **kwargs: Any) -> None:
+    """List the repositories of REGISTRY (host:port; default $DOCKYARD_REGISTRY or
+    localhost:5000), following the catalog's pages."""
+    connection, output = make_connection(kwargs)
+    target = parse_registry(registry or default_registry(), connection.insecure)
+    with connection.open(target) as client:
+        repositories = client.catalog()
+    if output.as_json:
+        output.json({"registry": target.host, "repositories": repositories})
+    elif not repositories:
+        output.line(f"{target.host} has no repositories")
+    else:
+        output.table(["REPOSITORY"], [[name] for name in repositories])
+
+
+@click.command("tags")
+@click.argument("repository")
+@click.option("-d", "--digests", is_flag=True, help="Also show the digest each tag points at.")
+@connection_options
+@run
+def tags(repository: str, digests: bool, **kwargs: Any) -> None:
+    """List the tags of REGISTRY/REPO."""
+    connection, output = make_connection(kwargs)
+    reference = parse_image(repository, connection.insecure)
+    if reference.reference is not None:
+        raise click.BadParameter("expected REGISTRY/REPO without a tag or digest")
+    with connection.open(reference.registry) as client:
+        names = client.tags(reference.repository)
+        resolved = {tag: client.resolve(reference.repository, tag) for tag in names
+                    } if digests else {}
+    if output.as_json:
+        result: dict[str, Any] = {"repository": str(reference), "tags": names}
+        if digests:
+            result["digests"] = resolved
+        output.json(result)
+    elif not names:
+        output.line(f"{reference} has no tags")
+    else:
+        columns = ["TAG", "DIGEST"] if digests else ["TAG"]
+        output.table(columns, [[tag, resolved[tag]] if digests else [tag] for tag in names])
+
+
+# -- inspect ------------------------------------------------------------------------------
+
+@click.command("inspect")
+@click.argument("image")
+@click.option("--bytes", "exact", is_flag=True, help="Sizes in bytes rather than KiB/MiB.")
+@connection_options
+@run
+def inspect_command(image: str, exact: bool, **kwargs: Any) -> None:
+    """Show REGISTRY/REPO:TAG (or @sha256:...): digest, media type, platforms, layers, size."""
+    connection, output = make_connection(kwargs)
+    output.exact_sizes = exact
+    reference = parse_image(image, connection.insecure)
+    if reference.reference is None:
+        raise click.BadParameter("expected REGISTRY/REPO:TAG or REGISTRY/REPO@DIGEST")
+    with connection.open(reference.registry) as client:
+        result = inspect(client, reference.repository, reference.reference, str(reference))
+    if output.as_json:
+        output.json(result.as_dict())
+        return
+    show_inspection(output, result)
+
+
+def show_inspection(output: Output, result: Inspection) -> None:
+    pairs = [("Reference", result.reference), ("Digest", result.digest),
+             ("Media type", result.media_type or "?")]
+    if result.children is not None:
+        pairs.append(("Platforms", str(len(result.children))))
+        pairs.append(("Size", f"{output.size(result.size)} (all platforms, shared layers "
+                              "counted once)"))
+        output.fields(pairs)
+        output.line("")
+        output.table(["PLATFORM", "DIGEST", "SIZE"],
+                     [[c.platform or "unknown", c.digest,
+                       output.size(c.size) if c.size is not None else "missing"]
+                      for c in result.children], right=["SIZE"])
+        return
+    pairs.append(("Platform", result.platform or "unknown"))
+    if result.config is not None:
+        pairs.append(("Config", f"{result.config.digest} ({output.size(result.config.size)})"))
+    pairs.append(("Size", f"{output.size(result.size)} (config + {len(result.layers)} "
+                          f"layer{'' if len(result.layers) == 1 else 's'})"))
+    output.fields(pairs)
+    if result.layers:
+        output.line("")
+        output.table(["#", "LAYER", "SIZE"],
+                     [[str(n), layer.digest, output.size(layer.size)]
+                      for n, layer in enumerate(result.layers, 1)], right=["#", "SIZE"])
+
+
+# -- rm -----------------------------------------------------------------------------------
+
+DELETES_DISABLED = ("deletes are disabled on {host}: set storage.delete.enabled: true in its "
+                    "config.yml (or REGISTRY_STORAGE_DELETE_ENABLED=true) and restart it")
+
+
+@click.command("rm")
+@click.argument("image")
+@click.option("-f", "--force", is_flag=True,
+              help="Where the registry cannot delete a tag alone, delete its manifest even "
+                   "though other tags point at it (they go too).")
+@click.option("--all-tags", is_flag=True,
+              help="Delete every tagged manifest of REGISTRY/REPO (and its indexes' children).")
+@connection_options
+@run
+def rm(image: str, force: bool, all_tags: bool, **kwargs: Any) -> None:
+    """Delete REGISTRY/REPO:TAG, REGISTRY/REPO@DIGEST, or with --all-tags all of REGISTRY/REPO.
+
+    A tag is deleted on its own where the registry can (dockyard, OCI 1.1); where it refuses
+    (distribution 2.8), its manifest is deleted by digest, which removes every tag pointing
+    at it: if that includes other tags, nothing is deleted unless --force is given. Deleting
+    by digest removes the manifest and all its tags, and says which.
+    """
+    connection, output = make_connection(kwargs)
+    reference = parse_image(image, connection.insecure)
+    if all_tags and reference.reference is not None:
+        raise click.BadParameter("--all-tags takes REGISTRY/REPO, without a tag or digest")
+    if not all_tags and reference.reference is None:
+        raise click.BadParameter("give REGISTRY/REPO:TAG or REGISTRY/REPO@DIGEST "
+                                 "(or --all-tags to delete the whole repository's content)")
+    with connection.open(reference.registry) as client:
+        try:
+            if all_tags:
+                removal = remove_all(client, reference.repository)
+            elif reference.digest is not None:
+                removal = remove_digest(client, reference.repository, reference.digest)
+            else:
+                assert reference.tag is not None
+                removal = remove_tag(client, reference.repository, reference.tag, force)
+        except Unsupported as error:
+            if error.status == 405:
+                fail(DELETES_DISABLED.format(host=reference.registry.host))
+            raise
+    if output.as_json:
+        output.json({"reference": str(reference), **removal.as_dict()})
+        return
+    describe_removal(output, reference, removal)
+
+
+def describe_removal(output: Output, reference: Reference, removal: Removal) -> None:
+    repository = f"{reference.registry.host}/{removal.repository}"
+    if removal.method == "tag":
+        output.line(f"Removed tag {repository}:{removal.removed_tags[0]}; manifest "
+                    f"{removal.digests[0]} is kept, with any other tags pointing at it")
+        return
+    if not removal.removed_manifests:
+        output.line(f"{repository} has no tagged manifests: nothing to remove")
+        return
+    for digest in removal.removed_manifests:
+        output.line(f"Deleted manifest {repository}@{digest}")
+    if removal.removed_tags:
+        output.line(f"Removed tag{'s' if len(removal.removed_tags) > 1 else ''}: "
+                    + ", ".join(removal.removed_tags))
+    else:
+        output.line("It had no tags")
+
+
+# -- du -----------------------------------------------------------------------------------
+
+@click.command("du")
+@click.argument("target", required=False)
+@click.option("--bytes", "exact", is_flag=True, help="Sizes in bytes rather than KiB/MiB.")
+@connection_options
+@run
+def du(target: str | None, exact: bool, **kwargs: Any) -> None:
+    """Storage used per repository of REGISTRY (or by REGISTRY/REPO), and in total.
+
+    A repository's size is every distinct blob its tags keep: manifests (and index
+    children), configs and layers. The total counts blobs shared between repositories once.
+    """
+    connection, output = make_connection(kwargs)
+    output.exact_sizes = exact
+    parsed = parse_reference(target or default_registry(), connection.insecure,
+                             require_repository=False)
+    if isinstance(parsed, Reference) and parsed.reference is not None:
+        raise click.BadParameter("expected REGISTRY or REGISTRY/REPO, without a tag or digest")
+    registry = parsed.registry if isinstance(parsed, Reference) else parsed
+    with connection.open(registry) as client:
+        names = [parsed.repository] if isinstance(parsed, Reference) else client.catalog()
+        result = usage(client, names)
+    for repository in result.repositories:
+        for digest in repository.walk.missing:
+            click.echo(f"dockyard: warning: {repository.name}: an index names {digest}, which "
+                       "the registry does not have", err=True)
+    if output.as_json:
+        output.json({"registry": registry.host, **result.as_dict()})
+        return
+    show_usage(output, registry, result)
+
+
+def show_usage(output: Output, registry: Registry, result: Usage) -> None:
+    if not result.repositories:
+        output.line(f"{registry.host} has no repositories")
+        return
+    rows = [[r.name, str(r.tags), str(len(r.walk.manifests)), str(len(r.walk.blobs)),
+             output.size(r.size)] for r in result.repositories]
+    footer = ["total", "", str(len(result.unique_manifests)), str(len(result.unique_layers)),
+              output.size(result.total)]
+    output.table(["REPOSITORY", "TAGS", "MANIFESTS", "BLOBS", "SIZE"], rows,
+                 right=["TAGS", "MANIFESTS", "BLOBS", "SIZE"], footer=footer)
+    shared = result.sum_of_repositories - result.total
+    if shared:
+        output.line(f"{output.size(shared)} shared between repositories is counted once "
+                    "in the total")
+
+
+COMMANDS = [ls, tags, inspect_command, rm, du]
