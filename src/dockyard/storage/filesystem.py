@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import AsyncIterator
 
@@ -52,18 +54,36 @@ class FilesystemDriver(StorageDriver):
     name = "filesystem"
 
     def __init__(self, root: str) -> None:
-        self.root = os.path.abspath(root)
-        os.makedirs(self.root, exist_ok=True)
+        os.makedirs(root, exist_ok=True)
+        self.root = os.path.realpath(root)
 
     def _full(self, path: str) -> str:
         return self.root + check_path(path)
 
+    def _inside(self, path: str) -> str:
+        """The full path, if following every link in it stays inside the root; a symlink in
+        the store that points elsewhere reads as missing."""
+        full = self._full(path)
+        if not os.path.realpath(full).startswith(self.root + os.sep):
+            raise PathNotFound(path)
+        return full
+
     async def get_content(self, path: str) -> bytes:
+        # Small metadata files are read on every request: O_NOFOLLOW refuses a symlinked
+        # file for free; data files (`read`, `local_file`) get the full check.
         try:
-            with open(self._full(path), "rb") as file:
-                return file.read()
+            fd = os.open(self._full(path), os.O_RDONLY | os.O_NOFOLLOW)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise PathNotFound(path) from None
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise PathNotFound(path) from None
+            raise
+        with os.fdopen(fd, "rb") as file:
+            try:
+                return file.read()
+            except IsADirectoryError:
+                raise PathNotFound(path) from None
 
     async def put_content(self, path: str, data: bytes) -> None:
         full = self._full(path)
@@ -82,10 +102,12 @@ class FilesystemDriver(StorageDriver):
 
     async def stat(self, path: str) -> FileInfo | None:
         try:
-            result = os.stat(self._full(path))
-        except (FileNotFoundError, NotADirectoryError):
+            result = os.lstat(self._inside(path))
+        except (FileNotFoundError, NotADirectoryError, PathNotFound):
             return None
-        is_dir = os.path.isdir(self._full(path))
+        if stat.S_ISLNK(result.st_mode):
+            return None
+        is_dir = stat.S_ISDIR(result.st_mode)
         return FileInfo(path, 0 if is_dir else result.st_size, result.st_mtime, is_dir)
 
     async def list(self, path: str) -> list[str]:
@@ -122,7 +144,7 @@ class FilesystemDriver(StorageDriver):
     async def read(self, path: str, offset: int = 0, length: int | None = None
                    ) -> AsyncIterator[bytes]:
         try:
-            file = open(self._full(path), "rb")  # noqa: SIM115 - closed below
+            file = open(self._inside(path), "rb")  # noqa: SIM115 - closed below
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise PathNotFound(path) from None
         try:
@@ -140,4 +162,7 @@ class FilesystemDriver(StorageDriver):
             file.close()
 
     def local_file(self, path: str) -> str | None:
-        return self._full(path)
+        try:
+            return self._inside(path)
+        except PathNotFound:
+            return None
