@@ -102,3 +102,17 @@ def peak_rss_kib(pid: int) -> int:
                 peaks.append(int(line.split()[1]))
     assert len(peaks) > 1, "expected worker processes"
     return max(peaks)
+
+
+def test_uploads_in_progress_are_limited(tmp_path: Path) -> None:
+    config = {"validation": {"uploads": {"maxinprogress": 3}}}
+    with run_registry(tmp_path, config=config) as running, running.client() as client:
+        locations = [client.post("/v2/limited/repo/blobs/uploads/").headers["Location"]
+                     for _ in range(3)]
+        refused = client.post("/v2/limited/repo/blobs/uploads/")
+        assert refused.status_code == 429
+        assert refused.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
+        # Other repositories have their own allowance; finishing one frees a place.
+        assert client.post("/v2/limited/other/blobs/uploads/").status_code == 202
+        assert client.delete(locations[0]).status_code == 204
+        assert client.post("/v2/limited/repo/blobs/uploads/").status_code == 202

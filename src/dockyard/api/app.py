@@ -48,6 +48,7 @@ class RegistryApp:
             delete_enabled=config.storage.delete_enabled,
             read_only=config.storage.read_only,
             max_manifest_size=config.max_manifest_size,
+            max_uploads_per_repository=config.max_uploads_per_repository,
         ))
         self.prefix = config.http.prefix
         self.common_headers: Headers = [(b"docker-distribution-api-version", b"registry/2.0")]

@@ -197,6 +197,9 @@ def _build(raw: dict[str, Any], source: str) -> Config:
         max_manifest_size=_int(
             _section(_section(raw, "validation", ""), "manifests", "validation."),
             "maxsize", "validation.manifests.", 4 * 1024 * 1024),
+        max_uploads_per_repository=_int(
+            _section(_section(raw, "validation", ""), "uploads", "validation."),
+            "maxinprogress", "validation.uploads.", 1000),
         source=source,
     )
 

@@ -89,5 +89,6 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     max_manifest_size: int = DEFAULT_MAX_MANIFEST_SIZE
+    max_uploads_per_repository: int = 1000
     htpasswd: HtpasswdConfig | None = None
     source: str = "defaults"  # where the settings came from, for the start-up message

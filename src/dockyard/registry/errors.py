@@ -79,6 +79,11 @@ class TooLarge(SizeInvalid):
     default_message = "content is larger than the registry accepts"
 
 
+class TooManyRequests(RegistryError):
+    code = "TOOMANYREQUESTS"
+    default_message = "too many requests"
+
+
 class TagInvalid(RegistryError):
     code = "TAG_INVALID"
     default_message = "manifest tag did not match URI"

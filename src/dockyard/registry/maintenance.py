@@ -15,7 +15,7 @@ log = logging.getLogger("dockyard.maintenance")
 
 
 async def purge_uploads(driver: StorageDriver, age: float, dry_run: bool = False) -> list[str]:
-    """Delete uploads started more than `age` seconds ago; returns 'repo/uuid' of each."""
+    """Delete uploads idle for more than `age` seconds; returns "repo/uuid" of each."""
     now = datetime.now(UTC)
     purged: list[str] = []
     for name in await catalog.list_repositories_with_uploads(driver):
@@ -24,13 +24,18 @@ async def purge_uploads(driver: StorageDriver, age: float, dry_run: bool = False
         except PathNotFound:
             continue
         for upload_id in upload_ids:
+            # Age counts from the last data received, so a slow upload that is still going
+            # is not cut off; an upload with no data counts from its start.
             started = await read_started_at(driver, name, upload_id)
-            if started is None:
+            info = await driver.stat(layout.upload_data(name, upload_id))
+            if info is None:
                 info = await driver.stat(layout.upload_dir(name, upload_id))
-                if info is None:
-                    continue
-                started = datetime.fromtimestamp(info.modified, UTC)
-            if (now - started).total_seconds() < age:
+            if info is None:
+                continue
+            last = datetime.fromtimestamp(info.modified, UTC)
+            if started is not None:
+                last = max(last, started)
+            if (now - last).total_seconds() < age:
                 continue
             purged.append(f"{name}/{upload_id}")
             if not dry_run:

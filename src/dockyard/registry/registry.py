@@ -24,6 +24,7 @@ class RegistrySettings:
     delete_enabled: bool = False
     read_only: bool = False
     max_manifest_size: int = DEFAULT_MAX_MANIFEST_SIZE
+    max_uploads_per_repository: int = 1000
 
 
 class Repository:
@@ -55,7 +56,8 @@ class Registry:
         self.index = index
         self.settings = settings or RegistrySettings()
         self.blobs = BlobStore(driver)
-        self.uploads = UploadStore(self.blobs, index)
+        self.uploads = UploadStore(self.blobs, index,
+                                   self.settings.max_uploads_per_repository)
         self.gc = GCRuns(driver, index)
         self.parsed_manifests = ParsedManifestCache()
 

@@ -24,6 +24,7 @@ from dockyard.registry.errors import (
     BlobUploadUnknown,
     DigestInvalid,
     SizeInvalid,
+    TooManyRequests,
     UploadOutOfOrder,
 )
 from dockyard.registry.reference import Digest
@@ -51,9 +52,11 @@ class _RunningHash:
 
 
 class UploadStore:
-    def __init__(self, blobs: BlobStore, index: SQLiteIndex) -> None:
+    def __init__(self, blobs: BlobStore, index: SQLiteIndex, max_per_repository: int = 1000
+                 ) -> None:
         self.blobs = blobs
         self.index = index
+        self.max_per_repository = max_per_repository
         self.driver: StorageDriver = blobs.driver
         self._hashes: OrderedDict[tuple[str, str], _RunningHash] = OrderedDict()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -94,6 +97,15 @@ class RepositoryUploads:
         return (self.name, upload_id)
 
     async def start(self) -> UploadStatus:
+        try:
+            open_uploads = len(await self.driver.list(layout.uploads(self.name)))
+        except PathNotFound:
+            open_uploads = 0
+        if open_uploads >= self.store.max_per_repository:
+            # Each open upload holds disk; abandoned ones go with upload purging.
+            raise TooManyRequests(
+                f"{open_uploads} uploads are already in progress for this repository",
+                {"limit": self.store.max_per_repository})
         upload_id = str(uuid.uuid4())
         started = datetime.now(UTC)
         await self.driver.put_content(
