@@ -42,23 +42,35 @@ class PushedManifest:
     manifest: Manifest
 
 
-class ParsedManifestCache:
-    """Manifests never change for a digest, so what was parsed once can be kept (bounded)."""
+class ManifestCache:
+    """The bytes and media type of manifests a process has served, by repository and digest.
 
-    def __init__(self, capacity: int = 4096) -> None:
-        self.capacity = capacity
-        self._entries: OrderedDict[Digest, tuple[str, Manifest | None, int]] = OrderedDict()
+    What a digest names never changes, so entries never go stale; what can change (which
+    digest a tag names, whether the revision still exists) is always read from the store.
+    That keeps every worker correct without telling the others anything."""
 
-    def get(self, digest: Digest) -> tuple[str, Manifest | None, int] | None:
-        entry = self._entries.get(digest)
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._entries: OrderedDict[tuple[str, Digest], tuple[str, bytes]] = OrderedDict()
+
+    def get(self, name: str, digest: Digest) -> tuple[str, bytes] | None:
+        entry = self._entries.get((name, digest))
         if entry is not None:
-            self._entries.move_to_end(digest)
+            self._entries.move_to_end((name, digest))
         return entry
 
-    def put(self, digest: Digest, media_type: str, manifest: Manifest | None, size: int) -> None:
-        self._entries[digest] = (media_type, manifest, size)
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+    def put(self, name: str, digest: Digest, media_type: str, data: bytes) -> None:
+        if len(data) > self.max_bytes // 16:
+            return
+        previous = self._entries.pop((name, digest), None)
+        if previous is not None:
+            self.size -= len(previous[1])
+        self._entries[(name, digest)] = (media_type, data)
+        self.size += len(data)
+        while self.size > self.max_bytes:
+            _, (_, evicted) = self._entries.popitem(last=False)
+            self.size -= len(evicted)
 
 
 class RepositoryManifests:
@@ -67,7 +79,7 @@ class RepositoryManifests:
         name: str,
         blobs: BlobStore,
         tags: RepositoryTags,
-        parsed: ParsedManifestCache,
+        cache: ManifestCache,
         index: SQLiteIndex,
         max_size: int = DEFAULT_MAX_MANIFEST_SIZE,
     ) -> None:
@@ -75,7 +87,7 @@ class RepositoryManifests:
         self.blobs = blobs
         self.driver = blobs.driver
         self.tags = tags
-        self.parsed = parsed
+        self.cache = cache
         self.max_size = max_size
         self.index = index
         self.layers = RepositoryBlobs(name, blobs, index)
@@ -95,23 +107,20 @@ class RepositoryManifests:
 
     async def get(self, reference: str) -> StoredManifest:
         digest = await self.resolve(reference)
-        try:
-            data = await self.blobs.get(digest)
-        except BlobUnknown:
-            raise ManifestUnknown(detail={"reference": reference}) from None
-        media_type = await self._media_type(digest, data)
+        cached = self.cache.get(self.name, digest)
+        if cached is not None:
+            media_type, data = cached
+        else:
+            try:
+                data = await self.blobs.get(digest)
+            except BlobUnknown:
+                raise ManifestUnknown(detail={"reference": reference}) from None
+            media_type = await self._media_type(digest, data)
+            self.cache.put(self.name, digest, media_type, data)
         if media_type in mediatypes.SCHEMA1 and schema1.needs_signature(data):
             return StoredManifest(digest, mediatypes.DOCKER_SCHEMA1_SIGNED, schema1.sign(data))
         return StoredManifest(digest, media_type, data)
 
-    async def head(self, reference: str) -> tuple[Digest, str, int]:
-        """Digest, media type and size, answered from the parse cache when it can."""
-        digest = await self.resolve(reference)
-        cached = self.parsed.get(digest)
-        if cached is not None and cached[0] not in mediatypes.SCHEMA1:
-            return digest, cached[0], cached[2]
-        stored = await self.get(str(digest))
-        return digest, stored.media_type, stored.size
 
     async def _media_type(self, digest: Digest, data: bytes) -> str:
         try:
@@ -149,7 +158,7 @@ class RepositoryManifests:
             if tag is not None:
                 await self.tags.tag(tag, digest)
             self.index.record_manifest(db, self.name, record, tag)
-        self.parsed.put(digest, manifest.media_type, manifest, len(data))
+        self.cache.put(self.name, digest, manifest.media_type, data)
         return PushedManifest(digest, manifest)
 
     async def _check_references(self, manifest: Manifest) -> None:

@@ -10,7 +10,7 @@ from dockyard.registry.errors import NameUnknown, ReadOnly, Unsupported
 from dockyard.registry.gc_runs import GCRuns
 from dockyard.registry.manifests import (
     DEFAULT_MAX_MANIFEST_SIZE,
-    ParsedManifestCache,
+    ManifestCache,
     RepositoryManifests,
 )
 from dockyard.registry.reference import validate_name
@@ -36,7 +36,7 @@ class Repository:
         self.blobs = RepositoryBlobs(name, registry.blobs, registry.index)
         self.tags = RepositoryTags(name, driver, registry.index)
         self.manifests = RepositoryManifests(
-            name, registry.blobs, self.tags, registry.parsed_manifests, registry.index,
+            name, registry.blobs, self.tags, registry.manifest_cache, registry.index,
             registry.settings.max_manifest_size,
         )
         self.uploads: RepositoryUploads = registry.uploads.for_repository(name)
@@ -59,7 +59,7 @@ class Registry:
         self.uploads = UploadStore(self.blobs, index,
                                    self.settings.max_uploads_per_repository)
         self.gc = GCRuns(driver, index)
-        self.parsed_manifests = ParsedManifestCache()
+        self.manifest_cache = ManifestCache()
 
     def repository(self, name: str) -> Repository:
         return Repository(validate_name(name), self)

@@ -30,13 +30,8 @@ async def get_manifest(ctx: Context, name: str, reference: str) -> Response:
     repository = ctx.registry.repository(name)
     _check_reference(reference)
     request = ctx.request
-    if request.method == "HEAD":
-        digest, media_type, size = await repository.manifests.head(reference)
-        body = b""
-    else:
-        stored = await repository.manifests.get(reference)
-        digest, media_type, size, body = (stored.digest, stored.media_type, stored.size,
-                                          stored.data)
+    stored = await repository.manifests.get(reference)
+    digest, media_type, size, body = stored.digest, stored.media_type, stored.size, stored.data
     if not _accepts(request.header("accept"), media_type):
         raise ManifestUnknown(
             f"manifest is {media_type}, which the Accept header does not allow",
