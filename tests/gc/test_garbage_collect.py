@@ -154,7 +154,8 @@ def test_bad_grace_period_is_a_usage_error(registry: RunningRegistry) -> None:
     assert "grace" in result.stderr.lower() or "duration" in result.stderr
 
 
-def test_skopeo_pulls_survivor_after_gc(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", ["dockyard", "distribution"])
+def test_skopeo_pulls_survivor_after_gc(tmp_path: Path, writer: str) -> None:
     from tests.support.clients import Skopeo
     from tests.support.images import read_oci_layout, sample_image, write_image_layout
 
@@ -163,12 +164,15 @@ def test_skopeo_pulls_survivor_after_gc(tmp_path: Path) -> None:
     doomed = sample_image("doomed", layers=2)
     write_image_layout(tmp_path / "survivor", "v1", survivor)
     write_image_layout(tmp_path / "doomed", "v1", doomed)
-    with run_registry(tmp_path) as running:
+    root = tmp_path / "store"
+    with run_registry(tmp_path, writer, root=root) as running:
         skopeo.copy(f"oci:{tmp_path / 'survivor'}:v1", f"docker://{running.host}/gc/keep:v1")
         skopeo.copy(f"oci:{tmp_path / 'doomed'}:v1", f"docker://{running.host}/gc/drop:v1")
         skopeo("delete", "--tls-verify=false", f"docker://{running.host}/gc/drop:v1")
-        report = gc(running.config_path, "--grace-period", "0")
-        assert report["blobs_deleted"]
+        config = running.config_path
+    report = gc(config, "--grace-period", "0")
+    assert report["blobs_deleted"]
+    with run_registry(tmp_path, "dockyard", root=root) as running:
         skopeo.copy(f"docker://{running.host}/gc/keep:v1", f"oci:{tmp_path / 'back'}:v1")
     back = read_oci_layout(tmp_path / "back")
     original = read_oci_layout(tmp_path / "survivor")
@@ -176,6 +180,9 @@ def test_skopeo_pulls_survivor_after_gc(tmp_path: Path) -> None:
     for layer in survivor.layers:
         digest = layer.compressed.digest
         assert back.read_blob(digest) == original.read_blob(digest)
+    for layer in doomed.layers:
+        assert not (root / "docker/registry/v2/blobs/sha256" / layer.compressed.digest[7:9]
+                    / layer.compressed.digest[7:] / "data").exists()
 
 
 def test_gc_of_missing_config_file_fails_cleanly(tmp_path: Path) -> None:
