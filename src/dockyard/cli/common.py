@@ -26,3 +26,15 @@ def require_filesystem(config: Config, what: str) -> None:
         click.echo(f"dockyard: {what} needs a filesystem store "
                    f"(storage.{config.storage.driver} keeps nothing to work on)", err=True)
         sys.exit(EXIT_CONFIG)
+
+
+def human_size(size: int | None) -> str:
+    """Bytes for people: 512 B, 1.5 KiB, 3.2 GiB."""
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from dockyard.cli.common import EXIT_FAILURE, load_or_exit, require_filesystem
+from dockyard.cli.common import EXIT_FAILURE, human_size, load_or_exit, require_filesystem
 from dockyard.registry.gc import DEFAULT_GRACE_PERIOD, GCOptions, GCReport
 
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
@@ -24,15 +24,6 @@ def parse_grace(value: str) -> float:
     return sum(float(number) * UNITS[unit or None] for number, unit in parts)
 
 
-def human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
 def describe(report: GCReport) -> str:
     verb = "would delete" if report.dry_run else "deleted"
     lines = []
@@ -42,7 +33,7 @@ def describe(report: GCReport) -> str:
         lines += [f"empty repository to remove: {item}" for item in report.repositories_removed]
     lines.append(
         f"{verb} {len(report.manifests_deleted)} manifests and {len(report.blobs_deleted)} "
-        f"blobs, {human_bytes(report.bytes_freed)}; kept {report.blobs_kept} blobs in use and "
+        f"blobs, {human_size(report.bytes_freed)}; kept {report.blobs_kept} blobs in use and "
         f"{report.blobs_kept_fresh} uploaded within the grace period; "
         f"{len(report.uploads_purged)} abandoned uploads and "
         f"{len(report.repositories_removed)} empty repositories "

@@ -23,6 +23,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from dockyard.cli.common import human_size
 from dockyard.client import (
     ClientError,
     Credentials,
@@ -58,17 +59,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 # -- console: tables for people, JSON for scripts -----------------------------------------
-
-def human_size(size: int | None) -> str:
-    if size is None:
-        return "?"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
 
 @dataclass
 class Output:
