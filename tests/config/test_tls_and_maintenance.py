@@ -116,3 +116,49 @@ def test_uploads_in_progress_are_limited(tmp_path: Path) -> None:
         assert client.post("/v2/limited/other/blobs/uploads/").status_code == 202
         assert client.delete(locations[0]).status_code == 204
         assert client.post("/v2/limited/repo/blobs/uploads/").status_code == 202
+
+
+def test_mutual_tls(tmp_path: Path, certificate: tuple[trustme.CA, Path, Path]) -> None:
+    ca, cert_path, key_path = certificate
+    client_ca = trustme.CA()
+    client_ca_path = tmp_path / "client-ca.pem"
+    client_ca.cert_pem.write_to_path(str(client_ca_path))
+    config = {"http": {"tls": {"certificate": str(cert_path), "key": str(key_path),
+                               "clientcas": [str(client_ca_path)]}}}
+    with run_registry(tmp_path, config=config, scheme="https") as running:
+        trusted = ssl.create_default_context()
+        ca.configure_trust(trusted)
+        # Without a client certificate the handshake (or the first request) fails.
+        with pytest.raises(httpx.HTTPError), httpx.Client(verify=trusted) as client:
+            client.get(running.url + "/v2/")
+        # A certificate from another CA is refused too.
+        stranger = trustme.CA().issue_cert("stranger@example.com")
+        wrong = ssl.create_default_context()
+        ca.configure_trust(wrong)
+        stranger.configure_cert(wrong)
+        with pytest.raises(httpx.HTTPError), httpx.Client(verify=wrong) as client:
+            client.get(running.url + "/v2/")
+        # One the configured CA issued is let in.
+        issued = client_ca.issue_cert("builder@example.com")
+        good = ssl.create_default_context()
+        ca.configure_trust(good)
+        issued.configure_cert(good)
+        with httpx.Client(verify=good) as client:
+            assert client.get(running.url + "/v2/").status_code == 200
+
+
+def test_tls_1_1_is_refused(tmp_path: Path, certificate: tuple[trustme.CA, Path, Path]) -> None:
+    ca, cert_path, key_path = certificate
+    config = {"http": {"tls": {"certificate": str(cert_path), "key": str(key_path)}}}
+    with run_registry(tmp_path, config=config, scheme="https") as running:
+        old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ca.configure_trust(old)
+        old.maximum_version = ssl.TLSVersion.TLSv1_1
+        old.minimum_version = ssl.TLSVersion.TLSv1
+        with pytest.raises((httpx.HTTPError, ssl.SSLError)), httpx.Client(verify=old) as client:
+            client.get(running.url + "/v2/")
+        modern = ssl.create_default_context()
+        ca.configure_trust(modern)
+        modern.maximum_version = ssl.TLSVersion.TLSv1_2
+        with httpx.Client(verify=modern) as client:
+            assert client.get(running.url + "/v2/").status_code == 200
