@@ -138,3 +138,33 @@ def test_concurrent_manifest_pushes_to_one_tag(registry: RunningRegistry) -> Non
         got = client.get("/v2/faults/tagrace/manifests/latest")
         assert got.status_code == 200
         assert got.headers["Docker-Content-Digest"] in {image.digest for image in images}
+
+
+def test_upload_resumes_its_hash_across_a_restart(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    data = random_blob(3_000_000)
+    with run_registry(tmp_path, root=root) as running, running.client() as client:
+        location = client.post("/v2/faults/resume/blobs/uploads/").headers["Location"]
+        path = location.split(running.host, 1)[1]
+        response = client.patch(location, content=data[:1_000_000],
+                                headers={"Content-Range": "0-999999"})
+        assert response.status_code == 202
+    upload_id = path.rsplit("/", 1)[1]
+    states = root / f"docker/registry/v2/repositories/faults/resume/_uploads/{upload_id}" \
+        / "dockyard-hashstate/sha256"
+    # The running hash was saved beside the upload, at the offset it covers.
+    assert [entry.name for entry in states.iterdir()] == ["1000000"]
+    with run_registry(tmp_path, root=root) as running, running.client() as client:
+        location = f"{running.url}{path}"
+        response = client.patch(location, content=data[1_000_000:],
+                                headers={"Content-Range": f"1000000-{len(data) - 1}"})
+        assert response.status_code == 202
+        assert [entry.name for entry in states.iterdir()] == [str(len(data))]
+        done = client.put(location, params={"digest": digest_of(data)})
+        assert done.status_code == 201, done.text
+        assert client.get(f"/v2/faults/resume/blobs/{digest_of(data)}").content == data
+        wrong = client.post("/v2/faults/resume/blobs/uploads/")
+        client.patch(wrong.headers["Location"], content=data[:10])
+        mismatch = client.put(wrong.headers["Location"], params={"digest": digest_of(data)})
+        assert mismatch.status_code == 400
+    assert not states.exists()

@@ -84,3 +84,9 @@ def upload_data(name: str, upload_id: str) -> str:
 
 def upload_started_at(name: str, upload_id: str) -> str:
     return f"{upload_dir(name, upload_id)}/startedat"
+
+
+def upload_hash_state(name: str, upload_id: str, offset: int) -> str:
+    """The saved sha256 state after `offset` bytes (dockyard's own; distribution keeps its
+    Go hash states under `hashstates/`, which this does not touch)."""
+    return f"{upload_dir(name, upload_id)}/dockyard-hashstate/sha256/{offset}"

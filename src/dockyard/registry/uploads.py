@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import re
 import uuid
 from collections import OrderedDict
@@ -27,6 +26,7 @@ from dockyard.registry.errors import (
     TooManyRequests,
     UploadOutOfOrder,
 )
+from dockyard.registry.hashing import Hasher, ResumableSHA256, new_hasher
 from dockyard.registry.reference import Digest
 from dockyard.storage import FileWriter, PathNotFound, StorageDriver
 
@@ -48,7 +48,7 @@ class UploadStatus:
 @dataclass(slots=True)
 class _RunningHash:
     size: int
-    hasher: hashlib._Hash
+    hasher: Hasher
 
 
 class UploadStore:
@@ -65,13 +65,13 @@ class UploadStore:
         return RepositoryUploads(name, self)
 
     # The running-hash cache, shared by every repository of this process.
-    def take_hash(self, key: tuple[str, str], size: int) -> hashlib._Hash | None:
+    def take_hash(self, key: tuple[str, str], size: int) -> Hasher | None:
         running = self._hashes.pop(key, None)
         if running is None or running.size != size:
             return None
         return running.hasher
 
-    def keep_hash(self, key: tuple[str, str], size: int, hasher: hashlib._Hash) -> None:
+    def keep_hash(self, key: tuple[str, str], size: int, hasher: Hasher) -> None:
         self._hashes[key] = _RunningHash(size, hasher)
         while len(self._hashes) > MAX_CACHED_HASHERS:
             self._hashes.popitem(last=False)
@@ -114,7 +114,7 @@ class RepositoryUploads:
         )
         writer = await self.driver.writer(layout.upload_data(self.name, upload_id))
         await writer.close()
-        self.store.keep_hash(self._key(upload_id), 0, hashlib.sha256())
+        self.store.keep_hash(self._key(upload_id), 0, ResumableSHA256())
         return UploadStatus(upload_id, 0, started)
 
     async def status(self, upload_id: str) -> UploadStatus:
@@ -152,7 +152,7 @@ class RepositoryUploads:
         self, upload_id: str, size: int, body: AsyncIterable[bytes], length: int | None
     ) -> int:
         key = self._key(upload_id)
-        hasher = self.store.take_hash(key, size)
+        hasher = await self._running_hash(upload_id, size)
         writer = await self.driver.writer(layout.upload_data(self.name, upload_id))
         received = 0
         try:
@@ -174,7 +174,34 @@ class RepositoryUploads:
         await writer.close()
         if hasher is not None:
             self.store.keep_hash(key, size + received, hasher)
+            await self._save_hash(upload_id, size, size + received, hasher)
         return size + received
+
+    async def _running_hash(self, upload_id: str, size: int) -> Hasher | None:
+        """The hash of the first `size` bytes: this process's, or the state saved beside
+        the upload by whichever worker took the last chunk; None if neither is there."""
+        hasher = self.store.take_hash(self._key(upload_id), size)
+        if hasher is not None:
+            return hasher
+        if size == 0:
+            return ResumableSHA256()
+        try:
+            state = await self.driver.get_content(layout.upload_hash_state(self.name, upload_id,
+                                                                           size))
+        except PathNotFound:
+            return None
+        return ResumableSHA256.restore(state)
+
+    async def _save_hash(self, upload_id: str, old_size: int, size: int, hasher: Hasher
+                         ) -> None:
+        if not isinstance(hasher, ResumableSHA256):
+            return
+        await self.driver.put_content(layout.upload_hash_state(self.name, upload_id, size),
+                                      hasher.save())
+        if old_size:
+            with contextlib.suppress(PathNotFound):
+                await self.driver.delete(layout.upload_hash_state(self.name, upload_id,
+                                                                  old_size))
 
     async def commit(
         self, upload_id: str, digest: Digest, body: AsyncIterable[bytes] | None,
@@ -203,9 +230,9 @@ class RepositoryUploads:
         return BlobDescriptor(digest, size)
 
     async def _digest_of(self, upload_id: str, size: int, algorithm: str) -> Digest:
-        hasher = self.store.take_hash(self._key(upload_id), size)
+        hasher = await self._running_hash(upload_id, size)
         if hasher is None or hasher.name != algorithm:
-            hasher = hashlib.new(algorithm)
+            hasher = new_hasher(algorithm)
             async for chunk in self.driver.read(layout.upload_data(self.name, upload_id)):
                 await _update_hash(hasher, chunk)
         return Digest(algorithm, hasher.hexdigest())
@@ -239,7 +266,7 @@ async def _buffered(body: AsyncIterable[bytes], size: int) -> AsyncIterator[byte
         yield b"".join(pending)
 
 
-async def _update_hash(hasher: hashlib._Hash, data: bytes) -> None:
+async def _update_hash(hasher: Hasher, data: bytes) -> None:
     # hashlib releases the GIL for large buffers, so a thread hashes while the loop serves.
     if len(data) >= 256 * 1024:
         await asyncio.to_thread(hasher.update, data)
@@ -247,7 +274,7 @@ async def _update_hash(hasher: hashlib._Hash, data: bytes) -> None:
         hasher.update(data)
 
 
-async def _write_and_hash(writer: FileWriter, hasher: hashlib._Hash | None, data: bytes) -> None:
+async def _write_and_hash(writer: FileWriter, hasher: Hasher | None, data: bytes) -> None:
     if hasher is None:
         await writer.write(data)
     else:
