@@ -15,6 +15,7 @@ from typing import Any
 from dockyard.api import routing
 from dockyard.api.errors import HTTPError, error_response, internal_error_response
 from dockyard.api.handlers.context import Context
+from dockyard.api.handlers.token import issue_token
 from dockyard.api.http import (
     ClientDisconnected,
     Headers,
@@ -28,6 +29,10 @@ from dockyard.api.http import (
 from dockyard.api.urls import URLBuilder
 from dockyard.auth import AuthDenied, Authenticator, required_access
 from dockyard.auth.htpasswd import HtpasswdAuthenticator
+from dockyard.auth.issuer import TokenIssuer
+from dockyard.auth.keys import load_private_key, load_trusted_keys
+from dockyard.auth.policy import AccessPolicy
+from dockyard.auth.token import TokenAuthenticator, TokenVerifier
 from dockyard.config import Config, load_config
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.gc import GCOptions
@@ -56,10 +61,7 @@ class RegistryApp:
             for value in values:
                 self.common_headers.append((name.lower().encode(), value.encode()))
         self.access_log = config.log.access_log
-        self.authenticator: Authenticator | None = None
-        if config.htpasswd is not None:
-            self.authenticator = HtpasswdAuthenticator(
-                config.htpasswd.realm, config.htpasswd.path, make_login_throttle(config))
+        self.authenticator, self.token_issuer = make_authentication(config)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -103,6 +105,8 @@ class RegistryApp:
             return Response(200)
         if path == "/debug/health":
             return await self.health()
+        if path == "/auth/token" and self.token_issuer is not None:
+            return await issue_token(request, self.token_issuer)
         found = routing.match(path, self.config.http.admin)
         if found is None:
             raise HTTPError(404, "NOT_FOUND", "no such endpoint", {"path": path[:200]})
@@ -173,6 +177,30 @@ class RegistryApp:
             # Every worker keeps a schedule; the lease lets one of them run at a time.
             self._tasks.append(asyncio.create_task(
                 self.registry.gc.run_every(storage.gc.interval, options)))
+
+
+def make_authentication(config: Config) -> tuple[Authenticator | None, TokenIssuer | None]:
+    """The authenticator guarding /v2 (auth.htpasswd or auth.token; the loader allows one)
+    and dockyard's own token issuer (auth.issuer) if configured."""
+    if config.htpasswd is not None:
+        return HtpasswdAuthenticator(config.htpasswd.realm, config.htpasswd.path,
+                                     make_login_throttle(config)), None
+    token = config.token
+    if token is None:
+        return None, None
+    settings = config.token_issuer
+    own_key = load_private_key(settings.key) if settings is not None else None
+    verifier = TokenVerifier(token.service, token.issuer,
+                             load_trusted_keys(token.rootcertbundle, token.jwks, own_key),
+                             token.signing_algorithms or None)
+    issuer = None
+    if settings is not None and own_key is not None:
+        passwords = HtpasswdAuthenticator(token.service, settings.htpasswd,
+                                          make_login_throttle(config)) \
+            if settings.htpasswd else None
+        issuer = TokenIssuer(own_key, token.service, token.issuer, settings.expiration,
+                             AccessPolicy(settings.rules, settings.groups), passwords)
+    return TokenAuthenticator(token.realm, verifier), issuer
 
 
 SUPERVISOR_ENV = "DOCKYARD_SUPERVISOR_PID"

@@ -10,15 +10,19 @@ from typing import Any
 
 import yaml
 
+from dockyard.auth import keys
+from dockyard.auth.policy import ACTIONS, AccessRule
 from dockyard.config.model import (
     Config,
     GCSchedule,
     HealthConfig,
     HtpasswdConfig,
     HTTPConfig,
+    IssuerConfig,
     LogConfig,
     StorageConfig,
     TLSConfig,
+    TokenConfig,
     UploadPurging,
 )
 
@@ -188,12 +192,15 @@ def _build(raw: dict[str, Any], source: str) -> Config:
         # everything upstream has; refusing is the honest answer.
         raise ConfigError("proxy.remoteurl: pull-through cache mode is not supported; "
                           "remove the proxy section to run an ordinary registry")
+    htpasswd, token, token_issuer = _auth(raw)
     return Config(
+        htpasswd=htpasswd,
+        token=token,
+        token_issuer=token_issuer,
         storage=_storage(raw),
         http=_http(raw),
         log=_log(raw),
         health=_health(raw),
-        htpasswd=_htpasswd(raw),
         max_manifest_size=_int(
             _section(_section(raw, "validation", ""), "manifests", "validation."),
             "maxsize", "validation.manifests.", 4 * 1024 * 1024),
@@ -204,14 +211,33 @@ def _build(raw: dict[str, Any], source: str) -> Config:
     )
 
 
-def _htpasswd(raw: dict[str, Any]) -> HtpasswdConfig | None:
+AUTH_METHODS = ("htpasswd", "token")
+ISSUER_KEYS = ("key", "htpasswd", "expiration", "rules", "groups")
+RULE_KEYS = ("user", "group", "repository", "actions")
+
+
+def _auth(raw: dict[str, Any]
+          ) -> tuple[HtpasswdConfig | None, TokenConfig | None, IssuerConfig | None]:
     auth = _section(raw, "auth", "")
-    others = sorted(set(auth) - {"htpasswd"})
+    others = sorted(set(auth) - {*AUTH_METHODS, "issuer"})
     if others:
         raise ConfigError(f"auth.{others[0]}: unsupported authentication method "
-                          "(supported: htpasswd)")
-    if "htpasswd" not in auth:
-        return None
+                          "(supported: htpasswd, token)")
+    if "htpasswd" in auth and "token" in auth:
+        # As in distribution, one method guards the registry.
+        raise ConfigError("auth: configure either auth.htpasswd or auth.token, not both "
+                          "(dockyard's token issuer takes its users from "
+                          "auth.issuer.htpasswd)")
+    if "issuer" in auth and "token" not in auth:
+        raise ConfigError("auth.issuer: requires auth.token (the issuer's tokens are "
+                          "checked as auth.token says)")
+    htpasswd = _htpasswd(auth) if "htpasswd" in auth else None
+    token = _token(auth, "issuer" in auth) if "token" in auth else None
+    issuer = _issuer(auth, token) if token is not None and "issuer" in auth else None
+    return htpasswd, token, issuer
+
+
+def _htpasswd(auth: dict[str, Any]) -> HtpasswdConfig:
     section = _section(auth, "htpasswd", "auth.")
     path = _str(section, "path", "auth.htpasswd.", "")
     if not path:
@@ -222,6 +248,115 @@ def _htpasswd(raw: dict[str, Any]) -> HtpasswdConfig | None:
                           "(create it with `dockyard passwd FILE USER`)")
     realm = _str(section, "realm", "auth.htpasswd.", "Registry Realm")
     return HtpasswdConfig(realm, path)
+
+
+def _token(auth: dict[str, Any], with_issuer: bool) -> TokenConfig:
+    section = _section(auth, "token", "auth.")
+    where = "auth.token."
+    values = {}
+    for key in ("realm", "service", "issuer"):
+        values[key] = _str(section, key, where, "").strip()
+        if not values[key]:
+            raise ConfigError(f"{where}{key}: required")
+    if not re.match(r"https?://[^/]+", values["realm"]):
+        raise ConfigError(f"{where}realm: expected the URL of the token server, like "
+                          f"https://registry.example.com/auth/token, got {values['realm']!r}")
+    bundle = _str(section, "rootcertbundle", where, "").strip()
+    jwks = _str(section, "jwks", where, "").strip()
+    if not bundle and not jwks and not with_issuer:
+        raise ConfigError(f"{where}rootcertbundle: required (PEM certificates whose keys "
+                          "sign the tokens; or auth.token.jwks)")
+    for key, path, load in (("rootcertbundle", bundle, keys.load_certificate_bundle),
+                            ("jwks", jwks, keys.load_jwks)):
+        if path:
+            if not os.path.isfile(path):
+                raise ConfigError(f"{where}{key}: file not found: {path}")
+            try:
+                load(path)
+            except keys.KeyFileError as error:
+                raise ConfigError(f"{where}{key}: {error}") from None
+    algorithms = section.get("signingalgorithms") or []
+    if not isinstance(algorithms, list) or not all(isinstance(a, str) for a in algorithms):
+        raise ConfigError(f"{where}signingalgorithms: expected a list like [RS256, ES256]")
+    supported = (*keys.RSA_ALGORITHMS, *keys.EC_ALGORITHMS.values())
+    for algorithm in algorithms:
+        if algorithm not in supported:
+            raise ConfigError(f"{where}signingalgorithms: unsupported algorithm "
+                              f"{algorithm!r} (supported: {', '.join(supported)})")
+    return TokenConfig(values["realm"], values["service"], values["issuer"], bundle, jwks,
+                       tuple(algorithms))
+
+
+def _issuer(auth: dict[str, Any], token: TokenConfig) -> IssuerConfig:
+    section = _section(auth, "issuer", "auth.")
+    where = "auth.issuer."
+    unknown = sorted(set(section) - set(ISSUER_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}{unknown[0]}: unknown key "
+                          f"(known: {', '.join(ISSUER_KEYS)})")
+    key_path = _str(section, "key", where, "").strip()
+    if not key_path:
+        raise ConfigError(f"{where}key: required (the PEM private key that signs tokens)")
+    if not os.path.isfile(key_path):
+        raise ConfigError(f"{where}key: file not found: {key_path}")
+    try:
+        private_key = keys.load_private_key(key_path)
+        trusted = keys.load_trusted_keys(token.rootcertbundle, token.jwks, private_key)
+    except keys.KeyFileError as error:
+        raise ConfigError(f"{where}key: {error}") from None
+    if not keys.trusts(trusted, private_key):
+        raise ConfigError(f"{where}key: its public key is in neither auth.token.rootcertbundle "
+                          "nor auth.token.jwks, so the tokens it signs would be refused")
+    algorithm = keys.signing_algorithm(private_key)
+    if token.signing_algorithms and algorithm not in token.signing_algorithms:
+        raise ConfigError(f"{where}key: signs with {algorithm}, which "
+                          "auth.token.signingalgorithms does not accept")
+    htpasswd = _str(section, "htpasswd", where, "").strip()
+    if htpasswd and not os.path.isfile(htpasswd):
+        raise ConfigError(f"{where}htpasswd: file not found: {htpasswd} "
+                          "(create it with `dockyard passwd FILE USER`)")
+    expiration = parse_duration(section.get("expiration", "5m"), where + "expiration")
+    if expiration < 1:
+        raise ConfigError(f"{where}expiration: must be at least 1s")
+    groups_raw = _section(section, "groups", where)
+    groups: dict[str, tuple[str, ...]] = {}
+    for name, members in groups_raw.items():
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise ConfigError(f"{where}groups.{name}: expected a list of user names")
+        groups[str(name)] = tuple(members)
+    rules_raw = section.get("rules") or []
+    if not isinstance(rules_raw, list):
+        raise ConfigError(f"{where}rules: expected a list of rules")
+    rules = [_rule(rule, f"{where}rules[{number}]", groups)
+             for number, rule in enumerate(rules_raw)]
+    return IssuerConfig(key_path, htpasswd, expiration, tuple(rules), groups)
+
+
+def _rule(raw: Any, where: str, groups: dict[str, tuple[str, ...]]) -> AccessRule:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping like "
+                          "{user: alice, repository: '*', actions: [pull, push]}")
+    unknown = sorted(set(raw) - set(RULE_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(RULE_KEYS)})")
+    user = _str(raw, "user", where + ".", "").strip() or None
+    group = _str(raw, "group", where + ".", "").strip() or None
+    if (user is None) == (group is None):
+        raise ConfigError(f"{where}: give exactly one of user and group")
+    if group is not None and group not in groups:
+        raise ConfigError(f"{where}.group: no group {group!r} in auth.issuer.groups")
+    repository = _str(raw, "repository", where + ".", "").strip()
+    if not repository:
+        raise ConfigError(f"{where}.repository: required (a name or pattern like team/*)")
+    actions = raw.get("actions")
+    if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
+        raise ConfigError(f"{where}.actions: expected a list of actions "
+                          f"({', '.join(ACTIONS)})")
+    for action in actions:
+        if action not in ACTIONS:
+            raise ConfigError(f"{where}.actions: unknown action {action!r} "
+                              f"(known: {', '.join(ACTIONS)})")
+    return AccessRule(repository, tuple(actions), user=user, group=group)
 
 
 def _storage(raw: dict[str, Any]) -> StorageConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dockyard.auth.policy import AccessRule
 from dockyard.registry.manifests import DEFAULT_MAX_MANIFEST_SIZE
 
 HOUR = 3600.0
@@ -83,6 +84,30 @@ class HtpasswdConfig:
 
 
 @dataclass(frozen=True)
+class TokenConfig:
+    """auth.token: bearer tokens from an authorization server (distribution's keys, plus
+    `jwks`)."""
+
+    realm: str
+    service: str
+    issuer: str
+    rootcertbundle: str = ""
+    jwks: str = ""
+    signing_algorithms: tuple[str, ...] = ()  # empty: any the trusted keys support
+
+
+@dataclass(frozen=True)
+class IssuerConfig:
+    """auth.issuer: dockyard's own token issuer, served at /auth/token (dockyard only)."""
+
+    key: str
+    htpasswd: str = ""  # no file: anonymous clients only
+    expiration: float = 300.0
+    rules: tuple[AccessRule, ...] = ()
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     http: HTTPConfig = field(default_factory=HTTPConfig)
@@ -91,4 +116,6 @@ class Config:
     max_manifest_size: int = DEFAULT_MAX_MANIFEST_SIZE
     max_uploads_per_repository: int = 1000
     htpasswd: HtpasswdConfig | None = None
+    token: TokenConfig | None = None
+    token_issuer: IssuerConfig | None = None
     source: str = "defaults"  # where the settings came from, for the start-up message

@@ -1,0 +1,156 @@
+"""Bearer token authentication, as distribution's `auth.token` (the Docker registry token
+specification): clients get a JWT from an authorization server (the `realm`) and send it
+as `Authorization: Bearer <jwt>`; the registry checks its signature against trusted keys,
+its issuer, audience and lifetime, and that its `access` claim grants what the request
+needs.
+
+Every refusal is a 401 with a `Bearer` challenge naming the scope the request needs: no
+token, a bad token (`error="invalid_token"`), or a good token without the needed access
+(`error="insufficient_scope"`). Clients (docker, skopeo, podman, containerd) fetch a new
+token for the challenged scope after a 401, never after a 403; the authorization server
+decides what they finally get, as in distribution."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jwt
+
+from dockyard.auth.access import Access
+from dockyard.auth.base import AuthDenied, Authenticator, Identity
+from dockyard.auth.keys import TrustedKey
+
+LEEWAY_SECONDS = 60.0  # clock skew tolerated on exp, nbf and iat
+MAX_TOKEN_LENGTH = 64 * 1024
+
+
+class InvalidToken(Exception):
+    """A token that cannot be used; the message says why (safe to show the client)."""
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization or authorization[:7].lower() != "bearer ":
+        return None
+    token = authorization[7:].strip()
+    return token or None
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+class TokenVerifier:
+    """Checks tokens; shared by the registry's authenticator and tests of an issuer."""
+
+    def __init__(self, service: str, issuer: str, keys: Sequence[TrustedKey],
+                 algorithms: Sequence[str] | None = None, leeway: float = LEEWAY_SECONDS
+                 ) -> None:
+        self.service = service
+        self.issuer = issuer
+        self.keys = tuple(keys)
+        self.algorithms = frozenset(algorithms) if algorithms else None
+        self.leeway = leeway
+
+    def _candidates(self, algorithm: str, key_id: object) -> list[TrustedKey]:
+        usable = [key for key in self.keys if algorithm in key.algorithms]
+        if isinstance(key_id, str):
+            # A kid we know picks its key; an unknown one (another naming scheme) tries all.
+            named = [key for key in usable if key_id in key.key_ids]
+            if named:
+                return named
+        return usable
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The claims of a valid token; else InvalidToken."""
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken("token too long")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("malformed token") from None
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or (self.algorithms is not None
+                                              and algorithm not in self.algorithms):
+            raise InvalidToken(f"signing algorithm {str(algorithm)[:20]!r} not accepted")
+        candidates = self._candidates(algorithm, header.get("kid"))
+        if not candidates:
+            raise InvalidToken(f"no trusted key for algorithm {algorithm[:20]!r}")
+        for key in candidates:
+            try:
+                claims: dict[str, Any] = jwt.decode(
+                    token, key.key, algorithms=[algorithm], audience=self.service,
+                    issuer=self.issuer, leeway=self.leeway,
+                    options={"require": ["exp", "iss", "aud"], "verify_signature": True})
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.ExpiredSignatureError:
+                raise InvalidToken("token expired") from None
+            except jwt.ImmatureSignatureError:
+                raise InvalidToken("token not valid yet") from None
+            except jwt.InvalidAudienceError:
+                raise InvalidToken(f"token not meant for service {self.service!r}") from None
+            except jwt.InvalidIssuerError:
+                raise InvalidToken("token from an untrusted issuer") from None
+            except jwt.MissingRequiredClaimError as error:
+                raise InvalidToken(f"token has no {error.claim!r} claim") from None
+            except jwt.PyJWTError:
+                raise InvalidToken("malformed token") from None
+            return claims
+        raise InvalidToken("token signature does not verify with any trusted key")
+
+
+def granted_access(claims: dict[str, Any]) -> dict[tuple[str, str], frozenset[str]]:
+    """The `access` claim, as actions per (type, name)."""
+    entries = claims.get("access") or []
+    if not isinstance(entries, list):
+        raise InvalidToken("access claim is not a list")
+    granted: dict[tuple[str, str], frozenset[str]] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise InvalidToken("access claim entry is not an object")
+        kind, name, actions = entry.get("type"), entry.get("name"), entry.get("actions") or []
+        if not isinstance(kind, str) or not isinstance(name, str) or not isinstance(
+                actions, list) or not all(isinstance(action, str) for action in actions):
+            raise InvalidToken("access claim entry needs type, name and a list of actions")
+        key = (kind, name)
+        granted[key] = granted.get(key, frozenset()) | frozenset(actions)
+    return granted
+
+
+def allows(granted: dict[tuple[str, str], frozenset[str]], access: Access) -> bool:
+    actions = granted.get((access.type, access.name), frozenset())
+    return "*" in actions or all(action in actions for action in access.actions)
+
+
+class TokenAuthenticator(Authenticator):
+    def __init__(self, realm: str, verifier: TokenVerifier) -> None:
+        self.realm = realm
+        self.verifier = verifier
+
+    def challenge(self, access: list[Access], error: str | None = None) -> str:
+        parts = [f'Bearer realm="{_quote(self.realm)}"',
+                 f'service="{_quote(self.verifier.service)}"']
+        if access:
+            parts.append(f'scope="{_quote(" ".join(item.scope for item in access))}"')
+        if error:
+            parts.append(f'error="{error}"')
+        return ",".join(parts)
+
+    async def authenticate(self, authorization: str | None, client: str, access: list[Access]
+                           ) -> Identity:
+        token = bearer_token(authorization)
+        if token is None:
+            raise AuthDenied("authentication required", self.challenge(access))
+        try:
+            claims = self.verifier.verify(token)
+            granted = granted_access(claims)
+        except InvalidToken as invalid:
+            raise AuthDenied(f"invalid token: {invalid}",
+                             self.challenge(access, "invalid_token")) from None
+        if not all(allows(granted, item) for item in access):
+            raise AuthDenied("insufficient scope: the token does not grant "
+                             + " ".join(item.scope for item in access),
+                             self.challenge(access, "insufficient_scope"))
+        subject = claims.get("sub")
+        return Identity(subject if isinstance(subject, str) else "")

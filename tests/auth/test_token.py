@@ -1,0 +1,521 @@
+"""Token authentication (distribution's auth.token, the Docker registry token spec) and
+dockyard's own token issuer (auth.issuer), through a running dockyard, httpx and skopeo.
+Keys and certificates are made here with `cryptography`; external issuers are played by
+the test signing its own JWTs."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+import tests.support.server as server_support
+from dockyard.auth.htpasswd import hash_password
+from dockyard.config import load_config
+from dockyard.config.loader import ConfigError
+from tests.support.clients import Skopeo
+from tests.support.images import read_oci_layout, sample_image, write_image_layout
+from tests.support.oci import error_codes, make_image, push_image
+from tests.support.server import RunningRegistry, free_port, require_tool, run_registry
+
+SERVICE = "dockyard-test"
+ISSUER = "dockyard-test-issuer"
+PASSWORDS = {"alice": "wonderland", "bob": "builder", "carol": "reader"}
+RULES = [
+    {"user": "alice", "repository": "*", "actions": ["pull", "push", "delete"]},
+    {"group": "ci", "repository": "team/*", "actions": ["pull", "push"]},
+    {"user": "carol", "repository": "*", "actions": ["pull"]},
+    {"user": "*", "repository": "public/*", "actions": ["pull"]},
+]
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+@dataclass
+class KeyPair:
+    key: PrivateKey
+    key_path: Path
+    cert_path: Path
+    algorithm: str
+
+
+def make_key_pair(directory: Path, name: str, kind: str = "rsa") -> KeyPair:
+    """A private key and a self-signed certificate for it, as PEM files."""
+    key: PrivateKey
+    if kind == "rsa":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        algorithm = "RS256"
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
+        algorithm = "ES256"
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} token signer")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=30))
+                   .sign(key, hashes.SHA256()))
+    key_path = directory / f"{name}.key"
+    cert_path = directory / f"{name}.crt"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return KeyPair(key, key_path, cert_path, algorithm)
+
+
+def mint(pair: KeyPair, access: list[dict[str, Any]], *, issuer: str = ISSUER,
+         audience: str | list[str] = SERVICE, subject: str = "tester",
+         lifetime: int = 300, age: int = 0, kid: str | None = None) -> str:
+    """A token as an external authorization server would sign it."""
+    issued = int(time.time()) - age
+    claims = {"iss": issuer, "sub": subject, "aud": audience, "iat": issued,
+              "nbf": issued, "exp": issued + lifetime, "jti": uuid.uuid4().hex,
+              "access": access}
+    headers = {"kid": kid} if kid else None
+    return jwt.encode(claims, pair.key, algorithm=pair.algorithm, headers=headers)
+
+
+def repo_access(name: str, *actions: str) -> list[dict[str, Any]]:
+    return [{"type": "repository", "name": name, "actions": list(actions)}]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class TokenSetup:
+    registry: RunningRegistry
+    pair: KeyPair
+    realm: str
+
+    def token_response(self, *scopes: str, auth: tuple[str, str] | None = None,
+                       service: str | None = SERVICE, **params: str) -> httpx.Response:
+        query: list[tuple[str, str]] = [("scope", scope) for scope in scopes]
+        if service is not None:
+            query.append(("service", service))
+        query += list(params.items())
+        return httpx.get(self.registry.url + "/auth/token", params=query, auth=auth,
+                         timeout=60)
+
+    def token(self, *scopes: str, auth: tuple[str, str] | None = None) -> str:
+        response = self.token_response(*scopes, auth=auth)
+        assert response.status_code == 200, response.text
+        return str(response.json()["token"])
+
+    def claims(self, token: str) -> dict[str, Any]:
+        """Claims of a token, checked with the certificate the registry trusts."""
+        certificate = x509.load_pem_x509_certificate(self.pair.cert_path.read_bytes())
+        return dict(jwt.decode(token, certificate.public_key(),  # type: ignore[arg-type]
+                               algorithms=[self.pair.algorithm], audience=SERVICE,
+                               issuer=ISSUER))
+
+
+@contextmanager
+def run_with_realm(tmp_path: Path, auth: Callable[[str], dict[str, Any]]
+                   ) -> Iterator[RunningRegistry]:
+    """run_registry with `auth(url)` as its auth section: the realm names the port, so the
+    port is chosen first and handed to run_registry (for its start only)."""
+    port = free_port()
+    with ExitStack() as stack:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(server_support, "free_port", lambda: port)
+            running = stack.enter_context(run_registry(
+                tmp_path, config={"auth": auth(f"http://127.0.0.1:{port}")}))
+        yield running
+
+
+def write_users(path: Path) -> Path:
+    path.write_text("".join(f"{user}:{hash_password(password, rounds=4)}\n"
+                            for user, password in PASSWORDS.items()))
+    return path
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[TokenSetup]:
+    """A dockyard that is its own token issuer (RSA key, self-signed certificate)."""
+    pair = make_key_pair(tmp_path, "issuer", "rsa")
+    users = write_users(tmp_path / "htpasswd")
+
+    def auth(url: str) -> dict[str, Any]:
+        return {
+            "token": {"realm": url + "/auth/token", "service": SERVICE, "issuer": ISSUER,
+                      "rootcertbundle": str(pair.cert_path)},
+            "issuer": {"key": str(pair.key_path), "htpasswd": str(users),
+                       "expiration": "5m", "rules": RULES, "groups": {"ci": ["bob"]}},
+        }
+
+    with run_with_realm(tmp_path, auth) as running:
+        yield TokenSetup(running, pair, running.url + "/auth/token")
+
+
+def challenge(setup: TokenSetup, scope: str | None = None, error: str | None = None) -> str:
+    text = f'Bearer realm="{setup.realm}",service="{SERVICE}"'
+    if scope:
+        text += f',scope="{scope}"'
+    if error:
+        text += f',error="{error}"'
+    return text
+
+
+# -- the registry's side: challenges and token checks ---------------------------------
+
+
+def test_anonymous_gets_401_with_bearer_challenge(setup: TokenSetup) -> None:
+    for method, path, scope in (
+            ("GET", "/v2/", None),
+            ("GET", "/v2/_catalog", "registry:catalog:*"),
+            ("GET", "/v2/some/repo/tags/list", "repository:some/repo:pull"),
+            ("HEAD", "/v2/some/repo/manifests/latest", "repository:some/repo:pull"),
+            ("POST", "/v2/some/repo/blobs/uploads/", "repository:some/repo:pull,push"),
+            ("DELETE", "/v2/some/repo/manifests/latest", "repository:some/repo:delete")):
+        response = httpx.request(method, setup.registry.url + path)
+        assert response.status_code == 401, (method, path)
+        assert response.headers["WWW-Authenticate"] == challenge(setup, scope), path
+        if method != "HEAD":
+            assert error_codes(response) == ["UNAUTHORIZED"]
+        assert response.headers["Docker-Distribution-Api-Version"] == "registry/2.0"
+
+
+def test_issued_token_is_accepted_and_pushes(setup: TokenSetup) -> None:
+    response = setup.token_response("repository:alice/app:pull,push",
+                                    auth=("alice", "wonderland"), account="alice")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"token", "access_token", "expires_in", "issued_at"}
+    assert body["token"] == body["access_token"]
+    assert body["expires_in"] == 300
+    assert datetime.datetime.fromisoformat(body["issued_at"])
+    assert response.headers["Cache-Control"] == "no-store"
+    claims = setup.claims(body["token"])
+    assert claims["sub"] == "alice"
+    assert claims["access"] == repo_access("alice/app", "pull", "push")
+    assert jwt.get_unverified_header(body["token"])["alg"] == "RS256"
+    with setup.registry.client(headers=bearer(body["token"])) as client:
+        assert client.get("/v2/").status_code == 200
+        push_image(client, "alice/app", "v1", make_image())
+        assert client.get("/v2/alice/app/tags/list").json()["tags"] == ["v1"]
+        # The token names alice/app only.
+        other = client.get("/v2/alice/other/tags/list")
+        assert other.status_code == 401
+        assert other.headers["WWW-Authenticate"] == challenge(
+            setup, "repository:alice/other:pull", "insufficient_scope")
+
+
+def test_grants_are_the_rules_intersected_with_the_request(setup: TokenSetup) -> None:
+    def granted(*scopes: str, auth: tuple[str, str] | None = None) -> list[Any]:
+        return list(setup.claims(setup.token(*scopes, auth=auth))["access"])
+
+    alice, bob, carol = (("alice", "wonderland"), ("bob", "builder"), ("carol", "reader"))
+    assert granted("repository:x/y:pull,push,delete", auth=alice) == repo_access(
+        "x/y", "pull", "push", "delete")
+    assert granted("repository:x/y:pull,push", auth=carol) == repo_access("x/y", "pull")
+    assert granted("repository:team/app:pull,push,delete", auth=bob) == repo_access(
+        "team/app", "pull", "push")
+    assert granted("repository:elsewhere/app:pull", auth=bob) == []
+    assert granted("repository:public/app:pull", auth=bob) == repo_access("public/app", "pull")
+    assert granted("repository:public/app:pull,push") == repo_access("public/app", "pull")
+    assert granted("repository:private/app:pull") == []
+    # Several scopes, as repeated parameters and space-separated.
+    assert granted("repository:a/b:pull", "repository:team/c:push repository:d:pull",
+                   auth=bob) == repo_access("team/c", "push")
+    # The catalog names every repository: users with a rule for "*" only.
+    catalog = [{"type": "registry", "name": "catalog", "actions": ["*"]}]
+    assert granted("registry:catalog:*", auth=alice) == catalog
+    assert granted("registry:catalog:*", auth=carol) == catalog
+    assert granted("registry:catalog:*", auth=bob) == []
+    assert granted("registry:catalog:*") == []
+    # No scope: a token that only proves who the client is (docker login).
+    assert granted(auth=alice) == []
+
+
+def test_issuer_refuses_bad_credentials_and_requests(setup: TokenSetup) -> None:
+    for auth in (("alice", "wrong"), ("mallory", "wonderland")):
+        response = setup.token_response("repository:x:pull", auth=auth)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == f'Basic realm="{SERVICE}"'
+        assert error_codes(response) == ["UNAUTHORIZED"]
+    wrong_service = setup.token_response("repository:x:pull", service="another")
+    assert wrong_service.status_code == 400
+    bad_scope = setup.token_response("nonsense")
+    assert bad_scope.status_code == 400
+    other_account = setup.token_response(auth=("alice", "wonderland"), account="bob")
+    assert other_account.status_code == 400
+    post = httpx.post(setup.realm, params={"service": SERVICE})
+    assert post.status_code == 405
+
+
+def test_bad_tokens_are_refused(setup: TokenSetup, tmp_path: Path) -> None:
+    other = make_key_pair(tmp_path, "other", "rsa")
+    pull = repo_access("x/y", "pull")
+    path = "/v2/x/y/tags/list"
+    invalid = challenge(setup, "repository:x/y:pull", "invalid_token")
+    tokens = {
+        "expired": mint(setup.pair, pull, age=3600, lifetime=300),
+        "not yet valid": mint(setup.pair, pull, age=-3600),
+        "other key": mint(other, pull),
+        "wrong audience": mint(setup.pair, pull, audience="another-registry"),
+        "wrong issuer": mint(setup.pair, pull, issuer="someone-else"),
+        "garbage": "not.a.jwt",
+        "unsigned": jwt.encode({"iss": ISSUER, "aud": SERVICE, "exp": time.time() + 300,
+                                "access": pull}, None, algorithm="none"),
+        "shared secret": jwt.encode({"iss": ISSUER, "aud": SERVICE, "exp": time.time() + 300,
+                                     "access": pull}, "a" * 32, algorithm="HS256"),
+    }
+    for reason, token in tokens.items():
+        response = httpx.get(setup.registry.url + path, headers=bearer(token))
+        assert response.status_code == 401, reason
+        assert response.headers["WWW-Authenticate"] == invalid, reason
+        assert error_codes(response) == ["UNAUTHORIZED"], reason
+    # Valid, but for another repository or another action.
+    for access in (repo_access("x/other", "pull"), repo_access("x/y", "push")):
+        response = httpx.get(setup.registry.url + path, headers=bearer(mint(setup.pair, access)))
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == challenge(
+            setup, "repository:x/y:pull", "insufficient_scope")
+    # A good token, with an audience list, and the "*" action.
+    for token in (mint(setup.pair, pull, audience=["elsewhere", SERVICE]),
+                  mint(setup.pair, repo_access("x/y", "*"))):
+        response = httpx.get(setup.registry.url + path, headers=bearer(token))
+        assert response.status_code == 404  # allowed; the repository does not exist
+        assert error_codes(response) == ["NAME_UNKNOWN"]
+
+
+def test_pull_only_token_cannot_push_or_delete(setup: TokenSetup) -> None:
+    writer = setup.token("repository:shared/app:pull,push,delete", auth=("alice", "wonderland"))
+    with setup.registry.client(headers=bearer(writer)) as client:
+        pushed = push_image(client, "shared/app", "v1", make_image())
+    digest = pushed.headers["Docker-Content-Digest"]
+    reader = setup.token("repository:shared/app:pull,push,delete", auth=("carol", "reader"))
+    assert setup.claims(reader)["access"] == repo_access("shared/app", "pull")
+    with setup.registry.client(headers=bearer(reader)) as client:
+        assert client.get(f"/v2/shared/app/manifests/{digest}",
+                          headers={"Accept": make_image().media_type}).status_code == 200
+        delete = client.delete(f"/v2/shared/app/manifests/{digest}")
+        assert delete.status_code == 401
+        assert delete.headers["WWW-Authenticate"] == challenge(
+            setup, "repository:shared/app:delete", "insufficient_scope")
+        upload = client.post("/v2/shared/app/blobs/uploads/")
+        assert upload.status_code == 401
+        assert 'scope="repository:shared/app:pull,push"' in upload.headers["WWW-Authenticate"]
+        assert client.get("/v2/shared/app/tags/list").json()["tags"] == ["v1"]
+
+
+def test_anonymous_pull_of_public_repository(setup: TokenSetup) -> None:
+    writer = setup.token("repository:public/hello:pull,push", auth=("alice", "wonderland"))
+    with setup.registry.client(headers=bearer(writer)) as client:
+        push_image(client, "public/hello", "latest", make_image())
+    anonymous = setup.token("repository:public/hello:pull,push")
+    assert setup.claims(anonymous)["sub"] == ""
+    assert setup.claims(anonymous)["access"] == repo_access("public/hello", "pull")
+    with setup.registry.client(headers=bearer(anonymous)) as client:
+        assert client.get("/v2/public/hello/tags/list").json()["tags"] == ["latest"]
+        assert client.post("/v2/public/hello/blobs/uploads/").status_code == 401
+    nothing = setup.token("repository:private/hello:pull")
+    response = httpx.get(setup.registry.url + "/v2/private/hello/tags/list",
+                         headers=bearer(nothing))
+    assert response.status_code == 401
+
+
+# -- skopeo through the whole token flow ----------------------------------------------
+
+
+@pytest.mark.clients
+def test_skopeo_push_and_pull_through_the_issuer(setup: TokenSetup, tmp_path: Path) -> None:
+    binary = require_tool("skopeo")
+    host = setup.registry.host
+    image = sample_image("token", layers=2)
+    write_image_layout(tmp_path / "src", "v1", image)
+    source = f"oci:{tmp_path / 'src'}:v1"
+    expected = read_oci_layout(tmp_path / "src").tags["v1"]["digest"]
+
+    anonymous = Skopeo(binary, tmp_path / "anonymous")
+    denied = anonymous("copy", "--dest-tls-verify=false", source,
+                       f"docker://{host}/team/app:v1", check=False)
+    assert denied.returncode != 0
+    assert "denied" in denied.stderr
+
+    alice = Skopeo(binary, tmp_path / "alice")
+    alice("login", "--tls-verify=false", "-u", "alice", "-p", "wonderland", host)
+    alice.copy(source, f"docker://{host}/team/app:v1")
+    alice.copy(source, f"docker://{host}/public/app:v1")
+    alice.copy(f"docker://{host}/team/app:v1", f"oci:{tmp_path / 'alice-back'}:v1")
+    assert read_oci_layout(tmp_path / "alice-back").tags["v1"]["digest"] == expected
+
+    bob = Skopeo(binary, tmp_path / "bob")  # group ci: pull and push on team/*
+    bob.copy(source, f"docker://{host}/team/bob:v1", "--dest-creds", "bob:builder")
+
+    carol = Skopeo(binary, tmp_path / "carol")  # pull only
+    carol.copy(f"docker://{host}/team/app:v1", f"oci:{tmp_path / 'carol-back'}:v1",
+               "--src-creds", "carol:reader")
+    assert read_oci_layout(tmp_path / "carol-back").tags["v1"]["digest"] == expected
+    push = carol("copy", "--dest-tls-verify=false", "--dest-creds", "carol:reader", source,
+                 f"docker://{host}/team/carol:v1", check=False)
+    assert push.returncode != 0
+    assert "insufficient scope" in push.stderr
+    delete = carol("delete", "--tls-verify=false", "--creds", "carol:reader",
+                   f"docker://{host}/team/app:v1", check=False)
+    assert delete.returncode != 0
+    assert "insufficient scope" in delete.stderr and "401" in delete.stderr
+    alice.copy(f"docker://{host}/team/app:v1", f"oci:{tmp_path / 'still'}:v1")  # not deleted
+
+    anonymous.copy(f"docker://{host}/public/app:v1", f"oci:{tmp_path / 'public'}:v1")
+    assert read_oci_layout(tmp_path / "public").tags["v1"]["digest"] == expected
+    private = anonymous("copy", "--src-tls-verify=false", f"docker://{host}/team/app:v1",
+                        f"oci:{tmp_path / 'private'}:v1", check=False)
+    assert private.returncode != 0
+    assert "insufficient scope" in private.stderr
+
+    alice("delete", "--tls-verify=false", f"docker://{host}/team/app:v1")
+    gone = httpx.get(setup.registry.url + "/v2/team/app/tags/list", headers=bearer(
+        setup.token("repository:team/app:pull", auth=("alice", "wonderland"))))
+    assert gone.json()["tags"] == []
+
+
+# -- an external authorization server --------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["ec", "rsa-jwks"])
+def test_external_issuer(tmp_path: Path, kind: str) -> None:
+    """Only auth.token is configured; the test signs tokens as an outside server would."""
+    if kind == "ec":
+        pair = make_key_pair(tmp_path, "external", "ec")
+        token_config = {"rootcertbundle": str(pair.cert_path)}
+        kid = None
+    else:
+        pair = make_key_pair(tmp_path, "external", "rsa")
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(pair.key.public_key()))
+        jwks = tmp_path / "keys.json"
+        jwks.write_text(json.dumps({"keys": [{**jwk, "kid": "key-1", "use": "sig"}]}))
+        token_config = {"jwks": str(jwks)}
+        kid = "key-1"
+    realm = "https://auth.example.com/token"
+    config = {"auth": {"token": {"realm": realm, "service": SERVICE, "issuer": ISSUER,
+                                 **token_config}}}
+    with run_registry(tmp_path, config=config) as running:
+        anonymous = httpx.get(running.url + "/v2/")
+        assert anonymous.status_code == 401
+        assert anonymous.headers["WWW-Authenticate"] == \
+            f'Bearer realm="{realm}",service="{SERVICE}"'
+        token = mint(pair, repo_access("ext/app", "pull", "push"), kid=kid)
+        with running.client(headers=bearer(token)) as client:
+            assert client.get("/v2/").status_code == 200
+            push_image(client, "ext/app", "v1", make_image())
+            assert client.get("/v2/ext/app/tags/list").json()["tags"] == ["v1"]
+            assert client.delete("/v2/ext/app/manifests/v1").status_code == 401
+        # No issuer configured: dockyard serves no token endpoint.
+        assert httpx.get(running.url + "/auth/token").status_code == 404
+        stranger = make_key_pair(tmp_path, "stranger", "ec" if kind == "ec" else "rsa")
+        forged = mint(stranger, repo_access("ext/app", "pull"), kid=kid)
+        assert httpx.get(running.url + "/v2/ext/app/tags/list",
+                         headers=bearer(forged)).status_code == 401
+
+
+# -- configuration -----------------------------------------------------------------------
+
+
+def load_auth(tmp_path: Path, auth: dict[str, Any]) -> Any:
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"version": 0.1, "auth": auth, "storage": {
+        "filesystem": {"rootdirectory": str(tmp_path / "store")}}}))
+    return load_config(config, environ={})
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    pair = make_key_pair(tmp_path, "good", "rsa")
+    other = make_key_pair(tmp_path, "other", "ec")
+    users = write_users(tmp_path / "htpasswd")
+    token = {"realm": "https://r.example.com/auth/token", "service": SERVICE,
+             "issuer": ISSUER, "rootcertbundle": str(pair.cert_path)}
+    issuer = {"key": str(pair.key_path), "htpasswd": str(users), "rules": RULES,
+              "groups": {"ci": ["bob"]}}
+    loaded = load_auth(tmp_path, {"token": token, "issuer": issuer})
+    assert loaded.token.realm == token["realm"]
+    assert loaded.token_issuer.expiration == 300
+    # Without a bundle, the issuer's own key is trusted.
+    without_bundle = {**token, "rootcertbundle": None}
+    assert load_auth(tmp_path, {"token": without_bundle, "issuer": issuer}).token is not None
+
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"token": token, "htpasswd": {"path": str(users)}}, "auth:"),
+        ({"issuer": issuer}, "auth.issuer:"),
+        ({"token": {**token, "realm": None}}, "auth.token.realm"),
+        ({"token": {**token, "realm": "auth/token"}}, "auth.token.realm"),
+        ({"token": {**token, "service": ""}}, "auth.token.service"),
+        ({"token": {**token, "rootcertbundle": None}}, "auth.token.rootcertbundle"),
+        ({"token": {**token, "rootcertbundle": str(tmp_path / "absent")}},
+         "auth.token.rootcertbundle"),
+        ({"token": {**token, "rootcertbundle": str(users)}}, "auth.token.rootcertbundle"),
+        ({"token": {**token, "jwks": str(users)}}, "auth.token.jwks"),
+        ({"token": {**token, "signingalgorithms": ["HS256"]}}, "auth.token.signingalgorithms"),
+        ({"token": {**token, "rootcertbundle": str(other.cert_path)}, "issuer": issuer},
+         "auth.issuer.key"),
+        ({"token": token, "issuer": {**issuer, "key": str(pair.cert_path)}}, "auth.issuer.key"),
+        ({"token": token, "issuer": {**issuer, "htpasswd": str(tmp_path / "absent")}},
+         "auth.issuer.htpasswd"),
+        ({"token": token, "issuer": {**issuer, "expiration": "soon"}},
+         "auth.issuer.expiration"),
+        ({"token": token, "issuer": {**issuer, "expire": "5m"}}, "auth.issuer.expire"),
+        ({"token": token, "issuer": {**issuer, "rules": [{"user": "a", "repository": "*",
+                                                          "actions": ["write"]}]}},
+         "auth.issuer.rules[0].actions"),
+        ({"token": token, "issuer": {**issuer, "rules": [RULES[0], {"group": "nobody",
+                                                                    "repository": "*",
+                                                                    "actions": []}]}},
+         "auth.issuer.rules[1].group"),
+        ({"token": token, "issuer": {**issuer, "rules": [{"user": "a", "group": "ci",
+                                                          "repository": "*", "actions": []}]}},
+         "auth.issuer.rules[0]"),
+        ({"token": token, "issuer": {**issuer, "groups": {"ci": "bob"}}},
+         "auth.issuer.groups.ci"),
+    ]
+    for auth, key in cases:
+        with pytest.raises(ConfigError) as raised:
+            load_auth(tmp_path, auth)
+        assert key in str(raised.value), (auth, str(raised.value))
+
+
+def test_serve_exits_2_on_a_bad_token_config(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"version": 0.1, "storage": {
+        "filesystem": {"rootdirectory": str(tmp_path / "store")}}, "auth": {"token": {
+            "realm": "https://r.example.com/auth/token", "service": SERVICE,
+            "issuer": ISSUER, "rootcertbundle": str(tmp_path / "absent.crt")}}}))
+    result = subprocess.run([sys.executable, "-m", "dockyard", "serve", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "auth.token.rootcertbundle" in result.stderr
+
+
+def test_distribution_accepts_tokens_of_dockyards_issuer(setup: TokenSetup,
+                                                         tmp_path: Path) -> None:
+    """The issuer's `kid` is libtrust's key id, which distribution 2.8 looks keys up by."""
+    config = {"auth": {"token": {"realm": setup.realm, "service": SERVICE, "issuer": ISSUER,
+                                 "rootcertbundle": str(setup.pair.cert_path)}}}
+    with run_registry(tmp_path / "distribution", kind="distribution", config=config) as other:
+        assert other.url != setup.registry.url
+        assert httpx.get(other.url + "/v2/").status_code == 401
+        token = setup.token("repository:dist/app:pull,push", auth=("alice", "wonderland"))
+        with other.client(headers=bearer(token)) as client:
+            assert client.get("/v2/").status_code == 200
+            push_image(client, "dist/app", "v1", make_image())
+            assert client.get("/v2/dist/app/tags/list").json()["tags"] == ["v1"]
+            assert client.delete("/v2/dist/app/manifests/v1").status_code == 401
