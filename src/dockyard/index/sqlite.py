@@ -213,6 +213,11 @@ class SQLiteIndex:
         db.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
         db.execute("DELETE FROM layers WHERE digest = ?", (digest,))
 
+    def referenced_digests(self) -> set[str]:
+        """Every digest some manifest is or needs (a snapshot; re-check when deleting)."""
+        return {row[0] for row in self.db.execute(
+            "SELECT digest FROM manifest_references UNION SELECT digest FROM manifests")}
+
     def all_manifests(self) -> list[tuple[str, str, str | None]]:
         """(repository, digest, subject) of every manifest."""
         return [(row[0], row[1], row[2]) for row in self.db.execute(

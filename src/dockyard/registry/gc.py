@@ -11,6 +11,7 @@ Blobs younger than the grace period are kept: an upload whose manifest has not c
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,9 @@ from dockyard.registry.reference import HASH_HEX_LENGTHS, Digest
 from dockyard.storage import PathNotFound, StorageDriver
 
 DEFAULT_GRACE_PERIOD = 3600.0
+# Blobs deleted per write transaction: large enough that transactions cost little, small
+# enough that a manifest push waits only milliseconds for the lock.
+SWEEP_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,19 @@ async def collect_garbage(driver: StorageDriver, index: SQLiteIndex, options: GC
         await _delete_untagged(driver, index, options, report)
     candidates = await _stored_blobs(driver)
     cutoff = time.time() - options.grace_period
-    for done, digest in enumerate(candidates, 1):
-        await _sweep_blob(driver, index, digest, cutoff, options.dry_run, report)
+    # A first look outside any transaction sets aside what is in use now; only the rest
+    # is checked again, and deleted, inside write transactions.
+    in_use = index.referenced_digests()
+    unmarked = [digest for digest in candidates if str(digest) not in in_use]
+    report.blobs_kept += len(candidates) - len(unmarked)
+    for start in range(0, len(unmarked), SWEEP_BATCH):
+        batch = unmarked[start:start + SWEEP_BATCH]
+        async with index.writing() as db:
+            for digest in batch:
+                await _sweep_blob(driver, db, digest, cutoff, options.dry_run, report)
         if progress is not None:
-            progress("blobs", done, len(candidates))
+            progress("blobs", len(candidates) - len(unmarked) + start + len(batch),
+                     len(candidates))
     if options.upload_purge_age is not None:
         report.uploads_purged = await purge_uploads(driver, options.upload_purge_age,
                                                     options.dry_run)
@@ -135,31 +148,31 @@ async def _list(driver: StorageDriver, path: str) -> list[str]:
         return []
 
 
-async def _sweep_blob(driver: StorageDriver, index: SQLiteIndex, digest: Digest, cutoff: float,
-                      dry_run: bool, report: GCReport) -> None:
+async def _sweep_blob(driver: StorageDriver, db: sqlite3.Connection, digest: Digest,
+                      cutoff: float, dry_run: bool, report: GCReport) -> None:
+    """Inside a write transaction: delete one blob if nothing is or needs it."""
     text = str(digest)
-    async with index.writing() as db:
-        if SQLiteIndex.is_referenced(db, text):
-            report.blobs_kept += 1
-            return
-        info = await driver.stat(layout.blob_data(digest))
-        created = SQLiteIndex.blob_created(db, text)
-        if created is None and info is not None:
-            created = info.modified
-        if created is not None and created > cutoff:
-            report.blobs_kept_fresh += 1
-            return
-        report.blobs_deleted.append(text)
-        report.bytes_freed += info.size if info is not None else 0
-        if dry_run:
-            return
-        # Links first: a crash part-way leaves links to a blob that still exists.
-        for repository in SQLiteIndex.repositories_linking(db, text):
-            with contextlib.suppress(PathNotFound):
-                await driver.delete(layout.layer_link(repository, digest).removesuffix("/link"))
+    if SQLiteIndex.is_referenced(db, text):
+        report.blobs_kept += 1
+        return
+    info = await driver.stat(layout.blob_data(digest))
+    created = SQLiteIndex.blob_created(db, text)
+    if created is None and info is not None:
+        created = info.modified
+    if created is not None and created > cutoff:
+        report.blobs_kept_fresh += 1
+        return
+    report.blobs_deleted.append(text)
+    report.bytes_freed += info.size if info is not None else 0
+    if dry_run:
+        return
+    # Links first: a crash part-way leaves links to a blob that still exists.
+    for repository in SQLiteIndex.repositories_linking(db, text):
         with contextlib.suppress(PathNotFound):
-            await driver.delete(layout.blob_dir(digest))
-        SQLiteIndex.forget_blob(db, text)
+            await driver.delete(layout.layer_link(repository, digest).removesuffix("/link"))
+    with contextlib.suppress(PathNotFound):
+        await driver.delete(layout.blob_dir(digest))
+    SQLiteIndex.forget_blob(db, text)
 
 
 async def _remove_if_empty(driver: StorageDriver, index: SQLiteIndex, name: str, cutoff: float,

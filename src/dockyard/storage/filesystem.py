@@ -129,7 +129,14 @@ class FilesystemDriver(StorageDriver):
         full = self._full(path)
         try:
             if os.path.isdir(full) and not os.path.islink(full):
-                await asyncio.to_thread(shutil.rmtree, full)
+                # Most directories deleted are a blob's or a link's (one file): inline is
+                # cheaper than a thread; bigger trees go to a thread.
+                entries = os.listdir(full)
+                if len(entries) <= 2 and all(
+                        not os.path.isdir(os.path.join(full, entry)) for entry in entries):
+                    shutil.rmtree(full)
+                else:
+                    await asyncio.to_thread(shutil.rmtree, full)
             else:
                 os.unlink(full)
         except FileNotFoundError:
