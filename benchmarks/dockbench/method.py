@@ -1,0 +1,95 @@
+"""The report's method section: how every number was taken."""
+
+from __future__ import annotations
+
+from .common import MiB
+from .settings import Settings
+
+
+def method_text(s: Settings) -> str:
+    rounds = f"{s.rounds} round" + ("s" if s.rounds != 1 else "")
+    blob = f"{s.blob_size // MiB} MiB"
+    limit = f"{s.limit_size // MiB} MiB"
+    paragraphs = [
+        "`benchmarks/run.py` starts `docker-registry serve` (distribution 2.8.2) and "
+        "`python -m dockyard serve` on free 127.0.0.1 ports, each with its own temporary "
+        "filesystem storage root (`$TMP/...`) and the same config.yml (version 0.1, filesystem "
+        "storage, deletes enabled, log level warn, access log disabled); otherwise each runs "
+        "with its defaults (Go's default GOGC for distribution, dockyard's default worker "
+        f"count). Every scenario runs against both servers interleaved, {rounds} (GC: "
+        f"{s.gc_rounds}), flipping which server goes first each round, and the report shows "
+        "medians. Before every timed run `sync` flushes earlier writes, and the run waits for "
+        "the shared machine to go quiet (see the CPU table). One short untimed warm-up pass "
+        "of the blob, manifest and skopeo scenarios precedes round 1. Correctness checks are "
+        "untimed and listed below.",
+        f"**Blobs.** The {blob} blob is random bytes generated once; before each push the blob "
+        "is removed from the server's store so every push writes it anew; in round 1 the "
+        "stored file (after each push) and a full GET (after the pull) are hashed against the "
+        "digest. The monolithic push times POST plus one `PUT ?digest=` whose body `curl -T` "
+        "streams from the file; the chunked push times POST, `PATCH` requests of "
+        f"{s.chunk_size // MiB} MiB with `Content-Range` (sendfile(2) over one keep-alive "
+        "connection, following each Location) and the closing PUT; the pull times "
+        "`curl -o /dev/null` of the blob.",
+        f"**Machine limits**, once per round in the same run: `hashlib.sha256` over {limit} of "
+        f"16 MiB buffers (one core); writing {limit} in 4 MiB chunks and then `fsync` to a "
+        "file in the work directory (the filesystem of the stores); and nginx-light "
+        "(`sendfile on`, one worker per core) serving the same blob file from disk to the same "
+        "`curl -o /dev/null`. A push has to hash and write every byte, so "
+        "min(sha256, disk) bounds it; nginx bounds a pull from disk.",
+        "**Manifests.** GET throughput and p99 come from `wrk --latency "
+        f"-t{s.wrk_threads} -c{s.wrk_connections} -d{s.wrk_duration}s` with an OCI/Docker "
+        "Accept header, against a tagged OCI image manifest. wrk 4.1 cannot measure HEAD (it "
+        "waits for the body a HEAD response never sends, wrk issue #198), so HEAD uses "
+        f"`ab -k -i -c{s.wrk_connections} -t{s.wrk_duration}` (p99 from its CSV percentiles; "
+        "ab is single-threaded, so compare HEAD across servers, not with GET). Any non-2xx "
+        "answer or socket error fails the run.",
+        "**Auth.** A second instance of each server runs with `auth: {htpasswd: {realm, path}}` "
+        "and a bcrypt entry of cost 5 (`htpasswd -B`'s default). Each round runs the wrk "
+        "manifest GET against the server without auth and then, back to back, against the one "
+        "with auth, sending `Authorization: Basic` on every request; the cost is "
+        "1 - (req/s with auth ÷ req/s without), per round. Untimed: no credentials and wrong "
+        "ones get 401, the right ones 200.",
+        f"**Small blobs.** {s.small_blobs:,} random blobs of 1-16 KiB (new ones every round, the "
+        "same sizes for both servers) are pushed into one repository by "
+        f"{s.small_clients} concurrent keep-alive connections of a small asyncio HTTP client "
+        "(POST, then monolithic `PUT ?digest=`), then pulled back with GETs the same way "
+        "(every length checked; a sample hashed untimed afterwards). blobs/s is blobs ÷ wall "
+        "time.",
+        "**skopeo.** An OCI layout of "
+        f"{s.layer_count} gzip layers of {s.layer_size // MiB} MiB random content (fresh every "
+        "run) is pushed with `skopeo copy oci:DIR:v1 docker://127.0.0.1:PORT/...` and copied "
+        "back into a fresh OCI directory.",
+        f"**Tags list and catalog.** One store of {s.repositories:,} repositories is written "
+        "directly on disk in distribution's layout (blobs, `_layers`, `_manifests/revisions`, "
+        "`_manifests/tags/<tag>/{current,index}` links) from Python, once: one repository "
+        f"with {s.tags:,} tags (an image each), the others one tagged image each. Each server "
+        "gets its own `cp -a` copy and is started on it; the time until /v2/ answers is the "
+        "start-up time (for dockyard this includes building its SQLite index of the store, "
+        "which it does before serving). Tags list: wrk "
+        f"`-c{s.list_connections}` of `GET /v2/<name>/tags/list` (the full list; untimed "
+        "check that every tag is in it). Catalog: sequential GETs of "
+        f"`/v2/_catalog?n={s.repositories}` on one keep-alive connection for "
+        f"{s.wrk_duration} s (time per request, median) and wrk `-c{s.list_connections}` of the "
+        "same URL (req/s); then a walk of every page of `?n=100`, following the `Link` "
+        "header (`last=`), timed in total. Untimed: the full catalog and the walk both list "
+        "exactly the store's repositories in order.",
+        f"**Garbage collection.** A store of {s.gc_repositories:,} repositories, each one image "
+        "(config + 4 layers of 1-4 KiB: one base layer shared from a pool of 20, three of its "
+        "own), is written on disk once. For each variant and round it is copied afresh, the "
+        "server starts on it, and every other image is deleted with `DELETE "
+        "/v2/<name>/manifests/<digest>` (untimed). Then: distribution's "
+        "`docker-registry garbage-collect CONFIG` with the registry stopped; "
+        "`python -m dockyard garbage-collect --grace-period 0 --json CONFIG` with the server "
+        "stopped; and the same while the server runs and two clients GET manifests of kept "
+        "images by tag every 10 ms (their success rate is reported). The wall time of the "
+        "collector command (process start included) is the metric. Blob data files are "
+        "counted on disk before and after, and compared with the blobs only deleted images "
+        "used and with what each collector reports; then (server restarted if stopped) a few "
+        "kept images are fetched and every blob hashed, and deleted ones must answer 404.",
+        "**Memory.** A sampler reads /proc every 0.5 s: the peak of the sum of VmRSS over each "
+        "server's process tree, and each process's VmHWM. Idle RSS per process is read 2 s "
+        "after dockyard's main server answered /v2/, before any load.",
+        "Client and servers share the machine's cores, so the client's own CPU use is part "
+        "of every number, equally for both servers.",
+    ]
+    return "\n\n".join(paragraphs)

@@ -1,0 +1,167 @@
+"""The whole run: start what is needed, run the phases, stop everything, write the report."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .common import DISTRIBUTION, DOCKYARD, BenchError, MiB, log
+from .machine import machine_info
+from .measure import Results
+from .phase_main import MainPhase, record_idle_memory, run_main_rounds
+from .phase_stores import run_gc_phase, run_metadata_phase
+from .procs import MemorySampler
+from .report import cpu_table, failure_notes, report, results_table
+from .scenarios_blobs import Blob, make_blob
+from .scenarios_metadata import write_htpasswd
+from .servers import Nginx, Server
+from .settings import BLOB_SCENARIOS, Settings, parse_args
+
+MAIN_SCENARIOS = ("limits", *BLOB_SCENARIOS, "manifest", "auth", "small", "skopeo")
+
+
+def check_tools(settings: Settings) -> None:
+    needed = {"curl", settings.distribution_cmd[0], settings.dockyard_cmd[0]}
+    if settings.wants("manifest", "auth", "tags", "catalog"):
+        needed.add("wrk")
+    if settings.wants("manifest"):
+        needed.add("ab")
+    if settings.wants("skopeo"):
+        needed.add("skopeo")
+    if settings.wants("limits"):
+        needed.add("nginx")
+    if settings.wants("gc"):
+        needed |= {settings.distribution_gc_cmd[0], settings.dockyard_gc_cmd[0]}
+    missing = sorted(tool for tool in needed if shutil.which(tool) is None)
+    if missing:
+        hint = " (apt-get install nginx-light)" if "nginx" in missing else ""
+        raise SystemExit(f"missing tools: {', '.join(missing)}{hint}")
+
+
+@contextlib.contextmanager
+def terminate_on_signals() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into SystemExit so the servers are stopped by `finally` blocks."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_main_phase(
+    settings: Settings, workdir: Path, results: Results, sampler: MemorySampler,
+    started: list[Server], nginx_box: list[Nginx],
+) -> None:
+    blob: Blob | None = None
+    if settings.wants(*BLOB_SCENARIOS, "limits"):
+        log(f"generating a {settings.blob_size // MiB} MiB random blob in $TMP")
+        blob = make_blob(workdir, settings.blob_size)
+    nginx = None
+    if settings.wants("limits") and blob is not None:
+        nginx = Nginx(workdir / "nginx", blob.path.parent)
+        nginx_box.append(nginx)
+        nginx.start()
+    servers = {
+        DISTRIBUTION: Server(DISTRIBUTION, settings.distribution_cmd, workdir / DISTRIBUTION),
+        DOCKYARD: Server(DOCKYARD, settings.dockyard_cmd, workdir / DOCKYARD),
+    }
+    auth_servers: dict[str, Server] = {}
+    if settings.wants("auth"):
+        htpasswd = workdir / "htpasswd"
+        log(f"htpasswd entry made with {write_htpasswd(htpasswd)}")
+        for name, server in servers.items():
+            auth_servers[name] = Server(name, server.command, workdir / f"{name}-auth", htpasswd)
+    for name, server in servers.items():
+        log(f"starting {name}: {' '.join(server.command)}")
+        started.append(server)
+        server.start()
+        results.fact(name, "start_main_s", server.start_seconds)
+        log(f"  {name} listening on {server.base}")
+    record_idle_memory(results, servers)
+    for name, server in servers.items():
+        sampler.watch(f"main-{name}", server.pid)
+    for name, server in auth_servers.items():
+        started.append(server)
+        server.start()
+        sampler.watch(f"auth-{name}", server.pid)
+    phase = MainPhase(settings, servers, auth_servers, blob, nginx, workdir, results)
+    run_main_rounds(phase)
+    sampler.sample()
+    for name in servers:
+        memory = sampler.trees[f"main-{name}"][1]
+        results.fact(name, "peak_main_mib", memory.peak_rss_kib / 1024)
+        results.fact(name, "hwm_main_mib", memory.hwm_sum_kib / 1024)
+        if name in auth_servers:
+            auth_memory = sampler.trees[f"auth-{name}"][1]
+            results.fact(name, "peak_auth_mib", auth_memory.peak_rss_kib / 1024)
+    for server in [*servers.values(), *auth_servers.values()]:
+        server.stop()
+    if nginx is not None:
+        nginx.stop()
+    if blob is not None:
+        blob.path.unlink(missing_ok=True)
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_args(sys.argv[1:] if argv is None else argv)
+    check_tools(settings)
+    started_at = datetime.datetime.now(datetime.UTC)
+    clock = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="dockyard-bench-", dir=settings.tmp_parent))
+    results = Results()
+    started: list[Server] = []
+    nginx_box: list[Nginx] = []
+    sampler = MemorySampler()
+    with terminate_on_signals():
+        try:
+            info = machine_info(settings)
+            sampler.start()
+            if settings.wants(*MAIN_SCENARIOS):
+                run_main_phase(settings, workdir, results, sampler, started, nginx_box)
+            if settings.wants("tags", "catalog"):
+                run_metadata_phase(settings, workdir, results, sampler, started)
+            if settings.wants("gc"):
+                run_gc_phase(settings, workdir, results, started)
+        except BenchError as exc:
+            log(f"benchmark aborted: {exc}")
+            return 2
+        finally:
+            sampler.stop()
+            for server in started:
+                server.stop()
+            for nginx in nginx_box:
+                nginx.stop()
+            logs = {
+                f"{server.name} ({server.workdir.name})": server.log_summary()
+                for server in started
+            }
+            if settings.keep_tmp:
+                log(f"kept {workdir}")
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
+    text = report(settings, results, started, info, started_at, time.monotonic() - clock, logs)
+    print()
+    print(results_table(results, settings))
+    print()
+    print(cpu_table(results))
+    notes = failure_notes(results, started)
+    if notes:
+        print("\nFailures and notes:\n" + notes)
+    if settings.out is not None:
+        settings.out.parent.mkdir(parents=True, exist_ok=True)
+        settings.out.write_text(text)
+        log(f"wrote {settings.out}")
+    return 1 if results.failures else 0

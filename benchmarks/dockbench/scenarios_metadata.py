@@ -1,0 +1,281 @@
+"""Metadata scenarios: manifest GET/HEAD, the same with basic auth, tags list, catalog."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from .clients import Client, expect, run_ab_head, run_wrk, upload_bytes
+from .common import (
+    MANIFEST_ACCEPT,
+    OCI_CONFIG,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+    BenchError,
+)
+from .servers import Server
+from .settings import Settings
+from .storegen import MetadataStore
+
+MANIFEST_REPO = "bench/manifest"
+MANIFEST_PATH = f"/v2/{MANIFEST_REPO}/manifests/latest"
+AUTH_USER = "bench"
+AUTH_PASSWORD = "bench-password"
+
+
+def push_small_image(client: Client, repo: str, tag: str) -> str:
+    """Untimed set-up: a config, one small layer and an OCI manifest under `tag`."""
+    layer = gzip.compress(os.urandom(4096))
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "0" * 64]},
+        }
+    ).encode()
+    layer_digest = upload_bytes(client, repo, layer)
+    config_digest = upload_bytes(client, repo, config)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
+            "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": layer_digest, "size": len(layer)}],
+        }
+    ).encode()
+    expect(
+        client.request(
+            "PUT",
+            f"/v2/{repo}/manifests/{tag}",
+            body=manifest,
+            headers={"Content-Type": OCI_MANIFEST},
+        ),
+        (201,),
+        "PUT manifest",
+    )
+    got = expect(
+        client.request("GET", f"/v2/{repo}/manifests/{tag}", headers={"Accept": MANIFEST_ACCEPT}),
+        (200,),
+        "GET manifest",
+    )
+    if got.body != manifest:
+        raise BenchError("GET manifest returned different bytes than were pushed")
+    return "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+
+def manifest_get(server: Server, settings: Settings, workdir: Path) -> dict[str, float]:
+    got = run_wrk(
+        server.base + MANIFEST_PATH,
+        {"Accept": MANIFEST_ACCEPT},
+        workdir / "manifest-get.lua",
+        settings.wrk_duration,
+        settings.wrk_threads,
+        settings.wrk_connections,
+    )
+    return {"manifest_get_rps": got["rps"], "manifest_get_p99": got["p99_ms"]}
+
+
+def manifest_head(server: Server, settings: Settings, workdir: Path) -> dict[str, float]:
+    got = run_ab_head(
+        server.base + MANIFEST_PATH,
+        MANIFEST_ACCEPT,
+        workdir / "ab-head.csv",
+        settings.wrk_duration,
+        settings.wrk_connections,
+    )
+    return {"manifest_head_rps": got["rps"], "manifest_head_p99": got["p99_ms"]}
+
+
+# ---- basic auth
+
+
+def basic_header() -> dict[str, str]:
+    token = base64.b64encode(f"{AUTH_USER}:{AUTH_PASSWORD}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def write_htpasswd(path: Path) -> str:
+    """A bcrypt htpasswd entry, cost 5 (the default of `htpasswd -B`). Returns how."""
+    if shutil.which("htpasswd"):
+        done = subprocess.run(
+            ["htpasswd", "-nbB", "-C", "5", AUTH_USER, AUTH_PASSWORD],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if done.returncode == 0 and done.stdout.startswith(f"{AUTH_USER}:"):
+            path.write_text(done.stdout.strip() + "\n")
+            return "htpasswd -B -C 5"
+    import bcrypt
+
+    hashed = bcrypt.hashpw(AUTH_PASSWORD.encode(), bcrypt.gensalt(5)).decode()
+    path.write_text(f"{AUTH_USER}:{hashed}\n")
+    return "Python bcrypt, cost 5"
+
+
+def check_auth(server: Server) -> None:
+    """Untimed: without credentials 401, with wrong ones 401, with the right ones 200."""
+    for headers, wanted in (
+        ({}, 401),
+        ({"Authorization": "Basic " + base64.b64encode(b"bench:wrong").decode()}, 401),
+        (basic_header(), 200),
+    ):
+        client = Client(server.port, timeout=30, headers=headers)
+        try:
+            got = client.request("GET", MANIFEST_PATH, headers={"Accept": MANIFEST_ACCEPT})
+        finally:
+            client.close()
+        if got.status != wanted:
+            raise BenchError(f"auth check: HTTP {got.status}, expected {wanted}")
+
+
+def auth_pair(
+    plain: Server, guarded: Server, settings: Settings, workdir: Path
+) -> dict[str, float]:
+    """Manifest GET req/s without auth (the plain server) and with basic auth, back to back."""
+    off = run_wrk(
+        plain.base + MANIFEST_PATH,
+        {"Accept": MANIFEST_ACCEPT},
+        workdir / "auth-off.lua",
+        settings.wrk_duration,
+        settings.wrk_threads,
+        settings.wrk_connections,
+    )
+    on = run_wrk(
+        guarded.base + MANIFEST_PATH,
+        {"Accept": MANIFEST_ACCEPT, **basic_header()},
+        workdir / "auth-on.lua",
+        settings.wrk_duration,
+        settings.wrk_threads,
+        settings.wrk_connections,
+    )
+    return {
+        "auth_off_rps": off["rps"],
+        "auth_on_rps": on["rps"],
+        "auth_on_p99": on["p99_ms"],
+        "auth_cost_pct": (1 - on["rps"] / off["rps"]) * 100 if off["rps"] else 0.0,
+    }
+
+
+# ---- tags list and catalog of a large store
+
+
+def tags_list(server: Server, store: MetadataStore, settings: Settings, workdir: Path) -> dict[
+    str, float
+]:
+    got = run_wrk(
+        f"{server.base}/v2/{store.tags_repo}/tags/list",
+        {},
+        workdir / "tags.lua",
+        settings.wrk_duration,
+        settings.wrk_threads,
+        settings.list_connections,
+        timeout_s=30,
+    )
+    return {"tags_rps": got["rps"], "tags_p99": got["p99_ms"]}
+
+
+def check_tags(server: Server, store: MetadataStore) -> str:
+    client = Client(server.port, timeout=120)
+    try:
+        got = expect(client.request("GET", f"/v2/{store.tags_repo}/tags/list"), (200,), "tags")
+    finally:
+        client.close()
+    tags = json.loads(got.body).get("tags") or []
+    if sorted(tags) != store.tags:
+        raise BenchError(f"tags list: {len(tags)} tags, expected {len(store.tags)}")
+    return f"tags list: all {len(tags)} tags in one response ({len(got.body):,} bytes)"
+
+
+def _catalog_page(client: Client, target: str) -> tuple[list[str], str | None]:
+    got = expect(client.request("GET", target), (200,), f"GET {target}")
+    names = json.loads(got.body).get("repositories") or []
+    link = re.search(r"<([^>]+)>\s*;\s*rel=\"?next\"?", got.header("link"))
+    return list(names), (link.group(1) if link else None)
+
+
+def catalog_full(server: Server, store: MetadataStore, settings: Settings, workdir: Path) -> dict[
+    str, float
+]:
+    """The whole catalog in one response: per-request time (sequential, one keep-alive
+    connection) and req/s under wrk."""
+    target = f"/v2/_catalog?n={len(store.repositories)}"
+    client = Client(server.port, timeout=120)
+    times: list[float] = []
+    try:
+        deadline = time.monotonic() + settings.wrk_duration
+        while len(times) < 500 and (len(times) < 3 or time.monotonic() < deadline):
+            started = time.perf_counter()
+            got = expect(client.request("GET", target), (200,), "catalog")
+            times.append(time.perf_counter() - started)
+            if len(times) == 1 and got.body.count(b'"') != 2 * len(store.repositories) + 2:
+                raise BenchError("catalog: the response does not hold every repository")
+    finally:
+        client.close()
+    got_wrk = run_wrk(
+        server.base + target,
+        {},
+        workdir / "catalog.lua",
+        settings.wrk_duration,
+        settings.wrk_threads,
+        settings.list_connections,
+        timeout_s=30,
+    )
+    return {
+        "catalog_ms": statistics.median(times) * 1000,
+        "catalog_rps": got_wrk["rps"],
+        "catalog_p99": got_wrk["p99_ms"],
+    }
+
+
+def catalog_walk(server: Server, store: MetadataStore, page: int = 100) -> tuple[float, list[str]]:
+    """Seconds to list every repository in pages of `page`, following the Link header."""
+    client = Client(server.port, timeout=120)
+    names: list[str] = []
+    target: str | None = f"/v2/_catalog?n={page}"
+    pages = 0
+    try:
+        started = time.perf_counter()
+        while target is not None:
+            pages += 1
+            if pages > len(store.repositories) // page + 10:
+                raise BenchError("catalog walk: more pages than repositories allow")
+            got, target = _catalog_page(client, target)
+            names += got
+        elapsed = time.perf_counter() - started
+    finally:
+        client.close()
+    return elapsed, names
+
+
+def catalog_pages(server: Server, store: MetadataStore) -> dict[str, float]:
+    elapsed, names = catalog_walk(server, store)
+    if names != store.repositories:
+        raise BenchError(f"catalog walk: {len(names)} names, expected {len(store.repositories)}")
+    return {"catalog_walk_s": elapsed}
+
+
+def check_catalog(server: Server, store: MetadataStore) -> list[str]:
+    """Untimed: the full catalog is exactly the store's repositories; the default page size."""
+    client = Client(server.port, timeout=120)
+    try:
+        names, _ = _catalog_page(client, f"/v2/_catalog?n={len(store.repositories)}")
+        default, link = _catalog_page(client, "/v2/_catalog")
+    finally:
+        client.close()
+    if names != store.repositories:
+        raise BenchError(f"catalog: {len(names)} names, expected {len(store.repositories)}")
+    return [
+        f"catalog ?n={len(store.repositories)}: all {len(names)} repositories, sorted",
+        f"catalog without n: {len(default)} names" + (", with a next Link" if link else ""),
+    ]

@@ -1,0 +1,297 @@
+"""Starting and stopping the registries (and nginx) on free loopback ports."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .common import HOST, REPO_ROOT, BenchError, blob_dir
+from .procs import memory_kib, process_tree_cpu, tree_pids
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def config_yaml(
+    root: Path, port: int, htpasswd: Path | None = None, catalog_max: int | None = None
+) -> str:
+    """The same distribution-style config for both servers. `catalog_max` raises
+    distribution's `catalog.maxentries` (default 1000; a larger `n` gets 400
+    PAGINATION_NUMBER_INVALID); dockyard ignores that key."""
+    text = (
+        "version: 0.1\n"
+        "log:\n"
+        "  level: warn\n"
+        "  accesslog:\n"
+        "    disabled: true\n"
+        "storage:\n"
+        "  filesystem:\n"
+        f"    rootdirectory: {root}\n"
+        "  delete:\n"
+        "    enabled: true\n"
+        "http:\n"
+        f"  addr: {HOST}:{port}\n"
+        "  secret: dockyard-benchmark-secret\n"
+    )
+    if htpasswd is not None:
+        text += f"auth:\n  htpasswd:\n    realm: dockyard-bench\n    path: {htpasswd}\n"
+    if catalog_max is not None:
+        text += f"catalog:\n  maxentries: {catalog_max}\n"
+    return text
+
+
+def stop_process_group(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM a process group we started (SIGKILL after 15 s); reap the leader."""
+    if process is None:
+        return
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=15)
+    else:
+        # The leader is gone; make sure no worker of its group outlives it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+    workdir: Path
+    htpasswd: Path | None = None
+    catalog_max: int | None = None
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    start_seconds: float = 0.0  # from launch until /v2/ answered, of the last start
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def root(self) -> Path:
+        return self.workdir / "store"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "config.yml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "server.log"
+
+    @property
+    def base(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def pid(self) -> int | None:
+        return self.process.pid if self.alive() and self.process else None
+
+    def write_config(self) -> Path:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        text = config_yaml(self.root, self.port, self.htpasswd, self.catalog_max)
+        self.config_path.write_text(text)
+        return self.config_path
+
+    def start(self) -> None:
+        self.port = 0
+        config = self.write_config()
+        argv = [part.replace("{config}", str(config)) for part in self.command]
+        log = self.log_path.open("ab")
+        started = time.perf_counter()
+        try:
+            self.process = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=REPO_ROOT,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        self.wait_ready(timeout=600.0)
+        self.start_seconds = time.perf_counter() - started
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                raise BenchError(f"{self.name} exited during start-up:\n{self.log_tail()}")
+            try:
+                conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
+                try:
+                    conn.request("GET", "/v2/")
+                    status = conn.getresponse().status
+                finally:
+                    conn.close()
+                if status in (200, 401):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise BenchError(f"{self.name} did not answer /v2/ within {timeout:.0f}s")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def ensure_running(self) -> None:
+        """Restart a server that died (at most 3 times), noting it in the report."""
+        if self.alive():
+            return
+        code = self.process.returncode if self.process else None
+        self.notes.append(f"{self.name} had exited (code {code}); log tail:\n{self.log_tail()}")
+        if self.restarts >= 3:
+            raise BenchError(f"{self.name} keeps dying; not restarting again")
+        self.restarts += 1
+        self.stop()
+        self.start()
+
+    def cpu_seconds(self) -> float:
+        if self.process is None:
+            return 0.0
+        return process_tree_cpu(self.process.pid)
+
+    def rss_per_process(self) -> list[tuple[int, int]]:
+        """(pid, VmRSS KiB) of every process of the server's tree, the leader first."""
+        if self.process is None:
+            return []
+        return [(pid, memory_kib(pid).get("VmRSS", 0)) for pid in tree_pids(self.process.pid)]
+
+    def stop(self) -> None:
+        stop_process_group(self.process)
+        self.process = None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def log_summary(self, lines: int = 4, width: int = 240) -> str:
+        """How many lines the server logged, and the last few (shortened)."""
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        if not text:
+            return ""
+        # The report names no path of the machine it ran on.
+        text = [line.replace(str(self.log_path.parent.parent), "$TMP") for line in text]
+        tail = [line if len(line) <= width else line[:width] + " …" for line in text[-lines:]]
+        return f"({len(text)} lines in all; the last {len(tail)})\n" + "\n".join(tail)
+
+    def remove_blob(self, digest: str, repo: str) -> None:
+        """Forget a blob so the next push of it is fresh: DELETE unlinks it from the repository
+        (and from any index the server keeps), then its data goes from disk (both servers use
+        distribution's layout; neither deletes blob data through the API)."""
+        if self.alive():
+            conn = http.client.HTTPConnection(HOST, self.port, timeout=60)
+            try:
+                conn.request("DELETE", f"/v2/{repo}/blobs/{digest}")
+                conn.getresponse().read()
+            except (OSError, http.client.HTTPException):
+                pass
+            finally:
+                conn.close()
+        shutil.rmtree(blob_dir(self.root, digest), ignore_errors=True)
+        shutil.rmtree(self.root / "docker/registry/v2/repositories" / repo, ignore_errors=True)
+
+
+NGINX_CONF = """\
+daemon off;
+master_process on;
+worker_processes {workers};
+{user}pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    types {{ }}
+    default_type application/octet-stream;
+    server {{
+        listen {host}:{port};
+        root {root};
+    }}
+}}
+"""
+
+
+@dataclass
+class Nginx:
+    """nginx serving one directory, as the ceiling for a blob pull from disk."""
+
+    workdir: Path
+    root: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        conf = self.workdir / "nginx.conf"
+        user = "user root root;\n" if os.geteuid() == 0 else ""
+        conf.write_text(
+            NGINX_CONF.format(
+                workers=os.cpu_count() or 1,
+                user=user,
+                dir=self.workdir,
+                host=HOST,
+                port=self.port,
+                root=self.root,
+            )
+        )
+        log = (self.workdir / "stderr.log").open("ab")
+        try:
+            self.process = subprocess.Popen(
+                ["nginx", "-p", str(self.workdir), "-c", str(conf)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                text = (self.workdir / "stderr.log").read_text(errors="replace")
+                raise BenchError(f"nginx exited during start-up: {text[-500:]}")
+            with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), 1):
+                return
+            time.sleep(0.05)
+        raise BenchError("nginx did not listen within 30 s")
+
+    def stop(self) -> None:
+        stop_process_group(self.process)
+        self.process = None

@@ -1,0 +1,195 @@
+"""Command-line options and the sizes of a full or a --quick run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .common import REPO_ROOT, MiB
+
+# In the order they run. The first group uses one long-lived server per side.
+SCENARIOS = (
+    "limits",
+    "monolithic",
+    "chunked",
+    "pull",
+    "manifest",
+    "auth",
+    "small",
+    "skopeo",
+    "tags",
+    "catalog",
+    "gc",
+)
+BLOB_SCENARIOS = ("monolithic", "chunked", "pull")
+
+
+@dataclass(frozen=True)
+class Settings:
+    quick: bool
+    rounds: int
+    gc_rounds: int
+    blob_size: int
+    chunk_size: int
+    wrk_duration: int
+    wrk_threads: int
+    wrk_connections: int
+    list_connections: int
+    layer_size: int
+    layer_count: int
+    small_blobs: int
+    small_clients: int
+    tags: int
+    repositories: int
+    gc_repositories: int
+    limit_size: int
+    dockyard_cmd: list[str]
+    distribution_cmd: list[str]
+    dockyard_gc_cmd: list[str]
+    distribution_gc_cmd: list[str]
+    out: Path | None
+    tmp_parent: Path | None
+    keep_tmp: bool
+    scenarios: tuple[str, ...]
+    command_line: str
+    quiet_wait: float
+
+    def wants(self, *names: str) -> bool:
+        return any(name in self.scenarios for name in names)
+
+
+def _sized(value: int | None, full: int, quick: int, is_quick: bool) -> int:
+    if value is not None:
+        return int(value)
+    return quick if is_quick else full
+
+
+def parse_args(argv: list[str]) -> Settings:
+    parser = argparse.ArgumentParser(
+        description="Benchmark dockyard against distribution 2.8.2 (loopback only)."
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes (64 MiB blob, 3 s wrk, 1 round, 200 small blobs, 500 tags, "
+        "1,000 repositories, GC of 200 repositories)",
+    )
+    parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5, quick 1)")
+    parser.add_argument("--gc-rounds", type=int, help="rounds of the GC scenario (default 3)")
+    parser.add_argument("--blob-mib", type=int, help="blob size in MiB (default 1024, quick 64)")
+    parser.add_argument("--chunk-mib", type=int, default=16, help="PATCH chunk size in MiB")
+    parser.add_argument("--wrk-seconds", type=int, help="wrk duration (default 10, quick 3)")
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--wrk-connections", type=int, default=32)
+    parser.add_argument(
+        "--list-connections",
+        type=int,
+        default=8,
+        help="wrk connections for the tags list and catalog (default 8)",
+    )
+    parser.add_argument(
+        "--layer-mib", type=int, help="size of each skopeo image layer (default 4, quick 1)"
+    )
+    parser.add_argument("--small-blobs", type=int, help="small blobs (default 2000, quick 200)")
+    parser.add_argument("--small-clients", type=int, default=16, help="concurrent clients")
+    parser.add_argument("--tags", type=int, help="tags in one repository (default 5000)")
+    parser.add_argument("--repositories", type=int, help="catalog size (default 10000)")
+    parser.add_argument("--gc-repositories", type=int, help="GC store images (default 2000)")
+    parser.add_argument(
+        "--limit-mib", type=int, help="bytes hashed/written for machine limits (default 1024)"
+    )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)}",
+    )
+    parser.add_argument(
+        "--dockyard-cmd",
+        default=os.environ.get(
+            "DOCKYARD_BENCH_CMD", f"{sys.executable} -m dockyard serve {{config}}"
+        ),
+        help="command that serves a config file ({config} is replaced); env DOCKYARD_BENCH_CMD",
+    )
+    parser.add_argument(
+        "--distribution-cmd",
+        default="docker-registry serve {config}",
+        help="command for the reference server ({config} is replaced)",
+    )
+    parser.add_argument(
+        "--dockyard-gc-cmd",
+        default=f"{sys.executable} -m dockyard garbage-collect --grace-period 0 --json {{config}}",
+    )
+    parser.add_argument(
+        "--distribution-gc-cmd", default="docker-registry garbage-collect {config}"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="markdown report to write (default docs/performance.md for a full run; "
+        "a --quick run writes nothing unless --out is given)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=20.0,
+        help="before each run, wait up to this many seconds for other processes to go "
+        "below 0.3 busy cores (0 disables)",
+    )
+    parser.add_argument("--tmpdir", type=Path, help="parent of the temporary work directory")
+    parser.add_argument("--keep-tmp", action="store_true", help="keep blobs, stores and logs")
+    args = parser.parse_args(argv)
+
+    quick = bool(args.quick)
+    scenarios = tuple(s.strip() for s in str(args.scenarios).split(",") if s.strip())
+    unknown = [s for s in scenarios if s not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(unknown)}")
+    scenarios = tuple(s for s in SCENARIOS if s in scenarios)
+    out: Path | None = args.out
+    if out is None and not quick:
+        out = REPO_ROOT / "docs" / "performance.md"
+    rounds = _sized(args.rounds, 5, 1, quick)
+    gc_rounds = _sized(args.gc_rounds, 3, 1, quick)
+    if not (1 <= rounds <= 50 and 1 <= gc_rounds <= 50):
+        parser.error("--rounds and --gc-rounds must be between 1 and 50")
+    sizes = {
+        "small": _sized(args.small_blobs, 2000, 200, quick),
+        "tags": _sized(args.tags, 5000, 500, quick),
+        "repos": _sized(args.repositories, 10000, 1000, quick),
+        "gc": _sized(args.gc_repositories, 2000, 200, quick),
+    }
+    if not all(1 <= value <= 100_000 for value in sizes.values()) or sizes["repos"] < 2:
+        parser.error("sizes must be between 1 (2 for --repositories) and 100000")
+    return Settings(
+        quick=quick,
+        rounds=rounds,
+        gc_rounds=gc_rounds,
+        blob_size=_sized(args.blob_mib, 1024, 64, quick) * MiB,
+        chunk_size=int(args.chunk_mib) * MiB,
+        wrk_duration=_sized(args.wrk_seconds, 10, 3, quick),
+        wrk_threads=int(args.wrk_threads),
+        wrk_connections=int(args.wrk_connections),
+        list_connections=int(args.list_connections),
+        layer_size=_sized(args.layer_mib, 4, 1, quick) * MiB,
+        layer_count=5,
+        small_blobs=sizes["small"],
+        small_clients=max(1, min(int(args.small_clients), 256)),
+        tags=sizes["tags"],
+        repositories=sizes["repos"],
+        gc_repositories=sizes["gc"],
+        limit_size=_sized(args.limit_mib, 1024, 256, quick) * MiB,
+        dockyard_cmd=shlex.split(args.dockyard_cmd),
+        distribution_cmd=shlex.split(args.distribution_cmd),
+        dockyard_gc_cmd=shlex.split(args.dockyard_gc_cmd),
+        distribution_gc_cmd=shlex.split(args.distribution_gc_cmd),
+        out=out,
+        tmp_parent=args.tmpdir,
+        keep_tmp=bool(args.keep_tmp),
+        scenarios=scenarios,
+        quiet_wait=max(0.0, min(float(args.quiet_wait), 600.0)),
+        command_line=" ".join(["python", "benchmarks/run.py", *map(shlex.quote, argv)]),
+    )
