@@ -10,7 +10,6 @@ from typing import Any
 
 import yaml
 
-from dockyard.auth import keys
 from dockyard.auth.policy import ACTIONS, AccessRule
 from dockyard.config.model import (
     Config,
@@ -252,6 +251,8 @@ def _htpasswd(auth: dict[str, Any]) -> HtpasswdConfig:
 
 def _token(auth: dict[str, Any], with_issuer: bool) -> TokenConfig:
     section = _section(auth, "token", "auth.")
+    from dockyard.auth import keys  # cryptography and PyJWT: only when tokens are configured
+
     where = "auth.token."
     values = {}
     for key in ("realm", "service", "issuer"):
@@ -288,6 +289,8 @@ def _token(auth: dict[str, Any], with_issuer: bool) -> TokenConfig:
 
 
 def _issuer(auth: dict[str, Any], token: TokenConfig) -> IssuerConfig:
+    from dockyard.auth import keys
+
     section = _section(auth, "issuer", "auth.")
     where = "auth.issuer."
     unknown = sorted(set(section) - set(ISSUER_KEYS))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dockyard.auth.policy import AccessRule
-from dockyard.registry.manifests import DEFAULT_MAX_MANIFEST_SIZE
+from dockyard.registry.limits import DEFAULT_MAX_MANIFEST_SIZE
 
 HOUR = 3600.0
 

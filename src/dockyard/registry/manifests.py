@@ -16,13 +16,12 @@ from dockyard.registry.errors import (
     ManifestUnknown,
     TooLarge,
 )
+from dockyard.registry.limits import DEFAULT_MAX_MANIFEST_SIZE
 from dockyard.registry.links import read_link, write_link
 from dockyard.registry.manifest import Manifest, parse_manifest, stored_media_type
 from dockyard.registry.reference import Digest, is_tag
 from dockyard.registry.tags import RepositoryTags
 from dockyard.storage import PathNotFound
-
-DEFAULT_MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

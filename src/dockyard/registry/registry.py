@@ -8,11 +8,8 @@ from dockyard.index.sqlite import SQLiteIndex
 from dockyard.registry.blobs import BlobStore, RepositoryBlobs
 from dockyard.registry.errors import NameUnknown, ReadOnly, Unsupported
 from dockyard.registry.gc_runs import GCRuns
-from dockyard.registry.manifests import (
-    DEFAULT_MAX_MANIFEST_SIZE,
-    ManifestCache,
-    RepositoryManifests,
-)
+from dockyard.registry.limits import DEFAULT_MAX_MANIFEST_SIZE
+from dockyard.registry.manifests import ManifestCache, RepositoryManifests
 from dockyard.registry.reference import validate_name
 from dockyard.registry.tags import RepositoryTags
 from dockyard.registry.uploads import RepositoryUploads, UploadStore
