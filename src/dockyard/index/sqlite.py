@@ -7,7 +7,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -213,6 +213,53 @@ class SQLiteIndex:
         db.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
         db.execute("DELETE FROM layers WHERE digest = ?", (digest,))
 
+    # The same questions for a batch of digests (a few queries instead of a few per blob).
+    @staticmethod
+    def referenced_among(db: sqlite3.Connection, digests: Sequence[str]) -> set[str]:
+        """Which of `digests` a manifest is, or needs."""
+        marks = _marks(digests)
+        return {row[0] for row in db.execute(
+            f"SELECT digest FROM manifest_references WHERE digest IN ({marks}) UNION "
+            f"SELECT digest FROM manifests WHERE digest IN ({marks})", (*digests, *digests))}
+
+    @staticmethod
+    def blobs_created(db: sqlite3.Connection, digests: Sequence[str]
+                      ) -> dict[str, tuple[int, float]]:
+        """(size, created) of those of `digests` committed through dockyard."""
+        return {row[0]: (int(row[1]), float(row[2])) for row in db.execute(
+            f"SELECT digest, size, created FROM blobs WHERE digest IN ({_marks(digests)})",
+            tuple(digests))}
+
+    @staticmethod
+    def links_among(db: sqlite3.Connection, digests: Sequence[str]) -> list[tuple[str, str]]:
+        """(repository, digest) of every repository's layer link to one of `digests`."""
+        return [(row[0], row[1]) for row in db.execute(
+            f"SELECT repository, digest FROM layers WHERE digest IN ({_marks(digests)})",
+            tuple(digests))]
+
+    @staticmethod
+    def forget_blobs(db: sqlite3.Connection, digests: Sequence[str]) -> None:
+        db.executemany("DELETE FROM blobs WHERE digest = ?", [(d,) for d in digests])
+        db.executemany("DELETE FROM layers WHERE digest = ?", [(d,) for d in digests])
+
+    def repositories_without_manifests(self) -> list[str]:
+        return [row[0] for row in self.db.execute(
+            "SELECT name FROM repositories WHERE NOT EXISTS "
+            "(SELECT 1 FROM manifests WHERE repository = name) ORDER BY name")]
+
+    @staticmethod
+    def with_manifests_among(db: sqlite3.Connection, names: Sequence[str]) -> set[str]:
+        return {row[0] for row in db.execute(
+            f"SELECT DISTINCT repository FROM manifests WHERE repository IN ({_marks(names)})",
+            tuple(names))}
+
+    @staticmethod
+    def forget_repositories(db: sqlite3.Connection, names: Sequence[str]) -> None:
+        rows = [(name,) for name in names]
+        for table in ("tags", "layers", "manifest_references"):
+            db.executemany(f"DELETE FROM {table} WHERE repository = ?", rows)
+        db.executemany("DELETE FROM repositories WHERE name = ?", rows)
+
     def referenced_digests(self) -> set[str]:
         """Every digest some manifest is or needs (a snapshot; re-check when deleting)."""
         return {row[0] for row in self.db.execute(
@@ -275,6 +322,10 @@ class SQLiteIndex:
 
 INDEX_DIR = "dockyard"
 INDEX_FILE = "index.sqlite"
+
+
+def _marks(values: Sequence[str]) -> str:
+    return ",".join("?" * len(values))
 
 
 def index_path(root_directory: str) -> str:

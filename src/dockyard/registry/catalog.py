@@ -29,11 +29,9 @@ async def _walk(driver: StorageDriver, path: str, name: str, markers: tuple[str,
         return
     if name and any(marker in children for marker in markers):
         found.append(name)
-    for child in children:
-        if child.startswith("_"):
-            continue
-        child_path = f"{path}/{child}"
-        info = await driver.stat(child_path)
+    subdirectories = [child for child in children if not child.startswith("_")]
+    infos = await driver.stat_many([f"{path}/{child}" for child in subdirectories])
+    for child, info in zip(subdirectories, infos, strict=True):
         if info is not None and info.is_dir:
-            await _walk(driver, child_path, f"{name}/{child}" if name else child, markers,
-                        found)
+            await _walk(driver, f"{path}/{child}", f"{name}/{child}" if name else child,
+                        markers, found)

@@ -11,7 +11,6 @@ Blobs younger than the grace period are kept: an upload whose manifest has not c
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,7 @@ from dockyard.storage import PathNotFound, StorageDriver
 DEFAULT_GRACE_PERIOD = 3600.0
 # Blobs deleted per write transaction: large enough that transactions cost little, small
 # enough that a manifest push waits only milliseconds for the lock.
-SWEEP_BATCH = 64
+SWEEP_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -71,18 +70,18 @@ async def collect_garbage(driver: StorageDriver, index: SQLiteIndex, options: GC
     unmarked = [digest for digest in candidates if str(digest) not in in_use]
     report.blobs_kept += len(candidates) - len(unmarked)
     for start in range(0, len(unmarked), SWEEP_BATCH):
-        batch = unmarked[start:start + SWEEP_BATCH]
-        async with index.writing() as db:
-            for digest in batch:
-                await _sweep_blob(driver, db, digest, cutoff, options.dry_run, report)
+        await _sweep_blobs(driver, index, unmarked[start:start + SWEEP_BATCH], cutoff,
+                           options.dry_run, report)
         if progress is not None:
-            progress("blobs", len(candidates) - len(unmarked) + start + len(batch),
-                     len(candidates))
+            done = len(candidates) - len(unmarked) + min(start + SWEEP_BATCH, len(unmarked))
+            progress("blobs", done, len(candidates))
     if options.upload_purge_age is not None:
         report.uploads_purged = await purge_uploads(driver, options.upload_purge_age,
                                                     options.dry_run)
-    for name in index.repositories():
-        await _remove_if_empty(driver, index, name, cutoff, options.dry_run, report)
+    empty = index.repositories_without_manifests()
+    for start in range(0, len(empty), SWEEP_BATCH):
+        await _remove_empty_repositories(driver, index, empty[start:start + SWEEP_BATCH],
+                                         cutoff, options.dry_run, report)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -148,65 +147,72 @@ async def _list(driver: StorageDriver, path: str) -> list[str]:
         return []
 
 
-async def _sweep_blob(driver: StorageDriver, db: sqlite3.Connection, digest: Digest,
-                      cutoff: float, dry_run: bool, report: GCReport) -> None:
-    """Inside a write transaction: delete one blob if nothing is or needs it."""
-    text = str(digest)
-    if SQLiteIndex.is_referenced(db, text):
-        report.blobs_kept += 1
-        return
-    info = await driver.stat(layout.blob_data(digest))
-    created = SQLiteIndex.blob_created(db, text)
-    if created is None and info is not None:
-        created = info.modified
-    if created is not None and created > cutoff:
-        report.blobs_kept_fresh += 1
-        return
-    report.blobs_deleted.append(text)
-    report.bytes_freed += info.size if info is not None else 0
-    if dry_run:
-        return
-    # Links first: a crash part-way leaves links to a blob that still exists.
-    for repository in SQLiteIndex.repositories_linking(db, text):
-        with contextlib.suppress(PathNotFound):
-            await driver.delete(layout.layer_link(repository, digest).removesuffix("/link"))
-    with contextlib.suppress(PathNotFound):
-        await driver.delete(layout.blob_dir(digest))
-    SQLiteIndex.forget_blob(db, text)
-
-
-async def _remove_if_empty(driver: StorageDriver, index: SQLiteIndex, name: str, cutoff: float,
-                           dry_run: bool, report: GCReport) -> None:
-    """Drop a repository with no manifests, no upload in progress and no recent layer link
-    (a push that has uploaded layers but not yet its manifest looks like that, briefly)."""
+async def _sweep_blobs(driver: StorageDriver, index: SQLiteIndex, batch: list[Digest],
+                       cutoff: float, dry_run: bool, report: GCReport) -> None:
+    """Delete those of `batch` that nothing is or needs, in one write transaction."""
+    # Sizes and dates first, outside the transaction: an upload of one of these digests
+    # records it (as fresh) in the index, which is read again below, inside.
+    infos = await driver.stat_many([layout.blob_data(digest) for digest in batch])
+    texts = [str(digest) for digest in batch]
     async with index.writing() as db:
-        if db.execute("SELECT 1 FROM manifests WHERE repository = ? LIMIT 1",
-                      (name,)).fetchone():
+        referenced = SQLiteIndex.referenced_among(db, texts)
+        recorded = SQLiteIndex.blobs_created(db, texts)
+        doomed: list[Digest] = []
+        for digest, text, info in zip(batch, texts, infos, strict=True):
+            if text in referenced:
+                report.blobs_kept += 1
+                continue
+            size, created = recorded.get(text, (None, None))
+            if created is None and info is not None:
+                created = info.modified
+            if created is not None and created > cutoff:
+                report.blobs_kept_fresh += 1
+                continue
+            doomed.append(digest)
+            report.blobs_deleted.append(text)
+            report.bytes_freed += info.size if info is not None else (size or 0)
+        if dry_run or not doomed:
             return
-        for algorithm in HASH_HEX_LENGTHS:
-            if await _list(driver, layout.revisions(name, algorithm)):
-                return  # the store has manifests the index does not know yet
-        if await _list(driver, layout.uploads(name)):
+        gone = [str(digest) for digest in doomed]
+        # Links first: a crash part-way leaves links to a blob that still exists.
+        links = SQLiteIndex.links_among(db, gone)
+        await driver.delete_many([
+            layout.layer_link(repository, Digest.parse(text)).removesuffix("/link")
+            for repository, text in links])
+        await driver.delete_many([layout.blob_dir(digest) for digest in doomed])
+        SQLiteIndex.forget_blobs(db, gone)
+
+
+async def _remove_empty_repositories(driver: StorageDriver, index: SQLiteIndex,
+                                     names: list[str], cutoff: float, dry_run: bool,
+                                     report: GCReport) -> None:
+    """Drop the repositories of `names` with no manifests, no upload in progress and no
+    recent layer link (a push that has uploaded layers but not yet its manifest looks like
+    that, briefly)."""
+    async with index.writing() as db:
+        pushed_since = SQLiteIndex.with_manifests_among(db, names)
+        removed = [name for name in names if name not in pushed_since
+                   and await _is_empty(driver, name, cutoff)]
+        report.repositories_removed += removed
+        if dry_run or not removed:
             return
-        layers = f"{layout.repository(name)}/_layers"
-        for algorithm in HASH_HEX_LENGTHS:
-            for hex_digest in await _list(driver, f"{layers}/{algorithm}"):
-                info = await driver.stat(f"{layers}/{algorithm}/{hex_digest}/link")
-                if info is not None and info.modified > cutoff:
-                    return
-        report.repositories_removed.append(name)
-        if dry_run:
-            return
-        for part in ("_layers", "_manifests", "_uploads"):
-            with contextlib.suppress(PathNotFound):
-                await driver.delete(f"{layout.repository(name)}/{part}")
-        # Remove directories left empty, up to (not including) the repositories root;
-        # a nested repository (name/child) keeps its parents.
-        path = layout.repository(name)
-        while path != layout.REPOSITORIES and not await _list(driver, path):
-            with contextlib.suppress(PathNotFound):
-                await driver.delete(path)
-            path = path.rsplit("/", 1)[0]
-        db.execute("DELETE FROM layers WHERE repository = ?", (name,))
-        db.execute("DELETE FROM tags WHERE repository = ?", (name,))
-        db.execute("DELETE FROM repositories WHERE name = ?", (name,))
+        await driver.delete_many([f"{layout.repository(name)}/{part}" for name in removed
+                                  for part in ("_layers", "_manifests", "_uploads")])
+        for name in removed:
+            # Directories left empty go, up to the repositories root; a nested repository
+            # (name/child) keeps its parents.
+            await driver.prune(layout.repository(name), layout.REPOSITORIES)
+        SQLiteIndex.forget_repositories(db, removed)
+
+
+async def _is_empty(driver: StorageDriver, name: str, cutoff: float) -> bool:
+    for algorithm in HASH_HEX_LENGTHS:
+        if await _list(driver, layout.revisions(name, algorithm)):
+            return False  # the store has manifests the index does not know yet
+    if await _list(driver, layout.uploads(name)):
+        return False
+    layers = f"{layout.repository(name)}/_layers"
+    links = [f"{layers}/{algorithm}/{hex_digest}/link" for algorithm in HASH_HEX_LENGTHS
+             for hex_digest in await _list(driver, f"{layers}/{algorithm}")]
+    return not any(info is not None and info.modified > cutoff
+                   for info in await driver.stat_many(links))

@@ -7,8 +7,9 @@ same address space distribution's drivers use, so the on-disk layout matches.
 from __future__ import annotations
 
 import abc
+import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 PATH_RE = re.compile(r"(?:/[A-Za-z0-9._-]+)+")
@@ -92,6 +93,31 @@ class StorageDriver(abc.ABC):
     def read(self, path: str, offset: int = 0, length: int | None = None
              ) -> AsyncIterator[bytes]:
         """Stream a byte range of a file; PathNotFound if missing."""
+
+    # Bulk operations: garbage collection touches thousands of paths, and a driver can do a
+    # batch in one go (one thread, one S3 request) where a call per path would not.
+    async def stat_many(self, paths: Sequence[str]) -> Sequence[FileInfo | None]:
+        """`stat` of each path, in order."""
+        return [await self.stat(path) for path in paths]
+
+    async def delete_many(self, paths: Sequence[str]) -> None:
+        """`delete` each path in order, skipping those already gone."""
+        for path in paths:
+            with contextlib.suppress(PathNotFound):
+                await self.delete(path)
+
+    async def prune(self, path: str, stop: str) -> None:
+        """Remove `path` and then its parents, up to but not including `stop`, while they are
+        empty directories (where directories exist at all)."""
+        while path.startswith(stop.rstrip("/") + "/"):
+            try:
+                if await self.list(path):
+                    return
+            except PathNotFound:
+                pass
+            with contextlib.suppress(PathNotFound):
+                await self.delete(path)
+            path = path.rsplit("/", 1)[0]
 
     def local_file(self, path: str) -> str | None:
         """A local filesystem path to serve `path` from without copying, if there is one."""

@@ -9,13 +9,15 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from dockyard.storage.driver import FileInfo, FileWriter, PathNotFound, StorageDriver, check_path
 
 # Reads and writes this large leave the event loop for a thread; smaller ones are cheaper inline.
 THREAD_THRESHOLD = 256 * 1024
 READ_CHUNK = 1024 * 1024
+# Batches of metadata operations this small cost less inline than a trip to a thread.
+INLINE_BATCH = 8
 
 
 class FilesystemWriter(FileWriter):
@@ -142,6 +144,61 @@ class FilesystemDriver(StorageDriver):
         except FileNotFoundError:
             raise PathNotFound(path) from None
 
+    async def stat_many(self, paths: Sequence[str]) -> Sequence[FileInfo | None]:
+        if len(paths) <= INLINE_BATCH:
+            return self._stat_many(paths)
+        return await asyncio.to_thread(self._stat_many, paths)
+
+    def _stat_many(self, paths: Sequence[str]) -> Sequence[FileInfo | None]:
+        inside = _ParentCheck(self.root)
+        found: list[FileInfo | None] = []
+        for path in paths:
+            full = self._full(path)
+            try:
+                result = os.lstat(full) if inside(full) else None
+            except (FileNotFoundError, NotADirectoryError):
+                result = None
+            if result is None or stat.S_ISLNK(result.st_mode):
+                found.append(None)
+                continue
+            is_dir = stat.S_ISDIR(result.st_mode)
+            found.append(FileInfo(path, 0 if is_dir else result.st_size, result.st_mtime, is_dir))
+        return found
+
+    async def delete_many(self, paths: Sequence[str]) -> None:
+        if len(paths) <= INLINE_BATCH:
+            self._delete_many(paths)
+        else:
+            await asyncio.to_thread(self._delete_many, paths)
+
+    def _delete_many(self, paths: Sequence[str]) -> None:
+        inside = _ParentCheck(self.root)
+        for path in paths:
+            full = self._full(path)
+            if not inside(full):
+                continue
+            try:
+                if stat.S_ISDIR(os.lstat(full).st_mode):
+                    _remove_tree(full)
+                else:
+                    os.unlink(full)
+            except FileNotFoundError:
+                continue
+
+    async def prune(self, path: str, stop: str) -> None:
+        inside = _ParentCheck(self.root)
+        while path.startswith(stop.rstrip("/") + "/"):
+            full = self._full(path)
+            if not inside(full):
+                return
+            try:
+                os.rmdir(full)  # fails, and so stops, at the first directory with entries
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return
+            path = path.rsplit("/", 1)[0]
+
     async def writer(self, path: str) -> FileWriter:
         full = self._full(path)
         os.makedirs(os.path.dirname(full), exist_ok=True)
@@ -173,3 +230,49 @@ class FilesystemDriver(StorageDriver):
             return self._inside(path)
         except PathNotFound:
             return None
+
+
+class _ParentCheck:
+    """Whether a path's parent directory, links resolved, lies inside the root. A batch
+    touches many entries in few directories: each directory is judged once, from its
+    parent's verdict and one lstat of its own (a full realpath only where a link is).
+    The entry itself is lstat'ed by the caller, so a symlink there is never followed."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.known: dict[str, bool] = {root: True}
+
+    def __call__(self, full: str) -> bool:
+        return self._directory_inside(os.path.dirname(full))
+
+    def _directory_inside(self, directory: str) -> bool:
+        verdict = self.known.get(directory)
+        if verdict is not None:
+            return verdict
+        verdict = directory.startswith(self.root + os.sep) and \
+            self._directory_inside(os.path.dirname(directory))
+        if verdict:
+            try:
+                is_link = stat.S_ISLNK(os.lstat(directory).st_mode)
+            except OSError:
+                is_link = False  # missing: nothing below it will be found either
+            if is_link:
+                resolved = os.path.realpath(directory)
+                verdict = resolved == self.root or resolved.startswith(self.root + os.sep)
+        self.known[directory] = verdict
+        return verdict
+
+
+def _remove_tree(path: str) -> None:
+    """rm -r without following links: a symlink inside is removed, never its target. Lighter
+    than shutil.rmtree for the small trees a store is made of (a blob, a link)."""
+    with os.scandir(path) as entries:
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    _remove_tree(entry.path)
+                else:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+    os.rmdir(path)
