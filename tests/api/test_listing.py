@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import httpx
 
 from tests.support.oci import error_codes, make_image, push_image
-from tests.support.server import RunningRegistry
+from tests.support.server import RunningRegistry, run_registry
 
 
 def test_tags_sorted_and_paginated(client: httpx.Client) -> None:
@@ -72,3 +76,48 @@ def test_catalog_sorted_and_paginated(fresh_registry: RunningRegistry) -> None:
         assert collected == sorted(names)
         assert client.get("/v2/_catalog", params={"last": "alpha-2"}).json()["repositories"] \
             == sorted(names)[3:]
+
+
+def _listings_seen(registry: RunningRegistry, path: str, key: str, times: int = 12
+                   ) -> list[list[str]]:
+    """The same listing fetched over fresh connections, so that every worker answers."""
+    seen = []
+    for _ in range(times):
+        with registry.client() as client:
+            response = client.get(path)
+            assert response.status_code == 200
+            seen.append(response.json()[key])
+    return seen
+
+
+def test_listings_follow_changes_in_every_worker(tmp_path: Path) -> None:
+    """Workers keep encoded tag lists and catalog pages; any change, made through any worker
+    or by another process (the garbage collector), shows in the next listing of each."""
+    image = make_image()
+    config = {"http": {"workers": 2}}
+    with run_registry(tmp_path, config=config) as registry:
+        with registry.client() as client:
+            for tag in ("one", "two"):
+                push_image(client, "cached/app", tag, image)
+            push_image(client, "cached/other", "latest", image)
+        tags_path = "/v2/cached/app/tags/list"
+        assert _listings_seen(registry, tags_path, "tags") == [["one", "two"]] * 12
+        with registry.client() as client:
+            push_image(client, "cached/app", "three", image)
+        assert _listings_seen(registry, tags_path, "tags") == [["one", "three", "two"]] * 12
+        with registry.client() as client:
+            assert client.delete("/v2/cached/app/manifests/two").status_code == 202
+        assert _listings_seen(registry, tags_path, "tags") == [["one", "three"]] * 12
+
+        assert _listings_seen(registry, "/v2/_catalog", "repositories") == \
+            [["cached/app", "cached/other"]] * 12
+        with registry.client() as client:
+            deleted = client.delete(f"/v2/cached/other/manifests/{image.digest}")
+            assert deleted.status_code == 202
+        # The collector, a process of its own, removes the now empty repository.
+        collected = subprocess.run(
+            [sys.executable, "-m", "dockyard", "garbage-collect", "--grace-period", "0",
+             str(registry.config_path)], capture_output=True, text=True, timeout=120)
+        assert collected.returncode == 0, collected.stderr
+        assert "1 empty repositories removed" in collected.stdout
+        assert _listings_seen(registry, "/v2/_catalog", "repositories") == [["cached/app"]] * 12

@@ -26,6 +26,7 @@ from dockyard.api.http import (
     Scope,
     Send,
 )
+from dockyard.api.listing_cache import ListingCache
 from dockyard.api.urls import URLBuilder
 from dockyard.auth import AuthDenied, Authenticator, required_access
 from dockyard.auth.htpasswd import HtpasswdAuthenticator
@@ -63,6 +64,7 @@ class RegistryApp:
         self.access_log = config.log.access_log
         self.authenticator, self.token_issuer = make_authentication(config)
         self._tasks: list[asyncio.Task[None]] = []
+        self.listings = ListingCache()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -119,7 +121,8 @@ class RegistryApp:
         if self.authenticator is not None:
             await self.authenticate(request, params)
         context = Context(request, self.registry, URLBuilder(
-            request, self.prefix, self.config.http.base_url, self.config.http.relative_urls))
+            request, self.prefix, self.config.http.base_url, self.config.http.relative_urls),
+            self.listings)
         return await handler(context, **params)
 
     async def authenticate(self, request: Request, params: dict[str, str]) -> None:

@@ -71,6 +71,7 @@ class SQLiteIndex:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
         self._lock = asyncio.Lock()
+        self._commits = 0
 
     def close(self) -> None:
         self.db.close()
@@ -89,8 +90,15 @@ class SQLiteIndex:
                 self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
+            self._commits += 1
 
     # State of the index as a whole.
+    def version(self) -> tuple[int, int]:
+        """Moves on every commit: SQLite's data_version counts other connections' commits
+        (other workers, a garbage collector), our own counter this connection's."""
+        row = self.db.execute("PRAGMA data_version").fetchone()
+        return int(row[0]), self._commits
+
     def get_meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from dockyard.index.sqlite import SQLiteIndex
@@ -69,6 +70,11 @@ class Registry:
         if not self.settings.delete_enabled:
             raise Unsupported("deletes are disabled (set storage.delete.enabled: true)")
         self.check_writable()
+
+    def metadata_version(self) -> Hashable:
+        """A value that changes whenever repositories, tags or manifests may have changed
+        (in any process): what may be cached for as long as it stays the same."""
+        return self.index.version()
 
     def repositories(self, last: str | None = None, limit: int | None = None) -> list[str]:
         """Repository names in order, from the index."""

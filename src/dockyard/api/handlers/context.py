@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dockyard.api.http import Request
+from dockyard.api.listing_cache import ListingCache
 from dockyard.api.urls import URLBuilder
 from dockyard.registry.registry import Registry
 
@@ -14,3 +15,4 @@ class Context:
     request: Request
     registry: Registry
     urls: URLBuilder
+    listings: ListingCache

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
 from urllib.parse import urlencode
 
 from dockyard.api.handlers.context import Context
 from dockyard.api.handlers.params import pagination
 from dockyard.api.http import JSONResponse, Response
+from dockyard.api.listing_cache import EncodedPage
 from dockyard.registry import mediatypes
 from dockyard.registry.reference import Digest
 from dockyard.registry.referrers import list_referrers
@@ -30,21 +33,42 @@ def _page(names: list[str], limit: int | None) -> tuple[list[str], bool]:
 
 async def catalog(ctx: Context) -> Response:
     limit, last = pagination(ctx.request)
-    names, more = _page(ctx.registry.repositories(last, None if limit is None else limit + 1),
-                        limit)
-    headers = _next_link(ctx, "/v2/_catalog", names[-1], limit or 0) if more and names else {}
-    return JSONResponse(200, {"repositories": names}, headers)
+    version = ctx.registry.metadata_version()
+    key = ("catalog", last, limit)
+    page = ctx.listings.get(key, version)
+    if page is None:
+        names, more = _page(
+            ctx.registry.repositories(last, None if limit is None else limit + 1), limit)
+        page = _encode({"repositories": names}, names, more)
+        ctx.listings.put(key, version, page)
+    return _respond(ctx, "/v2/_catalog", page, limit)
 
 
 async def tags(ctx: Context, name: str) -> Response:
     repository = ctx.registry.repository(name)
     limit, last = pagination(ctx.request)
-    repository.require_exists()
-    names, more = _page(repository.tags.page(last, None if limit is None else limit + 1),
-                        limit)
-    headers = (_next_link(ctx, f"/v2/{name}/tags/list", names[-1], limit or 0)
-               if more and names else {})
-    return JSONResponse(200, {"name": name, "tags": names}, headers)
+    version = ctx.registry.metadata_version()
+    key = ("tags", repository.name, last, limit)
+    page = ctx.listings.get(key, version)
+    if page is None:
+        repository.require_exists()
+        names, more = _page(repository.tags.page(last, None if limit is None else limit + 1),
+                            limit)
+        page = _encode({"name": name, "tags": names}, names, more)
+        ctx.listings.put(key, version, page)
+    return _respond(ctx, f"/v2/{name}/tags/list", page, limit)
+
+
+def _encode(document: dict[str, Any], names: list[str], more: bool) -> EncodedPage:
+    return EncodedPage(json.dumps(document, separators=(",", ":")).encode(),
+                       names[-1] if more and names else None)
+
+
+def _respond(ctx: Context, path: str, page: EncodedPage, limit: int | None) -> Response:
+    # The Link header depends on the request (host, forwarded prefix), so it is not cached.
+    headers = (_next_link(ctx, path, page.next_last, limit or 0)
+               if page.next_last is not None else {})
+    return Response(200, page.body, headers, content_type="application/json")
 
 
 async def referrers(ctx: Context, name: str, digest: str) -> Response:
