@@ -53,6 +53,16 @@ class ManifestRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RepositoryContents:
+    """Everything the index holds for one repository, as a rebuild writes it."""
+
+    name: str
+    tags: dict[str, str]
+    manifests: list[ManifestRecord]
+    layers: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class RepositorySnapshot:
     """What the index (or the store) holds for one repository, for comparing the two."""
 
@@ -177,15 +187,22 @@ class SQLiteIndex:
                                  manifests: Iterable[ManifestRecord], layers: Iterable[str]
                                  ) -> None:
         """Make the index's view of one repository exactly this (rebuild, repair)."""
+        await self.replace_repositories([RepositoryContents(name, tags, list(manifests),
+                                                            list(layers))])
+
+    async def replace_repositories(self, repositories: Sequence[RepositoryContents]) -> None:
+        """`replace_repository` for many, in one transaction (a rebuild of thousands of
+        repositories should not pay a commit for each)."""
         async with self.writing() as db:
-            self._delete_repository(db, name)
-            db.execute("INSERT INTO repositories (name) VALUES (?)", (name,))
-            db.executemany("INSERT INTO tags (repository, tag, digest) VALUES (?, ?, ?)",
-                           [(name, tag, digest) for tag, digest in tags.items()])
-            for record in manifests:
-                self._insert_manifest(db, name, record)
-            db.executemany("INSERT INTO layers (repository, digest) VALUES (?, ?)",
-                           [(name, digest) for digest in layers])
+            for item in repositories:
+                self._delete_repository(db, item.name)
+                db.execute("INSERT INTO repositories (name) VALUES (?)", (item.name,))
+                db.executemany("INSERT INTO tags (repository, tag, digest) VALUES (?, ?, ?)",
+                               [(item.name, tag, digest) for tag, digest in item.tags.items()])
+                for record in item.manifests:
+                    self._insert_manifest(db, item.name, record)
+                db.executemany("INSERT INTO layers (repository, digest) VALUES (?, ?)",
+                               [(item.name, digest) for digest in item.layers])
 
     async def remove_repository(self, name: str) -> None:
         async with self.writing() as db:
@@ -326,6 +343,23 @@ class SQLiteIndex:
         layers = frozenset(row[0] for row in self.db.execute(
             "SELECT digest FROM layers WHERE repository = ?", (repository,)))
         return RepositorySnapshot(tags, manifests, layers)
+
+
+    def snapshots(self) -> dict[str, RepositorySnapshot]:
+        """`snapshot` of every repository, read in three queries."""
+        tags: dict[str, dict[str, str]] = {}
+        manifests: dict[str, set[str]] = {}
+        layers: dict[str, set[str]] = {}
+        for name, tag, digest in self.db.execute("SELECT repository, tag, digest FROM tags"):
+            tags.setdefault(name, {})[tag] = digest
+        for name, digest in self.db.execute("SELECT repository, digest FROM manifests"):
+            manifests.setdefault(name, set()).add(digest)
+        for name, digest in self.db.execute("SELECT repository, digest FROM layers"):
+            layers.setdefault(name, set()).add(digest)
+        return {name: RepositorySnapshot(tags.get(name, {}),
+                                         frozenset(manifests.get(name, ())),
+                                         frozenset(layers.get(name, ())))
+                for name in self.repositories()}
 
 
 INDEX_DIR = "dockyard"

@@ -11,7 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dockyard.index.sqlite import ManifestRecord, RepositorySnapshot, SQLiteIndex
+from dockyard.index.sqlite import (
+    ManifestRecord,
+    RepositoryContents,
+    RepositorySnapshot,
+    SQLiteIndex,
+)
 from dockyard.registry import catalog, layout
 from dockyard.registry.errors import DigestInvalid
 from dockyard.registry.links import read_link
@@ -20,6 +25,8 @@ from dockyard.registry.reference import HASH_HEX_LENGTHS, Digest
 from dockyard.storage import PathNotFound, StorageDriver
 
 Progress = Callable[[str], None]
+# Repositories written to the index per transaction while synchronizing.
+WRITE_BATCH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +92,8 @@ async def describe_manifest(driver: StorageDriver, name: str, digest_text: str
                           manifest.annotations, references)
 
 
-async def reindex_repository(driver: StorageDriver, index: SQLiteIndex, name: str,
-                             snapshot: RepositorySnapshot) -> None:
+async def read_repository(driver: StorageDriver, name: str, snapshot: RepositorySnapshot
+                          ) -> RepositoryContents:
     records = []
     for digest in sorted(snapshot.manifests):
         record = await describe_manifest(driver, name, digest)
@@ -94,7 +101,12 @@ async def reindex_repository(driver: StorageDriver, index: SQLiteIndex, name: st
             records.append(record)
     present = {record.digest for record in records}
     tags = {tag: digest for tag, digest in snapshot.tags.items() if digest in present}
-    await index.replace_repository(name, tags, records, sorted(snapshot.layers))
+    return RepositoryContents(name, tags, records, sorted(snapshot.layers))
+
+
+async def reindex_repository(driver: StorageDriver, index: SQLiteIndex, name: str,
+                             snapshot: RepositorySnapshot) -> None:
+    await index.replace_repositories([await read_repository(driver, name, snapshot)])
 
 
 async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = False,
@@ -105,14 +117,20 @@ async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = Fa
     if on_total is not None:
         on_total(len(names))
     full = full or not index.is_complete
+    indexed = {} if full else index.snapshots()
     reindexed: list[str] = []
+    pending: list[RepositoryContents] = []
     for name in names:
         snapshot = await scan_repository(driver, name)
-        if full or index.snapshot(name) != snapshot or not index.has_repository(name):
-            await reindex_repository(driver, index, name, snapshot)
+        if full or indexed.get(name) != snapshot:
+            pending.append(await read_repository(driver, name, snapshot))
             reindexed.append(name)
+            if len(pending) >= WRITE_BATCH:
+                await index.replace_repositories(pending)
+                pending = []
         if progress is not None:
             progress(name)
+    await index.replace_repositories(pending)
     stored = set(names)
     removed = [name for name in index.repositories() if name not in stored]
     for name in removed:
