@@ -50,9 +50,9 @@ def main() -> int:
     os.environ["REGISTRY_HTTP_WORKERS"] = "1"  # one worker under each server
     workdir = Path(tempfile.mkdtemp(prefix="dockyard-asgi-"))
     samples: dict[str, dict[str, list[float]]] = {name: {} for name in LAUNCHERS}
+    servers = {name: Server(DOCKYARD, argv, workdir / name) for name, argv in LAUNCHERS.items()}
     try:
         blob = make_blob(workdir, args.blob_mib * MiB)
-        servers = {name: Server(DOCKYARD, argv, workdir / name) for name, argv in LAUNCHERS.items()}
         for server in servers.values():
             server.start()
             client = Client(server.port)
@@ -69,9 +69,9 @@ def main() -> int:
                     samples[name].setdefault(key, []).append(value)
                 print(f"round {round_no + 1} {name}: " + ", ".join(
                     f"{key} {value:,.1f}" for key, value in got.items()), file=sys.stderr)
+    finally:
         for server in servers.values():
             server.stop()
-    finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(report(samples, args))
     return 0
