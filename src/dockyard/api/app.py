@@ -96,7 +96,10 @@ class RegistryApp:
         except RegistryError as error:
             return error_response(error)
         except ClientDisconnected:
-            return Response(400)
+            # The body stopped short of its Content-Length or its chunked encoding broke;
+            # a client still listening (half-closed) gets the spec's error body.
+            return error_response(HTTPError(
+                400, "SIZE_INVALID", "the request body ended early or was malformed"))
         except Exception:
             log.exception("unexpected error serving %s %s", request.method, request.path)
             return internal_error_response()
@@ -119,15 +122,16 @@ class RegistryApp:
                             {"method": request.method},
                             {"Allow": ", ".join(sorted(route.methods))})
         if self.authenticator is not None:
-            await self.authenticate(request, params)
+            await self.authenticate(request, params, route.resource)
         context = Context(request, self.registry, URLBuilder(
             request, self.prefix, self.config.http.base_url, self.config.http.relative_urls),
             self.listings)
         return await handler(context, **params)
 
-    async def authenticate(self, request: Request, params: dict[str, str]) -> None:
+    async def authenticate(self, request: Request, params: dict[str, str],
+                           resource: str | None) -> None:
         assert self.authenticator is not None
-        access = required_access(request.method, params, catalog=request.path == "/v2/_catalog")
+        access = required_access(request.method, params, resource)
         client = request.scope.get("client") or ("unknown", 0)
         try:
             await self.authenticator.authenticate(request.header("authorization"), client[0],

@@ -17,15 +17,18 @@ Handler = Callable[..., Awaitable[Response]]
 class Route:
     pattern: re.Pattern[str]
     methods: dict[str, Handler]
+    # A registry-wide resource the route stands for: with auth, it needs the token scope
+    # `registry:<resource>:*` rather than access to a repository.
+    resource: str | None = None
 
 
-def _route(pattern: str, **methods: Handler) -> Route:
-    return Route(re.compile(pattern), methods)
+def _route(pattern: str, resource: str | None = None, **methods: Handler) -> Route:
+    return Route(re.compile(pattern), methods, resource)
 
 
 ROUTES: tuple[Route, ...] = (
     _route(r"/v2/?", GET=listing.api_base, HEAD=listing.api_base),
-    _route(r"/v2/_catalog", GET=listing.catalog),
+    _route(r"/v2/_catalog", "catalog", GET=listing.catalog),
     _route(r"/v2/(?P<name>.+)/tags/list", GET=listing.tags),
     _route(r"/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)",
            GET=manifests.get_manifest, HEAD=manifests.get_manifest,
@@ -40,9 +43,10 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
-# Served only with http.admin.enabled.
+# Served only with http.admin.enabled; with auth configured, only to clients allowed
+# `registry:admin:*` (with htpasswd: any user).
 ADMIN_ROUTES: tuple[Route, ...] = (
-    _route(r"/admin/gc", GET=admin.gc_status, POST=admin.start_gc),
+    _route(r"/admin/gc", "admin", GET=admin.gc_status, POST=admin.start_gc),
 )
 
 

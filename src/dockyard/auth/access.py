@@ -1,5 +1,5 @@
 """The access a request needs, in the terms of Docker's token scopes
-(`repository:<name>:pull,push,delete`, `registry:catalog:*`)."""
+(`repository:<name>:pull,push,delete`, `registry:catalog:*`, `registry:admin:*`)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ class Access:
         return f"{self.type}:{self.name}:{','.join(self.actions)}"
 
 
-def required_access(method: str, path_params: dict[str, str], catalog: bool = False
+def required_access(method: str, path_params: dict[str, str], resource: str | None = None
                     ) -> list[Access]:
     """What a request must be allowed, from its method and route (an empty list: only
-    that the client is authenticated, as for `GET /v2/`)."""
-    if catalog:
-        return [Access("registry", "catalog", ("*",))]
+    that the client is authenticated, as for `GET /v2/`). `resource` names a registry-wide
+    resource the route stands for (`catalog`, `admin`), which needs `registry:<resource>:*`."""
+    if resource is not None:
+        return [Access("registry", resource, ("*",))]
     name = path_params.get("name")
     if name is None:
         return []

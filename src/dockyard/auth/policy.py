@@ -1,5 +1,6 @@
 """Who may do what, for dockyard's token issuer: rules matching users (or groups) and
-repository name patterns to actions, and the parsing of Docker token scopes."""
+repository name patterns, or registry-wide resources (the admin API), to actions, and the
+parsing of Docker token scopes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from dockyard.auth.access import Access
 
 ACTIONS = ("pull", "push", "delete", "*")
 EVERYONE = "*"  # as a rule's user: every user, and anonymous clients too
+# Registry-wide resources a rule may name instead of a repository (scope `registry:admin:*`:
+# the admin API). The catalog is not one: it follows the rules for `repository: "*"`.
+REGISTRY_RESOURCES = ("admin",)
+REGISTRY_ACTIONS = ("*",)
 
 
 class ScopeError(ValueError):
@@ -21,19 +26,23 @@ class ScopeError(ValueError):
 class AccessRule:
     """`user` (a name, or "*" for everyone including anonymous) or `group` may do
     `actions` on repositories whose name matches `repository` (fnmatch: `*`, `?`, `[...]`;
-    `*` also matches `/`)."""
+    `*` also matches `/`), or, in a rule with `registry` instead, on that registry-wide
+    resource."""
 
-    repository: str
+    repository: str  # "" in a rule for a registry-wide resource
     actions: tuple[str, ...]
     user: str | None = None
     group: str | None = None
+    registry: str | None = None  # "admin": the rule is about the admin API
 
 
 class AccessPolicy:
     """For each repository the first rule that applies to the user and matches the name
     decides, alone, what is allowed (so order rules from specific to general; a rule with
     `actions: []` denies). The catalog (`registry:catalog:*`), which names every repository,
-    is allowed to users whose first rule for `repository: "*"` allows something."""
+    is allowed to users whose first rule for `repository: "*"` allows something. A
+    registry-wide resource (`registry: admin`) is decided by the first rule naming it that
+    applies to the user; without one it is refused."""
 
     def __init__(self, rules: Sequence[AccessRule], groups: Mapping[str, Iterable[str]]
                  ) -> None:
@@ -50,15 +59,23 @@ class AccessPolicy:
     def allowed(self, user: str | None, repository: str) -> frozenset[str]:
         """The actions `user` (None: anonymous) may do on `repository`."""
         for rule in self.rules:
-            if self.applies(rule, user) and fnmatchcase(repository, rule.repository):
+            if rule.registry is None and self.applies(rule, user) \
+                    and fnmatchcase(repository, rule.repository):
                 return frozenset(rule.actions)
         return frozenset()
 
     def catalog_allowed(self, user: str | None) -> bool:
         for rule in self.rules:
-            if rule.repository == "*" and self.applies(rule, user):
+            if rule.registry is None and rule.repository == "*" and self.applies(rule, user):
                 return bool(rule.actions)
         return False
+
+    def registry_allowed(self, user: str | None, resource: str) -> frozenset[str]:
+        """The actions `user` may do on a registry-wide resource such as `admin`."""
+        for rule in self.rules:
+            if rule.registry == resource and self.applies(rule, user):
+                return frozenset(rule.actions)
+        return frozenset()
 
     def grant(self, user: str | None, requested: Iterable[Access]) -> list[Access]:
         """What of `requested` to put in a token: per resource, the requested actions that
@@ -73,6 +90,8 @@ class AccessPolicy:
                 allowed = self.allowed(user, name)
             elif kind == "registry" and name == "catalog":
                 allowed = frozenset({"*"}) if self.catalog_allowed(user) else frozenset()
+            elif kind == "registry" and name in REGISTRY_RESOURCES:
+                allowed = self.registry_allowed(user, name)
             else:
                 allowed = frozenset()
             given = tuple(action for action in wanted if "*" in allowed or action in allowed)

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from dockyard.auth.policy import ACTIONS, AccessRule
+from dockyard.auth.policy import ACTIONS, REGISTRY_ACTIONS, REGISTRY_RESOURCES, AccessRule
 from dockyard.config.model import (
     Config,
     GCSchedule,
@@ -212,7 +212,7 @@ def _build(raw: dict[str, Any], source: str) -> Config:
 
 AUTH_METHODS = ("htpasswd", "token")
 ISSUER_KEYS = ("key", "htpasswd", "expiration", "rules", "groups")
-RULE_KEYS = ("user", "group", "repository", "actions")
+RULE_KEYS = ("user", "group", "repository", "registry", "actions")
 
 
 def _auth(raw: dict[str, Any]
@@ -349,17 +349,25 @@ def _rule(raw: Any, where: str, groups: dict[str, tuple[str, ...]]) -> AccessRul
     if group is not None and group not in groups:
         raise ConfigError(f"{where}.group: no group {group!r} in auth.issuer.groups")
     repository = _str(raw, "repository", where + ".", "").strip()
-    if not repository:
-        raise ConfigError(f"{where}.repository: required (a name or pattern like team/*)")
+    registry = _str(raw, "registry", where + ".", "").strip() or None
+    if registry is not None:
+        if repository:
+            raise ConfigError(f"{where}: give one of repository and registry, not both")
+        if registry not in REGISTRY_RESOURCES:
+            raise ConfigError(f"{where}.registry: unknown resource {registry!r} "
+                              f"(known: {', '.join(REGISTRY_RESOURCES)})")
+    elif not repository:
+        raise ConfigError(f"{where}.repository: required (a name or pattern like team/*, "
+                          "or registry: admin for the admin API)")
+    known = REGISTRY_ACTIONS if registry is not None else ACTIONS
     actions = raw.get("actions")
     if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
-        raise ConfigError(f"{where}.actions: expected a list of actions "
-                          f"({', '.join(ACTIONS)})")
+        raise ConfigError(f"{where}.actions: expected a list of actions ({', '.join(known)})")
     for action in actions:
-        if action not in ACTIONS:
+        if action not in known:
             raise ConfigError(f"{where}.actions: unknown action {action!r} "
-                              f"(known: {', '.join(ACTIONS)})")
-    return AccessRule(repository, tuple(actions), user=user, group=group)
+                              f"(known: {', '.join(known)})")
+    return AccessRule(repository, tuple(actions), user=user, group=group, registry=registry)
 
 
 def _storage(raw: dict[str, Any]) -> StorageConfig:
