@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from dockyard.api.http import Request
+
+SCHEMES = ("http", "https")
+# host[:port]: a name, an IPv4 address or a bracketed IPv6 one. Anything else in Host or a
+# forwarding header is ignored rather than echoed into Location.
+HOST_RE = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9._-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
 class URLBuilder:
@@ -21,22 +28,26 @@ class URLBuilder:
         if self.relative:
             return ""
         headers = self.request.headers
-        scheme = self.request.scope.get("scheme", "http")
-        host = headers.get("host", "")
+        schemes: list[str] = []  # candidates, most trusted last
+        hosts = [headers.get("host", "")]
         forwarded = headers.get("forwarded")
         if forwarded:
             first = forwarded.split(",")[0]
             for pair in first.split(";"):
                 key, _, value = pair.strip().partition("=")
                 value = value.strip('"')
-                if key.lower() == "proto" and value:
-                    scheme = value
-                elif key.lower() == "host" and value:
-                    host = value
+                if key.lower() == "proto":
+                    schemes.append(value)
+                elif key.lower() == "host":
+                    hosts.append(value)
         if headers.get("x-forwarded-proto"):
-            scheme = headers["x-forwarded-proto"].split(",")[0].strip()
+            schemes.append(headers["x-forwarded-proto"].split(",")[0].strip())
         if headers.get("x-forwarded-host"):
-            host = headers["x-forwarded-host"].split(",")[0].strip()
+            hosts.append(headers["x-forwarded-host"].split(",")[0].strip())
+        # The last usable value wins; garbage in a header falls back to the one before.
+        scheme = next((value.lower() for value in reversed(schemes)
+                       if value.lower() in SCHEMES), self.request.scope.get("scheme", "http"))
+        host = next((value for value in reversed(hosts) if HOST_RE.fullmatch(value)), "")
         if not host:
             server = self.request.scope.get("server")
             host = f"{server[0]}:{server[1]}" if server else "localhost"

@@ -12,6 +12,8 @@ from dockyard.registry.reference import Digest
 
 # Manifests are small; deeper nesting than this is an attack, not an image.
 MAX_JSON_DEPTH = 32
+# Sizes are int64 in the image spec (and in SQLite); anything larger is not a real blob.
+MAX_SIZE = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,15 +53,17 @@ def parse_manifest(data: bytes, content_type: str | None) -> Manifest:
         media_type = header
         if declared and declared != media_type:
             raise ManifestInvalid(
-                f"mediaType {declared!r} does not match Content-Type {media_type!r}",
-                {"mediaType": declared, "contentType": media_type},
+                f"mediaType {declared[:200]!r} does not match Content-Type {media_type[:200]!r}",
+                {"mediaType": declared[:200], "contentType": media_type[:200]},
             )
     if media_type in (mediatypes.DOCKER_SCHEMA1, mediatypes.DOCKER_SCHEMA1_SIGNED):
         raise ManifestInvalid("schema1 manifests are deprecated and not accepted")
     if media_type not in mediatypes.ACCEPTED_ON_PUSH:
-        raise ManifestInvalid(f"unsupported manifest media type {media_type!r}",
-                              {"mediaType": media_type})
-    return interpret(document, media_type)
+        raise ManifestInvalid(f"unsupported manifest media type {media_type[:200]!r}",
+                              {"mediaType": media_type[:200]})
+    manifest = interpret(document, media_type)
+    _check_pushed(document, manifest)
+    return manifest
 
 
 def parse_stored(data: bytes, media_type: str) -> Manifest | None:
@@ -74,7 +78,7 @@ def stored_media_type(data: bytes) -> str:
     """Media type of stored bytes that carry no record of their Content-Type."""
     try:
         document = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return mediatypes.OCI_MANIFEST
     if not isinstance(document, dict):
         return mediatypes.OCI_MANIFEST
@@ -115,7 +119,10 @@ def interpret(document: dict[str, Any], media_type: str) -> Manifest:
 def _load(data: bytes) -> dict[str, Any]:
     try:
         document = json.loads(data)
-    except (ValueError, RecursionError) as error:
+    except RecursionError:
+        # The parser gives up on nesting deeper than Python's recursion limit.
+        raise ManifestInvalid(f"manifest nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as error:
         raise ManifestInvalid(f"manifest is not valid JSON: {error}") from None
     if not isinstance(document, dict):
         raise ManifestInvalid("manifest must be a JSON object")
@@ -161,6 +168,28 @@ def _descriptor(value: Any, where: str) -> Descriptor:
         _annotations(value.get("annotations"), f"{where}.annotations"),
         bool(urls),
     )
+
+
+def _check_pushed(document: dict[str, Any], manifest: Manifest) -> None:
+    """What only a push is held to (manifests already stored must still parse, so what they
+    reference counts for GC): sizes that fit int64, and index entries' platform, if given,
+    an object with strings where clients expect strings (a wrong type breaks every client
+    that reads the index)."""
+    subject = (manifest.subject,) if manifest.subject else ()
+    if any(item.size > MAX_SIZE for item in (*manifest.blobs, *manifest.children, *subject)):
+        raise ManifestInvalid(f"descriptor sizes must be at most {MAX_SIZE}")
+    if not manifest.is_index:
+        return
+    for number, entry in enumerate(document.get("manifests") or []):
+        platform = entry.get("platform") if isinstance(entry, dict) else None
+        if platform is None:
+            continue
+        where = f"manifests[{number}].platform"
+        if not isinstance(platform, dict):
+            raise ManifestInvalid(f"{where} must be an object")
+        for key in ("architecture", "os", "os.version", "variant"):
+            if key in platform and not isinstance(platform[key], str):
+                raise ManifestInvalid(f"{where}.{key} must be a string")
 
 
 def _optional_string(document: dict[str, Any], key: str) -> str | None:

@@ -50,9 +50,10 @@ class Digest:
         algorithm, _, encoded = text.partition(":")
         expected = HASH_HEX_LENGTHS.get(algorithm)
         if expected is None:
-            raise DigestInvalid(f"unsupported digest algorithm {algorithm!r}", {"digest": text})
+            raise DigestInvalid(f"unsupported digest algorithm {algorithm[:50]!r}",
+                                {"digest": text[:200]})
         if len(encoded) != expected or not HEX_RE.fullmatch(encoded):
-            raise DigestInvalid("invalid digest encoding", {"digest": text})
+            raise DigestInvalid("invalid digest encoding", {"digest": text[:200]})
         return cls(algorithm, encoded)
 
     @classmethod

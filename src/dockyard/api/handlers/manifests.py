@@ -5,7 +5,7 @@ from __future__ import annotations
 from dockyard.api.handlers.context import Context
 from dockyard.api.http import Response
 from dockyard.registry import mediatypes
-from dockyard.registry.errors import ManifestUnknown
+from dockyard.registry.errors import ManifestUnknown, TagInvalid
 from dockyard.registry.reference import is_tag
 
 
@@ -22,8 +22,11 @@ def _accepts(accept_header: str | None, media_type: str) -> bool:
 
 
 def _check_reference(reference: str) -> None:
+    """A reference is a tag or a digest (checked where it is parsed); anything else, such
+    as a tag with non-ASCII letters or longer than 128 characters, is TAG_INVALID."""
     if not is_tag(reference) and ":" not in reference:
-        raise ManifestUnknown("invalid tag or digest", {"reference": reference[:200]})
+        raise TagInvalid("invalid tag: up to 128 of [A-Za-z0-9_.-], not starting with . or -",
+                         {"reference": reference[:200]})
 
 
 async def get_manifest(ctx: Context, name: str, reference: str) -> Response:
