@@ -130,16 +130,16 @@ class TokenSetup:
 
 
 @contextmanager
-def run_with_realm(tmp_path: Path, auth: Callable[[str], dict[str, Any]]
-                   ) -> Iterator[RunningRegistry]:
-    """run_registry with `auth(url)` as its auth section: the realm names the port, so the
-    port is chosen first and handed to run_registry (for its start only)."""
+def run_with_realm(tmp_path: Path, auth: Callable[[str], dict[str, Any]],
+                   config: dict[str, Any] | None = None) -> Iterator[RunningRegistry]:
+    """run_registry with `auth(url)` as its auth section (beside `config`): the realm names
+    the port, so the port is chosen first and handed to run_registry (for its start only)."""
     port = free_port()
     with ExitStack() as stack:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(server_support, "free_port", lambda: port)
             running = stack.enter_context(run_registry(
-                tmp_path, config={"auth": auth(f"http://127.0.0.1:{port}")}))
+                tmp_path, config={**(config or {}), "auth": auth(f"http://127.0.0.1:{port}")}))
         yield running
 
 
@@ -297,6 +297,23 @@ def test_bad_tokens_are_refused(setup: TokenSetup, tmp_path: Path) -> None:
         response = httpx.get(setup.registry.url + path, headers=bearer(token))
         assert response.status_code == 404  # allowed; the repository does not exist
         assert error_codes(response) == ["NAME_UNKNOWN"]
+
+
+def test_a_remembered_token_still_expires(setup: TokenSetup) -> None:
+    """Verified tokens are remembered, but each use checks their lifetime: this one is
+    inside the 60 s leeway after its exp for a few seconds, then refused."""
+    token = mint(setup.pair, repo_access("x/y", "pull"), age=300 + 56, lifetime=300)
+    refused_after = jwt.decode(token, options={"verify_signature": False})["exp"] + 60
+    url = setup.registry.url + "/v2/x/y/tags/list"
+    deadline = time.time() + 1
+    while time.time() < deadline:
+        assert httpx.get(url, headers=bearer(token)).status_code == 404  # allowed; no repo
+    time.sleep(max(0.0, refused_after + 1 - time.time()))
+    expired = httpx.get(url, headers=bearer(token))
+    assert expired.status_code == 401
+    assert expired.headers["WWW-Authenticate"] == challenge(
+        setup, "repository:x/y:pull", "invalid_token")
+    assert "expired" in expired.json()["errors"][0]["message"]
 
 
 def test_pull_only_token_cannot_push_or_delete(setup: TokenSetup) -> None:

@@ -12,7 +12,12 @@ decides what they finally get, as in distribution."""
 
 from __future__ import annotations
 
+import hashlib
+import math
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -23,6 +28,9 @@ from dockyard.auth.keys import TrustedKey
 
 LEEWAY_SECONDS = 60.0  # clock skew tolerated on exp, nbf and iat
 MAX_TOKEN_LENGTH = 64 * 1024
+# Verifying a signature costs more than serving a manifest, and clients send the same token
+# on every request until it expires; this many verified tokens are remembered.
+CACHE_ENTRIES = 4096
 
 
 class InvalidToken(Exception):
@@ -123,10 +131,50 @@ def allows(granted: dict[tuple[str, str], frozenset[str]], access: Access) -> bo
     return "*" in actions or all(action in actions for action in access.actions)
 
 
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """What a token whose signature, issuer and audience checked out grants, and the times
+    between which it may be used (its nbf and exp, widened by the leeway)."""
+
+    granted: dict[tuple[str, str], frozenset[str]]
+    subject: str
+    valid_from: float
+    valid_until: float
+
+
+def _number(claims: dict[str, Any], name: str, missing: float) -> float:
+    value = claims.get(name)
+    return float(value) if isinstance(value, int | float) else missing
+
+
 class TokenAuthenticator(Authenticator):
     def __init__(self, realm: str, verifier: TokenVerifier) -> None:
         self.realm = realm
         self.verifier = verifier
+        # By the SHA-256 of the token, so memory stays small whatever tokens are sent.
+        self._verified: OrderedDict[bytes, VerifiedToken] = OrderedDict()
+
+    def verified(self, token: str) -> VerifiedToken:
+        """The grants of a valid token; else InvalidToken. A token verified before is taken
+        from memory while its lifetime lasts; its claims cannot change without changing its
+        signed bytes, and the trusted keys are fixed for the life of the process."""
+        key = hashlib.sha256(token.encode()).digest()
+        now = time.time()
+        known = self._verified.get(key)
+        if known is not None and known.valid_from <= now < known.valid_until:
+            self._verified.move_to_end(key)
+            return known
+        claims = self.verifier.verify(token)  # raises for an expired or immature one
+        subject = claims.get("sub")
+        leeway = self.verifier.leeway
+        verified = VerifiedToken(granted_access(claims),
+                                 subject if isinstance(subject, str) else "",
+                                 _number(claims, "nbf", -math.inf) - leeway,
+                                 _number(claims, "exp", math.inf) + leeway)
+        self._verified[key] = verified
+        while len(self._verified) > CACHE_ENTRIES:
+            self._verified.popitem(last=False)
+        return verified
 
     def challenge(self, access: list[Access], error: str | None = None) -> str:
         parts = [f'Bearer realm="{_quote(self.realm)}"',
@@ -143,14 +191,12 @@ class TokenAuthenticator(Authenticator):
         if token is None:
             raise AuthDenied("authentication required", self.challenge(access))
         try:
-            claims = self.verifier.verify(token)
-            granted = granted_access(claims)
+            verified = self.verified(token)
         except InvalidToken as invalid:
             raise AuthDenied(f"invalid token: {invalid}",
                              self.challenge(access, "invalid_token")) from None
-        if not all(allows(granted, item) for item in access):
+        if not all(allows(verified.granted, item) for item in access):
             raise AuthDenied("insufficient scope: the token does not grant "
                              + " ".join(item.scope for item in access),
                              self.challenge(access, "insufficient_scope"))
-        subject = claims.get("sub")
-        return Identity(subject if isinstance(subject, str) else "")
+        return Identity(verified.subject)
