@@ -1,4 +1,5 @@
-"""The first phase: one long-lived server per side (plus one with auth), blobs and manifests."""
+"""The first phase: one long-lived server per side (plus one per kind of auth), blobs and
+manifests."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .clients import Client
 from .common import DOCKYARD, MACHINE, SERVERS, BenchError, MiB, first_line, log
 from .machine import limits_round
 from .measure import Results, measured
+from .scenarios_auth import AuthKind, auth_pair, check_auth
 from .scenarios_blobs import (
     Blob,
     SmallBlobs,
@@ -29,9 +31,6 @@ from .scenarios_blobs import (
 )
 from .scenarios_metadata import (
     MANIFEST_REPO,
-    auth_pair,
-    basic_header,
-    check_auth,
     manifest_get,
     manifest_head,
     push_small_image,
@@ -45,7 +44,8 @@ from .settings import BLOB_SCENARIOS, Settings
 class MainPhase:
     settings: Settings
     servers: dict[str, Server]
-    auth_servers: dict[str, Server]
+    auth_kinds: dict[str, AuthKind]  # by measured() group
+    auth_servers: dict[str, dict[str, Server]]  # group -> server name -> guarded server
     blob: Blob | None
     nginx: Nginx | None
     workdir: Path
@@ -84,20 +84,21 @@ def set_up(phase: MainPhase) -> None:
             try:
                 push_small_image(client, MANIFEST_REPO, "latest")
             except BenchError as exc:
-                for group in ("manifest_get", "manifest_head", "auth"):
+                for group in ("manifest_get", "manifest_head", *phase.auth_kinds):
                     phase.results.fail(group, name, f"set-up failed: {exc}")
             finally:
                 client.close()
-    for name, server in phase.auth_servers.items():
-        client = Client(server.port, headers=basic_header())
-        try:
-            push_small_image(client, MANIFEST_REPO, "latest")
-            check_auth(server)
-            phase.results.check(name, "basic auth: 401 without or with wrong credentials, 200 with")
-        except BenchError as exc:
-            phase.results.fail("auth", name, f"set-up failed: {exc}")
-        finally:
-            client.close()
+    for group, guarded in phase.auth_servers.items():
+        kind = phase.auth_kinds[group]
+        for name, server in guarded.items():
+            client = Client(server.port, headers=kind.setup_headers)
+            try:
+                push_small_image(client, MANIFEST_REPO, "latest")
+                phase.results.check(name, check_auth(server, kind))
+            except BenchError as exc:
+                phase.results.fail(group, name, f"set-up failed: {exc}")
+            finally:
+                client.close()
 
 
 def warm_pull(server: Server, blob: Blob) -> float:
@@ -208,12 +209,15 @@ def scenario_step(
             if not results.set_up_failed(group, name):
                 measured(results, group, name, server, partial(runner, server, settings, workdir),
                          settings.quiet_wait)
-    elif scenario == "auth" and name in phase.auth_servers:
-        if not results.set_up_failed("auth", name):
-            guarded = phase.auth_servers[name]
-            measured(results, "auth", name, guarded,
-                     partial(auth_pair, server, guarded, settings, workdir), settings.quiet_wait,
-                     also=server)
+    elif scenario == "auth":
+        for group, servers in phase.auth_servers.items():
+            guarded = servers.get(name)
+            if guarded is None or results.set_up_failed(group, name):
+                continue
+            measured(results, group, name, guarded,
+                     partial(auth_pair, server, guarded, phase.auth_kinds[group], settings,
+                             workdir),
+                     settings.quiet_wait, also=server)
     elif scenario == "small" and small is not None:
         small_step(phase, server, small, round_no)
     elif scenario == "skopeo":

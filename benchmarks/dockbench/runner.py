@@ -19,10 +19,11 @@ from .phase_main import MainPhase, record_idle_memory, run_main_rounds
 from .phase_stores import run_gc_phase, run_metadata_phase
 from .procs import MemorySampler
 from .report import cpu_table, failure_notes, report, results_table
+from .scenarios_auth import AuthKind, basic_kind, bearer_kind, write_htpasswd
 from .scenarios_blobs import Blob, make_blob
-from .scenarios_metadata import write_htpasswd
 from .servers import Nginx, Server
 from .settings import BLOB_SCENARIOS, Settings, parse_args
+from .tokens import make_token_auth
 
 MAIN_SCENARIOS = ("limits", *BLOB_SCENARIOS, "manifest", "auth", "small", "skopeo")
 
@@ -77,12 +78,20 @@ def run_main_phase(
         DISTRIBUTION: Server(DISTRIBUTION, settings.distribution_cmd, workdir / DISTRIBUTION),
         DOCKYARD: Server(DOCKYARD, settings.dockyard_cmd, workdir / DOCKYARD),
     }
-    auth_servers: dict[str, Server] = {}
+    auth_kinds: dict[str, AuthKind] = {}
+    auth_servers: dict[str, dict[str, Server]] = {}
     if settings.wants("auth"):
         htpasswd = workdir / "htpasswd"
         log(f"htpasswd entry made with {write_htpasswd(htpasswd)}")
-        for name, server in servers.items():
-            auth_servers[name] = Server(name, server.command, workdir / f"{name}-auth", htpasswd)
+        tokens = make_token_auth(workdir / "tokens")
+        log("bearer tokens: RSA 2048 key, self-signed certificate, RS256 JWTs")
+        for kind in (basic_kind(htpasswd), bearer_kind(tokens)):
+            auth_kinds[kind.group] = kind
+            auth_servers[kind.group] = {
+                name: Server(name, server.command, workdir / f"{name}-{kind.group}",
+                             htpasswd=kind.htpasswd, token=kind.token)
+                for name, server in servers.items()
+            }
     for name, server in servers.items():
         log(f"starting {name}: {' '.join(server.command)}")
         started.append(server)
@@ -92,21 +101,23 @@ def run_main_phase(
     record_idle_memory(results, servers)
     for name, server in servers.items():
         sampler.watch(f"main-{name}", server.pid)
-    for name, server in auth_servers.items():
-        started.append(server)
-        server.start()
-        sampler.watch(f"auth-{name}", server.pid)
-    phase = MainPhase(settings, servers, auth_servers, blob, nginx, workdir, results)
+    for group, guarded in auth_servers.items():
+        for name, server in guarded.items():
+            started.append(server)
+            server.start()
+            sampler.watch(f"{group}-{name}", server.pid)
+    phase = MainPhase(settings, servers, auth_kinds, auth_servers, blob, nginx, workdir, results)
     run_main_rounds(phase)
     sampler.sample()
     for name in servers:
         memory = sampler.trees[f"main-{name}"][1]
         results.fact(name, "peak_main_mib", memory.peak_rss_kib / 1024)
         results.fact(name, "hwm_main_mib", memory.hwm_sum_kib / 1024)
-        if name in auth_servers:
-            auth_memory = sampler.trees[f"auth-{name}"][1]
-            results.fact(name, "peak_auth_mib", auth_memory.peak_rss_kib / 1024)
-    for server in [*servers.values(), *auth_servers.values()]:
+        for group in auth_servers:
+            auth_memory = sampler.trees[f"{group}-{name}"][1]
+            results.fact(name, f"peak_{group}_mib", auth_memory.peak_rss_kib / 1024)
+    all_guarded = [server for by_name in auth_servers.values() for server in by_name.values()]
+    for server in [*servers.values(), *all_guarded]:
         server.stop()
     if nginx is not None:
         nginx.stop()

@@ -1,16 +1,13 @@
-"""Metadata scenarios: manifest GET/HEAD, the same with basic auth, tags list, catalog."""
+"""Metadata scenarios: manifest GET/HEAD, tags list, catalog (auth: scenarios_auth.py)."""
 
 from __future__ import annotations
 
-import base64
 import gzip
 import hashlib
 import json
 import os
 import re
-import shutil
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
@@ -28,8 +25,6 @@ from .storegen import MetadataStore
 
 MANIFEST_REPO = "bench/manifest"
 MANIFEST_PATH = f"/v2/{MANIFEST_REPO}/manifests/latest"
-AUTH_USER = "bench"
-AUTH_PASSWORD = "bench-password"
 
 
 def push_small_image(client: Client, repo: str, tag: str) -> str:
@@ -93,78 +88,6 @@ def manifest_head(server: Server, settings: Settings, workdir: Path) -> dict[str
         settings.wrk_connections,
     )
     return {"manifest_head_rps": got["rps"], "manifest_head_p99": got["p99_ms"]}
-
-
-# ---- basic auth
-
-
-def basic_header() -> dict[str, str]:
-    token = base64.b64encode(f"{AUTH_USER}:{AUTH_PASSWORD}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
-def write_htpasswd(path: Path) -> str:
-    """A bcrypt htpasswd entry, cost 5 (the default of `htpasswd -B`). Returns how."""
-    if shutil.which("htpasswd"):
-        done = subprocess.run(
-            ["htpasswd", "-nbB", "-C", "5", AUTH_USER, AUTH_PASSWORD],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        if done.returncode == 0 and done.stdout.startswith(f"{AUTH_USER}:"):
-            path.write_text(done.stdout.strip() + "\n")
-            return "htpasswd -B -C 5"
-    import bcrypt
-
-    hashed = bcrypt.hashpw(AUTH_PASSWORD.encode(), bcrypt.gensalt(5)).decode()
-    path.write_text(f"{AUTH_USER}:{hashed}\n")
-    return "Python bcrypt, cost 5"
-
-
-def check_auth(server: Server) -> None:
-    """Untimed: without credentials 401, with wrong ones 401, with the right ones 200."""
-    for headers, wanted in (
-        ({}, 401),
-        ({"Authorization": "Basic " + base64.b64encode(b"bench:wrong").decode()}, 401),
-        (basic_header(), 200),
-    ):
-        client = Client(server.port, timeout=30, headers=headers)
-        try:
-            got = client.request("GET", MANIFEST_PATH, headers={"Accept": MANIFEST_ACCEPT})
-        finally:
-            client.close()
-        if got.status != wanted:
-            raise BenchError(f"auth check: HTTP {got.status}, expected {wanted}")
-
-
-def auth_pair(
-    plain: Server, guarded: Server, settings: Settings, workdir: Path
-) -> dict[str, float]:
-    """Manifest GET req/s without auth (the plain server) and with basic auth, back to back."""
-    off = run_wrk(
-        plain.base + MANIFEST_PATH,
-        {"Accept": MANIFEST_ACCEPT},
-        workdir / "auth-off.lua",
-        settings.wrk_duration,
-        settings.wrk_threads,
-        settings.wrk_connections,
-    )
-    on = run_wrk(
-        guarded.base + MANIFEST_PATH,
-        {"Accept": MANIFEST_ACCEPT, **basic_header()},
-        workdir / "auth-on.lua",
-        settings.wrk_duration,
-        settings.wrk_threads,
-        settings.wrk_connections,
-    )
-    return {
-        "auth_off_rps": off["rps"],
-        "auth_on_rps": on["rps"],
-        "auth_on_p99": on["p99_ms"],
-        "auth_cost_pct": (1 - on["rps"] / off["rps"]) * 100 if off["rps"] else 0.0,
-    }
 
 
 # ---- tags list and catalog of a large store

@@ -12,9 +12,13 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .common import HOST, REPO_ROOT, BenchError, blob_dir
 from .procs import memory_kib, process_tree_cpu, tree_pids
+
+if TYPE_CHECKING:
+    from .tokens import TokenAuth
 
 
 def free_port() -> int:
@@ -24,11 +28,13 @@ def free_port() -> int:
 
 
 def config_yaml(
-    root: Path, port: int, htpasswd: Path | None = None, catalog_max: int | None = None
+    root: Path, port: int, htpasswd: Path | None = None, catalog_max: int | None = None,
+    token: TokenAuth | None = None,
 ) -> str:
     """The same distribution-style config for both servers. `catalog_max` raises
     distribution's `catalog.maxentries` (default 1000; a larger `n` gets 400
-    PAGINATION_NUMBER_INVALID); dockyard ignores that key."""
+    PAGINATION_NUMBER_INVALID); dockyard ignores that key. `htpasswd` or `token` guards
+    the registry with basic auth or bearer tokens."""
     text = (
         "version: 0.1\n"
         "log:\n"
@@ -46,6 +52,8 @@ def config_yaml(
     )
     if htpasswd is not None:
         text += f"auth:\n  htpasswd:\n    realm: dockyard-bench\n    path: {htpasswd}\n"
+    elif token is not None:
+        text += token.config_yaml()
     if catalog_max is not None:
         text += f"catalog:\n  maxentries: {catalog_max}\n"
     return text
@@ -77,6 +85,7 @@ class Server:
     workdir: Path
     htpasswd: Path | None = None
     catalog_max: int | None = None
+    token: TokenAuth | None = None
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
@@ -107,7 +116,7 @@ class Server:
         self.root.mkdir(exist_ok=True)
         if not self.port:
             self.port = free_port()
-        text = config_yaml(self.root, self.port, self.htpasswd, self.catalog_max)
+        text = config_yaml(self.root, self.port, self.htpasswd, self.catalog_max, self.token)
         self.config_path.write_text(text)
         return self.config_path
 
