@@ -7,7 +7,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -183,16 +183,9 @@ class SQLiteIndex:
         db.execute("DELETE FROM manifest_references WHERE repository = ? AND manifest = ?",
                    (repository, digest))
 
-    async def replace_repository(self, name: str, tags: dict[str, str],
-                                 manifests: Iterable[ManifestRecord], layers: Iterable[str]
-                                 ) -> None:
-        """Make the index's view of one repository exactly this (rebuild, repair)."""
-        await self.replace_repositories([RepositoryContents(name, tags, list(manifests),
-                                                            list(layers))])
-
     async def replace_repositories(self, repositories: Sequence[RepositoryContents]) -> None:
-        """`replace_repository` for many, in one transaction (a rebuild of thousands of
-        repositories should not pay a commit for each)."""
+        """Make the index's view of each repository exactly this (rebuild, repair), in one
+        transaction: a rebuild of thousands of repositories should not pay a commit for each."""
         async with self.writing() as db:
             for item in repositories:
                 self._delete_repository(db, item.name)
@@ -215,30 +208,7 @@ class SQLiteIndex:
         db.execute("DELETE FROM repositories WHERE name = ?", (name,))
 
     # What garbage collection asks.
-    @staticmethod
-    def is_referenced(db: sqlite3.Connection, digest: str) -> bool:
-        """Whether any manifest is, or needs, this digest."""
-        return db.execute(
-            "SELECT 1 FROM manifest_references WHERE digest = ? UNION ALL "
-            "SELECT 1 FROM manifests WHERE digest = ? LIMIT 1", (digest, digest)
-        ).fetchone() is not None
-
-    @staticmethod
-    def blob_created(db: sqlite3.Connection, digest: str) -> float | None:
-        row = db.execute("SELECT created FROM blobs WHERE digest = ?", (digest,)).fetchone()
-        return None if row is None else float(row[0])
-
-    @staticmethod
-    def repositories_linking(db: sqlite3.Connection, digest: str) -> list[str]:
-        return [row[0] for row in db.execute(
-            "SELECT repository FROM layers WHERE digest = ?", (digest,))]
-
-    @staticmethod
-    def forget_blob(db: sqlite3.Connection, digest: str) -> None:
-        db.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
-        db.execute("DELETE FROM layers WHERE digest = ?", (digest,))
-
-    # The same questions for a batch of digests (a few queries instead of a few per blob).
+    # Each asks about a batch of digests at once (a few queries per batch, not per blob).
     @staticmethod
     def referenced_among(db: sqlite3.Connection, digests: Sequence[str]) -> set[str]:
         """Which of `digests` a manifest is, or needs."""
@@ -335,18 +305,8 @@ class SQLiteIndex:
             in self.db.execute(query + " ORDER BY digest", params)
         ]
 
-    def snapshot(self, repository: str) -> RepositorySnapshot:
-        tags = dict(self.db.execute("SELECT tag, digest FROM tags WHERE repository = ?",
-                                    (repository,)).fetchall())
-        manifests = frozenset(row[0] for row in self.db.execute(
-            "SELECT digest FROM manifests WHERE repository = ?", (repository,)))
-        layers = frozenset(row[0] for row in self.db.execute(
-            "SELECT digest FROM layers WHERE repository = ?", (repository,)))
-        return RepositorySnapshot(tags, manifests, layers)
-
-
     def snapshots(self) -> dict[str, RepositorySnapshot]:
-        """`snapshot` of every repository, read in three queries."""
+        """What the index holds for every repository, read in three queries."""
         tags: dict[str, dict[str, str]] = {}
         manifests: dict[str, set[str]] = {}
         layers: dict[str, set[str]] = {}

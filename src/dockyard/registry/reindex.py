@@ -104,11 +104,6 @@ async def read_repository(driver: StorageDriver, name: str, snapshot: Repository
     return RepositoryContents(name, tags, records, sorted(snapshot.layers))
 
 
-async def reindex_repository(driver: StorageDriver, index: SQLiteIndex, name: str,
-                             snapshot: RepositorySnapshot) -> None:
-    await index.replace_repositories([await read_repository(driver, name, snapshot)])
-
-
 async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = False,
                       progress: Progress | None = None,
                       on_total: Callable[[int], None] | None = None) -> SyncReport:
