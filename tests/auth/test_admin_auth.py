@@ -21,8 +21,7 @@ from tests.auth.test_token import (
     make_key_pair,
     mint,
     repo_access,
-    run_with_realm,
-    write_users,
+    run_issuer,
 )
 from tests.support.oci import error_codes
 from tests.support.server import RunningRegistry, require_tool, run_registry
@@ -78,18 +77,8 @@ def test_htpasswd_admin_needs_a_valid_user(secured: RunningRegistry) -> None:
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[TokenSetup]:
     """dockyard as its own token issuer, with the admin API on and admin rules."""
-    pair = make_key_pair(tmp_path, "issuer", "rsa")
-    users = write_users(tmp_path / "htpasswd")
-
-    def auth(url: str) -> dict[str, Any]:
-        return {
-            "token": {"realm": url + "/auth/token", "service": SERVICE, "issuer": ISSUER,
-                      "rootcertbundle": str(pair.cert_path)},
-            "issuer": {"key": str(pair.key_path), "htpasswd": str(users), "rules": RULES},
-        }
-
-    with run_with_realm(tmp_path, auth, ADMIN) as running:
-        yield TokenSetup(running, pair, running.url + "/auth/token")
+    with run_issuer(tmp_path, {"rules": RULES}, ADMIN) as running:
+        yield running
 
 
 def admin_challenge(setup: TokenSetup, error: str | None = None) -> str:
@@ -125,25 +114,14 @@ def test_issuer_grants_admin_by_registry_rules(setup: TokenSetup) -> None:
 
 
 def test_repository_rights_do_not_reach_the_admin_api(tmp_path: Path) -> None:
-    pair = make_key_pair(tmp_path, "issuer", "rsa")
-    users = write_users(tmp_path / "htpasswd")
     rules = [{"user": "alice", "repository": "*", "actions": ["*"]}]
-
-    def auth(url: str) -> dict[str, Any]:
-        return {
-            "token": {"realm": url + "/auth/token", "service": SERVICE, "issuer": ISSUER,
-                      "rootcertbundle": str(pair.cert_path)},
-            "issuer": {"key": str(pair.key_path), "htpasswd": str(users), "rules": rules},
-        }
-
-    with run_with_realm(tmp_path, auth, ADMIN) as running:
-        setup = TokenSetup(running, pair, running.url + "/auth/token")
+    with run_issuer(tmp_path, {"rules": rules}, ADMIN) as setup:
         token = setup.token(ADMIN_SCOPE, "registry:catalog:*", "repository:x:pull",
                             auth=("alice", "wonderland"))
         granted = setup.claims(token)["access"]
         assert {"type": "registry", "name": "catalog", "actions": ["*"]} in granted
         assert all(entry["name"] != "admin" for entry in granted)
-        for response in admin_requests(running.url, headers=bearer(token)):
+        for response in admin_requests(setup.registry.url, headers=bearer(token)):
             assert response.status_code == 401
             assert response.headers["WWW-Authenticate"] == admin_challenge(
                 setup, "insufficient_scope")

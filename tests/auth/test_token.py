@@ -149,9 +149,11 @@ def write_users(path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def setup(tmp_path: Path) -> Iterator[TokenSetup]:
-    """A dockyard that is its own token issuer (RSA key, self-signed certificate)."""
+@contextmanager
+def run_issuer(tmp_path: Path, issuer: dict[str, Any],
+               config: dict[str, Any] | None = None) -> Iterator[TokenSetup]:
+    """A dockyard that is its own token issuer (RSA key, self-signed certificate, the users of
+    PASSWORDS); `issuer` adds to its auth.issuer section, `config` to the rest."""
     pair = make_key_pair(tmp_path, "issuer", "rsa")
     users = write_users(tmp_path / "htpasswd")
 
@@ -159,12 +161,18 @@ def setup(tmp_path: Path) -> Iterator[TokenSetup]:
         return {
             "token": {"realm": url + "/auth/token", "service": SERVICE, "issuer": ISSUER,
                       "rootcertbundle": str(pair.cert_path)},
-            "issuer": {"key": str(pair.key_path), "htpasswd": str(users),
-                       "expiration": "5m", "rules": RULES, "groups": {"ci": ["bob"]}},
+            "issuer": {"key": str(pair.key_path), "htpasswd": str(users), **issuer},
         }
 
-    with run_with_realm(tmp_path, auth) as running:
+    with run_with_realm(tmp_path, auth, config) as running:
         yield TokenSetup(running, pair, running.url + "/auth/token")
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[TokenSetup]:
+    with run_issuer(tmp_path, {"expiration": "5m", "rules": RULES,
+                               "groups": {"ci": ["bob"]}}) as running:
+        yield running
 
 
 def challenge(setup: TokenSetup, scope: str | None = None, error: str | None = None) -> str:
