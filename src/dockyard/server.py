@@ -31,6 +31,18 @@ def prepare_storage(config: Config) -> None:
                          f"{error.strerror}") from None
 
 
+def prepare_login_throttle(config: Config) -> None:
+    """Create the failed-login database once, before the workers: workers opening a new
+    SQLite file at the same moment race to switch it to WAL, and the loser fails to start."""
+    logins_checked = config.htpasswd is not None or (
+        config.token_issuer is not None and bool(config.token_issuer.htpasswd))
+    if config.storage.driver != "filesystem" or not logins_checked:
+        return
+    from dockyard.stores import make_login_throttle
+
+    make_login_throttle(config).close()
+
+
 def prepare_index(config: Config) -> None:
     """Check the metadata index against the store before serving (rebuilding what differs)."""
     if config.storage.driver != "filesystem":
@@ -52,6 +64,7 @@ def serve(config: Config, config_path: str | None) -> None:
 
     prepare_storage(config)
     prepare_index(config)
+    prepare_login_throttle(config)
     os.environ[CONFIG_ENV] = os.path.abspath(config_path) if config_path else ""
     os.environ[SUPERVISOR_ENV] = str(os.getpid())
     http = config.http

@@ -25,6 +25,9 @@ class LoginThrottle:
         self.db.execute("CREATE INDEX IF NOT EXISTS failures_by_client "
                         "ON login_failures (client, at)")
 
+    def close(self) -> None:
+        self.db.close()
+
     def blocked(self, client: str) -> bool:
         row = self.db.execute("SELECT COUNT(*) FROM login_failures WHERE client = ? AND at > ?",
                               (client, time.time() - self.window)).fetchone()
