@@ -86,3 +86,24 @@ def test_filesystem_batches_never_follow_links_out_of_the_root(tmp_path: Path) -
     assert (outside / "victim" / "data").read_bytes() == b"precious"
     assert not (root / "blobs" / "entry-link").exists()  # the link itself is removed
     assert not (root / "blobs" / "real").exists()
+
+
+def test_filesystem_tree_deletes_remove_links_inside_never_their_targets(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    (outside / "victim").mkdir(parents=True)
+    (outside / "victim" / "data").write_bytes(b"precious")
+    (outside / "file").write_bytes(b"also precious")
+    root = tmp_path / "root"
+    driver = FilesystemDriver(str(root))
+    count = INLINE_BATCH * 4  # large enough to be spread over the delete threads
+    for n in range(count):
+        run(driver.put_content(f"/blobs/b{n}/data", b"x"))
+        os.symlink(outside / "victim", root / "blobs" / f"b{n}" / "dir-link")
+        os.symlink(outside / "file", root / "blobs" / f"b{n}" / "file-link")
+        (root / "blobs" / f"b{n}" / "deeper" / "still").mkdir(parents=True)
+        os.symlink(outside, root / "blobs" / f"b{n}" / "deeper" / "still" / "up")
+
+    run(driver.delete_many([f"/blobs/b{n}" for n in range(count)]))
+    assert run(driver.list("/blobs")) == []
+    assert (outside / "victim" / "data").read_bytes() == b"precious"
+    assert (outside / "file").read_bytes() == b"also precious"
