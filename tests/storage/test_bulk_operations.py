@@ -54,10 +54,10 @@ def test_prune_removes_empty_parents_only(driver: StorageDriver) -> None:
         await driver.put_content("/repos/team/other/_layers/link", b"l")
         await driver.put_content("/repos/team/gone/_layers/link", b"l")
         await driver.delete("/repos/team/gone/_layers")
-        await driver.prune("/repos/team/gone", "/repos")
+        await driver.prune_many(["/repos/team/gone"], "/repos")
         assert await driver.list("/repos/team") == ["other"]
         await driver.delete("/repos/team/other/_layers")
-        await driver.prune("/repos/team/other", "/repos")
+        await driver.prune_many(["/repos/team/other"], "/repos")
         assert await driver.stat("/repos/team") is None
         assert await driver.stat("/repos") is not None or isinstance(driver, MemoryDriver)
 
@@ -80,7 +80,7 @@ def test_filesystem_batches_never_follow_links_out_of_the_root(tmp_path: Path) -
         assert infos == [None, None]
         await driver.delete_many(["/blobs/escape/victim", "/blobs/escape/victim/data",
                                   "/blobs/entry-link", "/blobs/real"])
-        await driver.prune("/blobs/escape/victim", "/blobs")
+        await driver.prune_many(["/blobs/escape/victim"], "/blobs")
 
     run(scenario())
     assert (outside / "victim" / "data").read_bytes() == b"precious"
@@ -107,3 +107,23 @@ def test_filesystem_tree_deletes_remove_links_inside_never_their_targets(tmp_pat
     assert run(driver.list("/blobs")) == []
     assert (outside / "victim" / "data").read_bytes() == b"precious"
     assert (outside / "file").read_bytes() == b"also precious"
+
+
+@pytest.mark.parametrize("keep_one", [False, True])
+def test_prune_many_siblings_at_once(driver: StorageDriver, keep_one: bool) -> None:
+    count = INLINE_BATCH * 4  # spread over the delete threads, racing for their parent
+
+    async def scenario() -> None:
+        for n in range(count):
+            await driver.put_content(f"/repos/team/r{n}/_layers/link", b"l")
+        await driver.put_content("/repos/other/_layers/link", b"l")
+        gone = range(count - 1) if keep_one else range(count)
+        await driver.delete_many([f"/repos/team/r{n}/_layers" for n in gone])
+        await driver.prune_many([f"/repos/team/r{n}" for n in gone], "/repos")
+        if keep_one:
+            assert await driver.list("/repos/team") == [f"r{count - 1}"]
+        else:
+            assert await driver.stat("/repos/team") is None
+        assert sorted(await driver.list("/repos")) == (["other", "team"] if keep_one else ["other"])
+
+    run(scenario())

@@ -198,10 +198,10 @@ async def _remove_empty_repositories(driver: StorageDriver, index: SQLiteIndex,
             return
         await driver.delete_many([f"{layout.repository(name)}/{part}" for name in removed
                                   for part in ("_layers", "_manifests", "_uploads")])
-        for name in removed:
-            # Directories left empty go, up to the repositories root; a nested repository
-            # (name/child) keeps its parents.
-            await driver.prune(layout.repository(name), layout.REPOSITORIES)
+        # Directories left empty go, up to the repositories root; a nested repository
+        # (name/child) keeps its parents.
+        await driver.prune_many([layout.repository(name) for name in removed],
+                                layout.REPOSITORIES)
         SQLiteIndex.forget_repositories(db, removed)
 
 

@@ -106,9 +106,13 @@ class StorageDriver(abc.ABC):
             with contextlib.suppress(PathNotFound):
                 await self.delete(path)
 
-    async def prune(self, path: str, stop: str) -> None:
-        """Remove `path` and then its parents, up to but not including `stop`, while they are
-        empty directories (where directories exist at all)."""
+    async def prune_many(self, paths: Sequence[str], stop: str) -> None:
+        """Remove each of `paths` and then its parents, up to but not including `stop`, while
+        they are empty directories (where directories exist at all)."""
+        for path in paths:
+            await self._prune(path, stop)
+
+    async def _prune(self, path: str, stop: str) -> None:
         while path.startswith(stop.rstrip("/") + "/"):
             try:
                 if await self.list(path):

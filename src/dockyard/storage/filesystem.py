@@ -196,19 +196,31 @@ class FilesystemDriver(StorageDriver):
             if inside(full):
                 _remove_entry(full)
 
-    async def prune(self, path: str, stop: str) -> None:
+    async def prune_many(self, paths: Sequence[str], stop: str) -> None:
+        if len(paths) <= INLINE_BATCH:
+            self._prune_many(paths, stop)
+            return
+        # Siblings pruned at once race for their parent: whichever empties it last removes it.
+        shares = [paths[start::DELETE_THREADS] for start in range(DELETE_THREADS)]
+        loop = asyncio.get_running_loop()
+        executor = _delete_executor()
+        await asyncio.gather(*(loop.run_in_executor(executor, self._prune_many, share, stop)
+                               for share in shares if share))
+
+    def _prune_many(self, paths: Sequence[str], stop: str) -> None:
         inside = _ParentCheck(self.root)
-        while path.startswith(stop.rstrip("/") + "/"):
-            full = self._full(path)
-            if not inside(full):
-                return
-            try:
-                os.rmdir(full)  # fails, and so stops, at the first directory with entries
-            except FileNotFoundError:
-                pass
-            except OSError:
-                return
-            path = path.rsplit("/", 1)[0]
+        for path in paths:
+            while path.startswith(stop.rstrip("/") + "/"):
+                full = self._full(path)
+                if not inside(full):
+                    break
+                try:
+                    os.rmdir(full)  # fails, and so stops, at the first directory with entries
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    break
+                path = path.rsplit("/", 1)[0]
 
     async def writer(self, path: str) -> FileWriter:
         full = self._full(path)
