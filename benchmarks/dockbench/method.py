@@ -93,7 +93,10 @@ def method_text(s: Settings) -> str:
         "collector command (process start included) is the metric. Blob data files are "
         "counted on disk before and after, and compared with the blobs only deleted images "
         "used and with what each collector reports; then (server restarted if stopped) a few "
-        "kept images are fetched and every blob hashed, and deleted ones must answer 404.",
+        "kept images are fetched and every blob hashed, and deleted ones must answer 404. "
+        "Each round also times the disk's share alone, on one more fresh copy (no server "
+        "involved): `rm -rf` of exactly the blob directories only deleted images used, split "
+        "over 8 processes started together.",
         "**Memory.** A sampler reads /proc every 0.5 s: the peak of the sum of VmRSS over each "
         "server's process tree, and each process's VmHWM. Idle RSS per process is read 2 s "
         "after dockyard's main server answered /v2/, before any load.",

@@ -10,13 +10,15 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from .common import DISTRIBUTION, DOCKYARD, SERVERS, BenchError, first_line, log
+from .common import DISTRIBUTION, DOCKYARD, MACHINE, SERVERS, BenchError, first_line, log
 from .measure import Results, measured
 from .procs import MemorySampler
 from .scenarios_gc import (
+    FLOOR_PROCESSES,
     VARIANTS,
     GCOutcome,
     collect,
+    deletion_floor,
     gc_workdir,
     prepare_variant,
     verify_variant,
@@ -126,6 +128,13 @@ def run_gc_phase(
     for round_no in range(settings.gc_rounds):
         order = list(VARIANTS) if round_no % 2 == 0 else list(reversed(VARIANTS))
         log(f"GC round {round_no + 1}/{settings.gc_rounds}")
+        try:
+            floor = deletion_floor(store, workdir)
+            results.add("limit_gc_delete_s", MACHINE, floor)
+            log(f"  machine      deleting the {store.expected_deleted:,} blob directories "
+                f"alone (rm -rf x{FLOOR_PROCESSES}): {floor:.2f}s")
+        except BenchError as exc:
+            log(f"  machine      deletion floor failed: {first_line(exc)}")
         for kind, mode in order:
             server = Server(kind, commands(settings)[kind], gc_workdir(workdir, kind, mode))
             started_servers.append(server)

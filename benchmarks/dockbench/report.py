@@ -199,6 +199,27 @@ def failure_notes(results: Results, servers: list[Server]) -> str:
     return "\n".join(lines)
 
 
+def gc_floor_text(results: Results) -> str:
+    """How long the deletes alone take on this disk, next to what a 5x faster GC would take."""
+    floors = results.values.get("limit_gc_delete_s", {}).get(MACHINE)
+    if not floors:
+        return ""
+    floor = statistics.median(floors)
+    text = (
+        "The disk's share of GC: deleting just the blob directories every collector must "
+        "delete here, with `rm -rf` spread over 8 processes and nothing else (no marking, no "
+        f"collector start-up), took {fmt(floor)} s (median; per round "
+        f"{', '.join(fmt(value) for value in floors)})."
+    )
+    distribution = median(results, "gc_offline_s", DISTRIBUTION)
+    if distribution:
+        text += (
+            f" A collector 5{X} faster than distribution's would finish in "
+            f"{fmt(distribution / 5)} s."
+        )
+    return text
+
+
 def report(
     settings: Settings,
     results: Results,
@@ -253,6 +274,8 @@ def report(
         "## Start-up, memory, garbage collection",
         "",
         facts_table(results),
+        "",
+        gc_floor_text(results),
         "",
         "## CPU time (medians)",
         "",

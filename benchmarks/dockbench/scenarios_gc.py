@@ -206,5 +206,30 @@ def verify_variant(server: Server, store: GCStore, outcome: GCOutcome) -> None:
         )
 
 
+FLOOR_PROCESSES = 8
+
+
+def deletion_floor(store: GCStore, workdir: Path) -> float:
+    """Seconds that deleting just the blob directories every collector must delete takes,
+    with `rm -rf` spread over FLOOR_PROCESSES processes at once (no marking, no collector
+    start-up): a lower bound for any collector on this disk. The copy is made untimed."""
+    target = workdir / "gc-floor"
+    shutil.rmtree(target, ignore_errors=True)
+    copy_store(store.root, target)
+    blobs = target / "docker" / "registry" / "v2" / "blobs" / "sha256"
+    paths = [str(blobs / digest[7:9] / digest[7:]) for digest in sorted(store.doomed_blobs())]
+    subprocess.run(["sync"], check=False)
+    started = time.perf_counter()
+    running = [subprocess.Popen(["rm", "-rf", "--", *paths[start::FLOOR_PROCESSES]])
+               for start in range(FLOOR_PROCESSES)]
+    codes = [process.wait() for process in running]
+    seconds = time.perf_counter() - started
+    left = sum(1 for path in paths if Path(path).exists())
+    shutil.rmtree(target, ignore_errors=True)
+    if any(codes) or left:
+        raise BenchError(f"rm -rf exit codes {codes}, {left} blob directories left")
+    return seconds
+
+
 def gc_workdir(workdir: Path, kind: str, mode: str) -> Path:
     return workdir / f"gc-{kind}-{mode}"

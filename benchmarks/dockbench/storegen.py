@@ -132,12 +132,15 @@ class GCStore:
 
     @property
     def expected_deleted(self) -> int:
+        return len(self.doomed_blobs())
+
+    def doomed_blobs(self) -> set[str]:
         """Blobs only deleted images use: their manifest, config and own layers."""
         kept: set[str] = set()
         gone: set[str] = set()
         for image in self.images:
             (gone if image.deleted else kept).update([image.manifest, *image.blobs])
-        return len(gone - kept)
+        return gone - kept
 
 
 BASE_LAYERS = 20
