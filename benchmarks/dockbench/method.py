@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .common import MiB
+from .scenarios_gc import FLOOR_PROCESSES
 from .settings import Settings
 
 
@@ -96,7 +97,7 @@ def method_text(s: Settings) -> str:
         "kept images are fetched and every blob hashed, and deleted ones must answer 404. "
         "Each round also times the disk's share alone, on one more fresh copy (no server "
         "involved): `rm -rf` of exactly the blob directories only deleted images used, split "
-        "over 8 processes started together.",
+        f"over {FLOOR_PROCESSES} processes started together.",
         "**Memory.** A sampler reads /proc every 0.5 s: the peak of the sum of VmRSS over each "
         "server's process tree, and each process's VmHWM. Idle RSS per process is read 2 s "
         "after dockyard's main server answered /v2/, before any load.",

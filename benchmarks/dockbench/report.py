@@ -10,6 +10,7 @@ from .common import DISTRIBUTION, DOCKYARD, MACHINE, SERVERS, GiB, MiB, X
 from .measure import ATTEMPTS, NOISY_CORES, Results
 from .method import method_text
 from .metrics import CPU_GROUPS, LIMITS, METRICS, Metric, fmt, median
+from .scenarios_gc import FLOOR_PROCESSES
 from .servers import Server
 from .settings import Settings
 
@@ -207,7 +208,8 @@ def gc_floor_text(results: Results) -> str:
     floor = statistics.median(floors)
     text = (
         "The disk's share of GC: deleting just the blob directories every collector must "
-        "delete here, with `rm -rf` spread over 8 processes and nothing else (no marking, no "
+        f"delete here, with `rm -rf` spread over {FLOOR_PROCESSES} processes and nothing else "
+        "(no marking, no "
         f"collector start-up), took {fmt(floor)} s (median; per round "
         f"{', '.join(fmt(value) for value in floors)})."
     )

@@ -9,7 +9,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from dockyard.storage.driver import FileInfo, FileWriter, PathNotFound, StorageDriver, check_path
@@ -30,6 +30,18 @@ def _delete_executor() -> ThreadPoolExecutor:
     if _delete_pool is None:
         _delete_pool = ThreadPoolExecutor(DELETE_THREADS, thread_name_prefix="dockyard-delete")
     return _delete_pool
+
+
+async def _on_delete_threads(work: Callable[[Sequence[str]], None],
+                             paths: Sequence[str]) -> None:
+    """Run `work` over `paths` split in interleaved shares, one per delete thread:
+    neighbours in a sorted batch often share a parent directory, whose lock the threads
+    would otherwise queue on."""
+    loop = asyncio.get_running_loop()
+    executor = _delete_executor()
+    shares = [paths[start::DELETE_THREADS] for start in range(DELETE_THREADS)]
+    await asyncio.gather(*(loop.run_in_executor(executor, work, share)
+                           for share in shares if share))
 
 
 class FilesystemWriter(FileWriter):
@@ -181,13 +193,7 @@ class FilesystemDriver(StorageDriver):
         if len(paths) <= INLINE_BATCH:
             self._delete_many(paths)
             return
-        # Interleaved shares: neighbours in a sorted batch often share a parent directory,
-        # whose lock the threads would otherwise queue on.
-        shares = [paths[start::DELETE_THREADS] for start in range(DELETE_THREADS)]
-        loop = asyncio.get_running_loop()
-        executor = _delete_executor()
-        await asyncio.gather(*(loop.run_in_executor(executor, self._delete_many, share)
-                               for share in shares if share))
+        await _on_delete_threads(self._delete_many, paths)
 
     def _delete_many(self, paths: Sequence[str]) -> None:
         inside = _ParentCheck(self.root)
@@ -201,11 +207,7 @@ class FilesystemDriver(StorageDriver):
             self._prune_many(paths, stop)
             return
         # Siblings pruned at once race for their parent: whichever empties it last removes it.
-        shares = [paths[start::DELETE_THREADS] for start in range(DELETE_THREADS)]
-        loop = asyncio.get_running_loop()
-        executor = _delete_executor()
-        await asyncio.gather(*(loop.run_in_executor(executor, self._prune_many, share, stop)
-                               for share in shares if share))
+        await _on_delete_threads(lambda share: self._prune_many(share, stop), paths)
 
     def _prune_many(self, paths: Sequence[str], stop: str) -> None:
         inside = _ParentCheck(self.root)
