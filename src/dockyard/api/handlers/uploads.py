@@ -6,7 +6,7 @@ from dockyard.api.handlers.context import Context
 from dockyard.api.handlers.params import content_length, content_range
 from dockyard.api.http import Response
 from dockyard.registry.blobs import BlobDescriptor
-from dockyard.registry.errors import DigestInvalid, NameInvalid
+from dockyard.registry.errors import BlobUnknown, DigestInvalid, NameInvalid
 from dockyard.registry.reference import Digest, validate_name
 from dockyard.registry.uploads import UploadStatus
 
@@ -82,7 +82,10 @@ async def _try_mount(ctx: Context, name: str, digest_text: str, source: str | No
         found = await target.blobs.find(digest)
     if found is None:
         return None
-    await target.blobs.link(digest)
+    try:
+        await target.blobs.link(digest)
+    except BlobUnknown:
+        return None  # collected since it was found: the client uploads it instead
     return found
 
 
