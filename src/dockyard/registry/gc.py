@@ -197,10 +197,11 @@ async def _remove_empty_repositories(driver: StorageDriver, index: SQLiteIndex,
         if dry_run or not removed:
             return
         await driver.delete_many([f"{layout.repository(name)}/{part}" for name in removed
-                                  for part in ("_layers", "_manifests", "_uploads")])
-        # Directories left empty go, up to the repositories root; a nested repository
-        # (name/child) keeps its parents.
-        await driver.prune_many([layout.repository(name) for name in removed],
+                                  for part in ("_layers", "_manifests")])
+        # Directories left empty go, up to the repositories root: `_uploads` only if no
+        # upload has started since the check above (uploads take no index transaction), and
+        # a nested repository (name/child) keeps its parents.
+        await driver.prune_many([layout.uploads(name) for name in removed],
                                 layout.REPOSITORIES)
         SQLiteIndex.forget_repositories(db, removed)
 
