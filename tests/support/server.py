@@ -133,10 +133,12 @@ def wait_until_serving(running: RunningRegistry, timeout: float = 30) -> None:
             httpx.get(running.url + "/v2/", timeout=1, verify=False)
             return
         except httpx.TransportError as error:
-            # With mutual TLS the probe has no client certificate: a refused handshake
+            # With mutual TLS the probe has no client certificate: a refused handshake, or
+            # (TLS 1.3, where the client finishes first) a connection closed unanswered,
             # still means the server is up.
-            if running.url.startswith("https") and not isinstance(error, httpx.TimeoutException) \
-                    and any(word in str(error).lower() for word in ("ssl", "tls", "alert")):
+            refused_handshake = isinstance(error, httpx.RemoteProtocolError | httpx.ReadError) \
+                or any(word in str(error).lower() for word in ("ssl", "tls", "alert"))
+            if running.url.startswith("https") and refused_handshake:
                 return
             time.sleep(0.05)
     raise RuntimeError(f"{running.kind} did not start in {timeout}s:\n{running.logs()}")

@@ -14,6 +14,10 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+# Set in the scope by dockyard's server when a client half-closes its connection before the
+# body is complete: the body then ends early, and the response can still be sent.
+BODY_INCOMPLETE = "dockyard.body_incomplete"
+
 
 class ClientDisconnected(Exception):
     """The client went away before sending its whole body."""
@@ -78,14 +82,20 @@ class Request:
         if self._body_started:
             return
         self._body_started = True
+        declared = self.content_length
+        received = 0
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
                 raise ClientDisconnected()
             chunk = message.get("body", b"")
             if chunk:
+                received += len(chunk)
                 yield chunk
             if not message.get("more_body", False):
+                if self.scope.get(BODY_INCOMPLETE) or (declared is not None
+                                                       and received < declared):
+                    raise ClientDisconnected()
                 return
 
     async def read(self, limit: int) -> bytes:
@@ -152,21 +162,3 @@ class StreamResponse(Response):
             async for chunk in self.chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
-
-
-class FileResponse(Response):
-    """A whole file, sent by the server from disk when it can (ASGI pathsend: no copy)."""
-
-    def __init__(self, status: int, path: str, fallback: Callable[[], AsyncIterator[bytes]],
-                 headers: dict[str, str]) -> None:
-        super().__init__(status, b"", headers)
-        self.path = path
-        self.fallback = fallback
-
-    async def send(self, send: Send, scope: Scope, extra: Headers) -> None:
-        if scope["method"] != "HEAD" and "http.response.pathsend" in scope.get("extensions", {}):
-            await send({"type": "http.response.start", "status": self.status,
-                        "headers": self.raw_headers(extra)})
-            await send({"type": "http.response.pathsend", "path": self.path})
-            return
-        await StreamResponse(self.status, self.fallback(), self.headers).send(send, scope, extra)

@@ -52,9 +52,6 @@ class BlobStore:
              ) -> AsyncIterator[bytes]:
         return self.driver.read(layout.blob_data(digest), offset, length)
 
-    def local_file(self, digest: Digest) -> str | None:
-        return self.driver.local_file(layout.blob_data(digest))
-
 
 class RepositoryBlobs:
     """The blobs one repository may serve: those it has a layer link for."""

@@ -123,10 +123,6 @@ class StorageDriver(abc.ABC):
                 await self.delete(path)
             path = path.rsplit("/", 1)[0]
 
-    def local_file(self, path: str) -> str | None:
-        """A local filesystem path to serve `path` from without copying, if there is one."""
-        return None
-
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:
         """Every file and directory below `path`, depth first (default: built on `list`)."""
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dockyard.api.errors import HTTPError
 from dockyard.api.handlers.context import Context
 from dockyard.api.handlers.params import byte_range
-from dockyard.api.http import FileResponse, Response, StreamResponse
+from dockyard.api.http import Response, StreamResponse
 from dockyard.registry.errors import RangeInvalid
 from dockyard.registry.reference import Digest
 
@@ -40,9 +40,6 @@ async def get_blob(ctx: Context, name: str, digest: str) -> Response:
         headers["Content-Length"] = str(length)
         return StreamResponse(206, store.read(parsed, first, length), headers)
     headers["Content-Length"] = str(blob.size)
-    local = store.local_file(parsed)
-    if local is not None and ctx.request.method == "GET":
-        return FileResponse(200, local, lambda: store.read(parsed), headers)
     return StreamResponse(200, store.read(parsed), headers)
 
 

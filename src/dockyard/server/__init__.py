@@ -1,8 +1,11 @@
-"""Running the ASGI app under granian (Rust HTTP server, with zero-copy file sends)."""
+"""Running the ASGI app under uvicorn (uvloop, httptools), one process or several workers."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,10 +13,15 @@ from typing import Any
 from dockyard import __version__
 from dockyard.api.app import CONFIG_ENV, SUPERVISOR_ENV
 from dockyard.config import Config
+from dockyard.config.model import TLSConfig
 
-GRANIAN_LOG_LEVELS = {"debug": "debug", "info": "warning", "warn": "warning",
-                      "warning": "warning", "error": "error", "fatal": "critical",
-                      "panic": "critical"}
+SERVER_LOG_LEVELS = {"debug": "debug", "info": "warning", "warn": "warning",
+                     "warning": "warning", "error": "error", "fatal": "critical",
+                     "panic": "critical"}
+TLS_MINIMUM = {"tls1.2": ssl.TLSVersion.TLSv1_2, "tls1.3": ssl.TLSVersion.TLSv1_3}
+# Clients reuse a connection for the requests of a pull; uvicorn's 5 s default would
+# close it while a client is busy between layers.
+KEEP_ALIVE_S = 75
 
 
 def prepare_storage(config: Config) -> None:
@@ -57,10 +65,26 @@ def prepare_index(config: Config) -> None:
         index.close()
 
 
+
+
+def tls_context(tls: TLSConfig, _config: Any = None, _default: Any = None) -> ssl.SSLContext:
+    """The server's TLS settings as distribution reads them: a minimum version, and client
+    certificates required (verified against every listed CA) when `clientcas` is set."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = TLS_MINIMUM[tls.minimum]
+    context.load_cert_chain(tls.certificate, tls.key)
+    if tls.client_cas:
+        for ca in tls.client_cas:
+            context.load_verify_locations(ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 def serve(config: Config, config_path: str | None) -> None:
-    from granian.constants import Interfaces, Loops, SSLProtocols
-    from granian.log import LogLevels
-    from granian.server import Server
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from dockyard.server.protocol import RegistryHttpProtocol
 
     prepare_storage(config)
     prepare_index(config)
@@ -79,24 +103,30 @@ def serve(config: Config, config_path: str | None) -> None:
           f"  deletes: {'enabled' if config.storage.delete_enabled else 'disabled'}"
           f"{'  (read-only maintenance mode)' if config.storage.read_only else ''}",
           file=sys.stderr, flush=True)
-    options: dict[str, Any] = {}
-    if http.tls:
-        options.update(ssl_cert=Path(http.tls.certificate), ssl_key=Path(http.tls.key),
-                       ssl_protocol_min=SSLProtocols(http.tls.minimum))
-        if http.tls.client_cas:
-            options.update(ssl_ca=Path(http.tls.client_cas[0]), ssl_client_verify=True)
-    server = Server(
+    server_config = uvicorn.Config(
         "dockyard.api.app:create_app",
-        address=http.host,
-        port=http.port,
-        interface=Interfaces.ASGI,
-        workers=workers,
-        loop=Loops.uvloop,
         factory=True,
-        log_level=LogLevels(GRANIAN_LOG_LEVELS.get(config.log.level, "warning")),
-        log_access=False,
-        websockets=False,
+        host=http.host,
+        port=http.port,
+        workers=workers,
+        loop="uvloop",
+        http=RegistryHttpProtocol,
+        ws="none",
+        log_level=SERVER_LOG_LEVELS.get(config.log.level, "warning"),
+        access_log=False,  # dockyard writes its own, in the configured format
+        # The app reads X-Forwarded-*/Forwarded itself, and only where the config says so.
+        proxy_headers=False,
+        server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
         backlog=2048,
-        **options,
+        ssl_context_factory=functools.partial(tls_context, http.tls) if http.tls else None,
     )
-    server.serve()
+    if workers > 1:
+        # Workers share one listening socket bound here, so a busy port fails before they start.
+        Multiprocess(server_config, sockets=[server_config.bind_socket()]).run()
+        return
+    server = uvicorn.Server(server_config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise SystemExit(1)
