@@ -1,13 +1,12 @@
 #!/usr/bin/env python3
-"""Which ASGI server should run dockyard? granian and uvicorn side by side, one worker each.
+"""Which ASGI server should run dockyard? uvicorn and granian side by side, one worker each.
 
     python benchmarks/asgi_servers.py [--rounds 5] [--blob-mib 1024] [--wrk-seconds 10]
 
 The same application (`dockyard.api.app:create_app`) on a fresh store under each server:
-a monolithic blob push, a pull of that blob with curl (granian sends the file itself through
-the ASGI `pathsend` extension; uvicorn has no such extension, so the body goes through
-Python in 1 MiB reads), and manifest GETs with wrk. Rounds alternate the order; the table
-holds medians. Needs curl and wrk, and uvicorn with uvloop and httptools installed.
+a monolithic blob push, a pull of that blob with curl (the application streams the file in
+4 MiB reads under both), and manifest GETs with wrk. Rounds alternate the order; the table
+holds medians. Needs curl and wrk, and granian (`pip install -e '.[bench]'`).
 """
 
 from __future__ import annotations
@@ -29,8 +28,8 @@ from dockbench.settings import parse_args
 
 HERE = Path(__file__).resolve().parent
 LAUNCHERS = {
-    "granian": [sys.executable, "-m", "dockyard", "serve", "{config}"],
-    "uvicorn": [sys.executable, str(HERE / "dockbench" / "uvicorn_launch.py"), "{config}"],
+    "uvicorn": [sys.executable, "-m", "dockyard", "serve", "{config}"],
+    "granian": [sys.executable, str(HERE / "dockbench" / "granian_launch.py"), "{config}"],
 }
 METRICS = (
     ("monolithic", "Blob push, monolithic", "MB/s"),
@@ -96,9 +95,11 @@ def report(samples: dict[str, dict[str, list[float]]], args: argparse.Namespace)
         granian_values = samples["granian"].get(key)
         if not uvicorn_values or not granian_values:
             continue
-        slow, fast = statistics.median(uvicorn_values), statistics.median(granian_values)
-        lines.append(f"| {label} | {unit} | {slow:,.1f} | {fast:,.1f} | "
-                     f"{fast / slow if slow else 0:.2f} |")
+        under_uvicorn = statistics.median(uvicorn_values)
+        under_granian = statistics.median(granian_values)
+        ratio = under_granian / under_uvicorn if under_uvicorn else 0
+        lines.append(f"| {label} | {unit} | {under_uvicorn:,.1f} | {under_granian:,.1f} | "
+                     f"{ratio:.2f} |")
     return "\n".join(lines)
 
 

@@ -1,6 +1,6 @@
-"""Serve dockyard with uvicorn (uvloop + httptools) instead of granian, for comparing the two.
+"""Serve dockyard with granian instead of uvicorn, for comparing the two.
 
-    python benchmarks/dockbench/uvicorn_launch.py CONFIG
+    python benchmarks/dockbench/granian_launch.py CONFIG
 
 One worker, the same application factory and start-up checks as `dockyard serve`.
 """
@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import sys
 
-import uvicorn
+from granian.constants import Interfaces, Loops
+from granian.log import LogLevels
+from granian.server import Server
 
 from dockyard.api.app import CONFIG_ENV
 from dockyard.config import load_config
@@ -22,9 +24,9 @@ def main(config_path: str) -> None:
     prepare_storage(config)
     prepare_index(config)
     os.environ[CONFIG_ENV] = os.path.abspath(config_path)
-    uvicorn.run("dockyard.api.app:create_app", factory=True, host=config.http.host,
-                port=config.http.port, loop="uvloop", http="httptools", access_log=False,
-                log_level="warning", workers=1)
+    Server("dockyard.api.app:create_app", address=config.http.host, port=config.http.port,
+           interface=Interfaces.ASGI, workers=1, loop=Loops.uvloop, factory=True,
+           log_level=LogLevels.warning, log_access=False, websockets=False).serve()
 
 
 if __name__ == "__main__":
