@@ -6,7 +6,7 @@ registry does better for the cases clients and scanners actually send:
   parsing, so the application refuses the name or tag with its own error code;
 - an unknown method gets 405 UNSUPPORTED; a body that breaks off (bad chunked encoding,
   or a client that stops sending and half-closes) gets 400 SIZE_INVALID from the app;
-- the request head (line and headers) is limited in size and count: 431.
+- the request head is limited in size and count: 414 for the target, 431 for headers.
 """
 
 from __future__ import annotations
@@ -28,12 +28,16 @@ MAX_HEADERS = 256
 NON_ASCII = re.compile(rb"[\x80-\xff]")
 STARTS_REQUEST_LINE = re.compile(rb"[A-Z]+ ")
 REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \r\n]+ HTTP/\d\.\d\r?\n")
-REASONS = {400: b"Bad Request", 405: b"Method Not Allowed",
+REASONS = {400: b"Bad Request", 405: b"Method Not Allowed", 414: b"URI Too Long",
            431: b"Request Header Fields Too Large"}
 
 
 class HeadTooLarge(Exception):
     """Raised from a parser callback; httptools reports it as a callback error."""
+
+    def __init__(self, message: str, status: int = 431) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class RegistryHttpProtocol(HttpToolsProtocol):
@@ -42,6 +46,7 @@ class RegistryHttpProtocol(HttpToolsProtocol):
         self.reading_head = True
         self.head_bytes = 0
         self.header_count = 0
+        self.head_size = 0
         self.heads_completed = 0
 
     def data_received(self, data: bytes) -> None:
@@ -71,7 +76,7 @@ class RegistryHttpProtocol(HttpToolsProtocol):
 
     def refuse_unparsable(self, error: Exception) -> None:
         if isinstance(error.__context__, HeadTooLarge):
-            self.refuse(431, b"too many request headers")
+            self.refuse(error.__context__.status, str(error.__context__).encode())
         elif self.cycle is not None and self.cycle.more_body and not self.reading_head:
             # The application is reading this request's body: it must not take what came
             # so far as the whole of it.
@@ -108,12 +113,27 @@ class RegistryHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.header_count = 0
+        self.head_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        if self.head_size + len(url) > MAX_HEAD_BYTES:
+            raise HeadTooLarge("request target too long", 414)
+        self.count_head(len(url))
+        super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_count += 1
         if self.header_count > MAX_HEADERS:
-            raise HeadTooLarge
+            raise HeadTooLarge("too many request headers")
+        self.count_head(len(name) + len(value) + 4)  # with ": " and CRLF
         super().on_header(name, value)
+
+    def count_head(self, size: int) -> None:
+        # A head that arrives in one piece is measured here; one spread over many pieces
+        # is also cut off in data_received, before the parser has buffered all of it.
+        self.head_size += size
+        if self.head_size > MAX_HEAD_BYTES:
+            raise HeadTooLarge("request head too large")
 
     def on_headers_complete(self) -> None:
         self.reading_head = False
