@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from dockyard.storage.beneath import Escapes, Tree
 from dockyard.storage.driver import FileInfo, FileWriter, PathNotFound, StorageDriver, check_path
 
 # Reads and writes this large leave the event loop for a thread; smaller ones are cheaper inline.
@@ -97,35 +98,35 @@ class FilesystemDriver(StorageDriver):
 
     def __init__(self, root: str) -> None:
         os.makedirs(root, exist_ok=True)
-        self.root = os.path.realpath(root)
+        self.tree = Tree(root)
+        self.root = self.tree.root
 
     def _full(self, path: str) -> str:
         return self.root + check_path(path)
 
-    def _inside(self, path: str) -> str:
-        """The full path, if following every link in it stays inside the root; a symlink in
-        the store that points elsewhere reads as missing."""
-        full = self._full(path)
-        if not os.path.realpath(full).startswith(self.root + os.sep):
-            raise PathNotFound(path)
-        return full
-
-    async def get_content(self, path: str) -> bytes:
-        # Small metadata files are read on every request: O_NOFOLLOW refuses a symlinked
-        # file for free; data files (`read`) get the full check.
+    def _open(self, path: str, flags: int) -> int:
+        """A descriptor for `path`; a path whose resolution leaves the root (a symlink
+        at any depth pointing elsewhere) reads as missing."""
         try:
-            fd = os.open(self._full(path), os.O_RDONLY | os.O_NOFOLLOW)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            relative = "" if path == "/" else check_path(path).lstrip("/")
+            return self.tree.open(relative, flags)
+        except (FileNotFoundError, NotADirectoryError, Escapes):
             raise PathNotFound(path) from None
         except OSError as error:
-            if error.errno == errno.ELOOP:
+            if error.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
                 raise PathNotFound(path) from None
             raise
-        with os.fdopen(fd, "rb") as file:
-            try:
-                return file.read()
-            except IsADirectoryError:
-                raise PathNotFound(path) from None
+
+    async def get_content(self, path: str) -> bytes:
+        # Small files (links, manifests) are never symlinks of their own in a store.
+        fd = self._open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            file = os.fdopen(fd, "rb")
+        except IsADirectoryError:
+            os.close(fd)  # fdopen leaves a descriptor it was given open when it fails
+            raise PathNotFound(path) from None
+        with file:
+            return file.read()
 
     async def put_content(self, path: str, data: bytes) -> None:
         full = self._full(path)
@@ -144,20 +145,24 @@ class FilesystemDriver(StorageDriver):
 
     async def stat(self, path: str) -> FileInfo | None:
         try:
-            result = os.lstat(self._inside(path))
-        except (FileNotFoundError, NotADirectoryError, PathNotFound):
+            fd = self._open(path, os.O_PATH | os.O_NOFOLLOW)
+        except PathNotFound:
             return None
+        try:
+            result = os.fstat(fd)  # of the link itself, if the last component is one
+        finally:
+            os.close(fd)
         if stat.S_ISLNK(result.st_mode):
             return None
         is_dir = stat.S_ISDIR(result.st_mode)
         return FileInfo(path, 0 if is_dir else result.st_size, result.st_mtime, is_dir)
 
     async def list(self, path: str) -> list[str]:
-        full = self.root if path == "/" else self._full(path)
+        fd = self._open(path, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            return [name for name in os.listdir(full) if not name.endswith(".tmp")]
-        except (FileNotFoundError, NotADirectoryError):
-            raise PathNotFound(path) from None
+            return [name for name in os.listdir(fd) if not name.endswith(".tmp")]
+        finally:
+            os.close(fd)
 
     async def move(self, source: str, destination: str) -> None:
         full_destination = self._full(destination)
@@ -248,12 +253,12 @@ class FilesystemDriver(StorageDriver):
 
     async def read(self, path: str, offset: int = 0, length: int | None = None
                    ) -> AsyncIterator[bytes]:
+        fd = self._open(path, os.O_RDONLY)
         try:
-            fd = os.open(self._inside(path), os.O_RDONLY)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise PathNotFound(path) from None
-        try:
-            end = os.fstat(fd).st_size if length is None else offset + length
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode):
+                raise PathNotFound(path)
+            end = info.st_size if length is None else offset + length
             while offset < end:
                 size = min(READ_CHUNK, end - offset)
                 # Data in the page cache is copied on the event loop (a thread hand-off per
