@@ -67,12 +67,21 @@ def record_idle_memory(results: Results, servers: dict[str, Server]) -> None:
         total = sum(kib for _, kib in processes) / 1024
         results.fact(name, "idle_rss_total_mib", total)
         results.fact(name, "idle_rss_leader_mib", dict(processes).get(leader, 0) / 1024)
-        workers = [kib / 1024 for pid, kib in processes if pid != leader]
+        workers = [kib / 1024 for pid, kib in processes
+                   if pid != leader and not is_multiprocessing_helper(pid)]
         if name == DOCKYARD and workers:
             results.fact(name, "idle_rss_worker_max_mib", max(workers))
             results.fact(name, "idle_rss_workers", float(len(workers)))
         shown = ", ".join(f"{kib / 1024:.0f}" for _, kib in processes)
         log(f"  {name:12} idle RSS per process (MiB): {shown}")
+
+
+def is_multiprocessing_helper(pid: int) -> bool:
+    """Python's multiprocessing resource tracker: a child of the server, not a worker."""
+    try:
+        return b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def set_up(phase: MainPhase) -> None:
