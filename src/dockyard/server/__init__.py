@@ -65,8 +65,6 @@ def prepare_index(config: Config) -> None:
         index.close()
 
 
-
-
 def tls_context(tls: TLSConfig, _config: Any = None, _default: Any = None) -> ssl.SSLContext:
     """The server's TLS settings as distribution reads them: a minimum version, and client
     certificates required (verified against every listed CA) when `clientcas` is set."""

@@ -44,9 +44,9 @@ class RegistryHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.reading_head = True
-        self.head_bytes = 0
+        self.pending_head_bytes = 0
         self.header_count = 0
-        self.head_size = 0
+        self.parsed_head_bytes = 0
         self.heads_completed = 0
 
     def data_received(self, data: bytes) -> None:
@@ -70,8 +70,8 @@ class RegistryHttpProtocol(HttpToolsProtocol):
             return
         if in_head and self.reading_head and self.heads_completed == heads_before:
             # Still in the same request head as before this piece: count it against the limit.
-            self.head_bytes += len(data)
-            if self.head_bytes > MAX_HEAD_BYTES:
+            self.pending_head_bytes += len(data)
+            if self.pending_head_bytes > MAX_HEAD_BYTES:
                 self.refuse(431, b"request head too large")
 
     def refuse_unparsable(self, error: Exception) -> None:
@@ -79,9 +79,12 @@ class RegistryHttpProtocol(HttpToolsProtocol):
             self.refuse(error.__context__.status, str(error.__context__).encode())
         elif self.cycle is not None and self.cycle.more_body and not self.reading_head:
             # The application is reading this request's body: it must not take what came
-            # so far as the whole of it.
+            # so far as the whole of it, and its answer (if any) is dropped for this one.
             self.cycle.disconnected = True
             self.cycle.message_event.set()
+            if self.cycle.response_started:  # a second status line would garble the first
+                self.transport.close()
+                return
             self.refuse(400, error_body("SIZE_INVALID", "the request body is malformed",
                                         {"reason": str(error)[:200]}))
         else:
@@ -113,10 +116,10 @@ class RegistryHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.header_count = 0
-        self.head_size = 0
+        self.parsed_head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
-        if self.head_size + len(url) > MAX_HEAD_BYTES:
+        if self.parsed_head_bytes + len(url) > MAX_HEAD_BYTES:
             raise HeadTooLarge("request target too long", 414)
         self.count_head(len(url))
         super().on_url(url)
@@ -131,20 +134,20 @@ class RegistryHttpProtocol(HttpToolsProtocol):
     def count_head(self, size: int) -> None:
         # A head that arrives in one piece is measured here; one spread over many pieces
         # is also cut off in data_received, before the parser has buffered all of it.
-        self.head_size += size
-        if self.head_size > MAX_HEAD_BYTES:
+        self.parsed_head_bytes += size
+        if self.parsed_head_bytes > MAX_HEAD_BYTES:
             raise HeadTooLarge("request head too large")
 
     def on_headers_complete(self) -> None:
         self.reading_head = False
-        self.head_bytes = 0
+        self.pending_head_bytes = 0
         self.heads_completed += 1
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self.reading_head = True
-        self.head_bytes = 0
+        self.pending_head_bytes = 0
 
 
 def escape_request_target(data: bytes) -> bytes:
