@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import httpx
 import pytest
 
 from tests.support.oci import digest_of, error_codes, push_blob, random_blob
+from tests.support.server import RunningRegistry
+
+MiB = 1024 * 1024
 
 
 @pytest.fixture
@@ -46,6 +52,43 @@ def test_range_requests(client: httpx.Client, blob: tuple[str, bytes, str]) -> N
         response = client.get(url, headers={"Range": header})
         assert response.status_code == 416, header
         assert response.headers["Content-Range"] == f"bytes */{len(data)}"
+
+
+def evict_from_page_cache(path: Path) -> bool:
+    """Drop a file's pages from the page cache; whether they are really gone."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # dirty pages cannot be dropped
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def test_large_blobs_read_warm_and_cold(registry: RunningRegistry,
+                                         client: httpx.Client) -> None:
+    """Blobs go out in 4 MiB pieces, copied from the page cache or read from disk in a
+    thread: whole and ranged reads across piece boundaries give the stored bytes both ways."""
+    data = os.urandom(9 * MiB + 123)
+    digest = push_blob(client, "blobs/large", data)
+    hex_digest = digest.split(":", 1)[1]
+    stored = registry.root / "docker/registry/v2/blobs/sha256" / hex_digest[:2] / hex_digest \
+        / "data"
+    url = f"/v2/blobs/large/blobs/{digest}"
+    ranges = [(4 * MiB - 10, 4 * MiB + 10), (8 * MiB - 1, 9 * MiB + 122), (5, 5)]
+    for cold in (True, False):
+        if cold:
+            assert evict_from_page_cache(stored)
+        assert client.get(url).content == data
+        for first, last in ranges:
+            if cold:
+                assert evict_from_page_cache(stored)
+            response = client.get(url, headers={"Range": f"bytes={first}-{last}"})
+            assert response.status_code == 206
+            assert response.content == data[first:last + 1], (cold, first, last)
 
 
 def test_if_none_match_gives_304(client: httpx.Client, blob: tuple[str, bytes, str]) -> None:
