@@ -37,6 +37,8 @@ def serve_and_fail(tmp_path: Path, config: object, env: dict[str, str] | None = 
     ({"version": 0.1, "storage": {"filesystem": {"rootdirectory": "/tmp/x"},
                                   "maintenance": {"uploadpurging": {"age": "forever"}}}},
      "storage.maintenance.uploadpurging.age"),
+    ({"version": 0.1, "storage": {"filesystem": {"rootdirectory": "/tmp/x"}},
+      "http": {"draintimeout": "a while"}}, "http.draintimeout"),
     ("version: 0.1\nstorage: [unclosed", "not valid YAML"),
 ])
 def test_invalid_config_names_the_key(tmp_path: Path, config: object, key: str) -> None:

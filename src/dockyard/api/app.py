@@ -81,7 +81,16 @@ class RegistryApp:
             else:
                 path = path[len(self.prefix):] or "/"
         request = Request(scope, receive, path)
-        response = await self.respond(request)
+        try:
+            response = await self.respond(request)
+        except asyncio.CancelledError:
+            # The server is stopping and http.draintimeout is up: say so (503, as
+            # distribution's UNAVAILABLE), not a bare 500, then let the request go.
+            with contextlib.suppress(Exception):
+                await error_response(HTTPError(
+                    503, "UNAVAILABLE", "the registry is shutting down; try again",
+                    headers={"Retry-After": "5"})).send(send, scope, self.common_headers)
+            raise
         # The client may leave while we answer; there is nobody left to tell.
         with contextlib.suppress(OSError, ClientDisconnected):
             await response.send(send, scope, self.common_headers)

@@ -463,6 +463,9 @@ def _http(raw: dict[str, Any]) -> HTTPConfig:
     workers = _int(http, "workers", "http.", os.cpu_count() or 1)
     if workers < 1:
         raise ConfigError(f"http.workers: must be at least 1, got {workers}")
+    # distribution's default (0) drops requests in flight at SIGTERM; an upload cut off by
+    # a restart has to start over, so dockyard lets them finish for a while by default.
+    drain_timeout = parse_duration(http.get("draintimeout", "30s"), "http.draintimeout")
     return HTTPConfig(
         host=host,
         port=port,
@@ -473,6 +476,7 @@ def _http(raw: dict[str, Any]) -> HTTPConfig:
         tls=tls,
         admin=_bool(_section(http, "admin", "http."), "enabled", "http.admin.", False),
         workers=workers,
+        drain_timeout=drain_timeout,
     )
 
 

@@ -39,6 +39,8 @@ class HTTPConfig:
     tls: TLSConfig | None = None
     admin: bool = False  # http.admin.enabled: serve /admin/gc
     workers: int = 1  # the loader defaults it to the number of cores
+    # http.draintimeout: on SIGTERM, how long requests in flight may take to finish.
+    drain_timeout: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import ssl
 import sys
@@ -116,6 +117,7 @@ def serve(config: Config, config_path: str | None) -> None:
         proxy_headers=False,
         server_header=False,
         timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_graceful_shutdown=math.ceil(http.drain_timeout),
         backlog=2048,
         ssl_context_factory=functools.partial(tls_context, http.tls) if http.tls else None,
     )
