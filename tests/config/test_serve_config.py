@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,18 @@ def test_invalid_config_names_the_key(tmp_path: Path, config: object, key: str) 
     result = serve_and_fail(tmp_path, config)
     assert result.returncode == 2, result.stderr
     assert key in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_port_in_use_fails_once_with_a_message(tmp_path: Path, workers: int) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = serve_and_fail(tmp_path, {
+            "version": 0.1, "storage": {"filesystem": {"rootdirectory": str(tmp_path / "s")}},
+            "http": {"addr": f"127.0.0.1:{port}", "workers": workers}})
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count(f"dockyard: cannot listen on 127.0.0.1:{port}: ") == 1
     assert "Traceback" not in result.stderr
 
 

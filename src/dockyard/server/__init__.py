@@ -6,6 +6,7 @@ import contextlib
 import functools
 import math
 import os
+import socket
 import ssl
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ TLS_MINIMUM = {"tls1.2": ssl.TLSVersion.TLSv1_2, "tls1.3": ssl.TLSVersion.TLSv1_
 # Clients reuse a connection for the requests of a pull; uvicorn's 5 s default would
 # close it while a client is busy between layers.
 KEEP_ALIVE_S = 75
+BACKLOG = 2048
 
 
 def prepare_storage(config: Config) -> None:
@@ -64,6 +66,17 @@ def prepare_index(config: Config) -> None:
         synchronize_index(make_driver(config), index, full=False, log=err)
     finally:
         index.close()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before any worker starts: a busy port or a bad address
+    fails once, with a message, instead of in every worker."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=BACKLOG)
+    except OSError as error:
+        raise SystemExit(f"dockyard: cannot listen on {host}:{port}: "
+                         f"{error.strerror or error}") from None
 
 
 def tls_context(tls: TLSConfig, _config: Any = None, _default: Any = None) -> ssl.SSLContext:
@@ -118,15 +131,15 @@ def serve(config: Config, config_path: str | None) -> None:
         server_header=False,
         timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=math.ceil(http.drain_timeout),
-        backlog=2048,
+        backlog=BACKLOG,
         ssl_context_factory=functools.partial(tls_context, http.tls) if http.tls else None,
     )
+    listener = listen(http.host, http.port)
     if workers > 1:
-        # Workers share one listening socket bound here, so a busy port fails before they start.
-        Multiprocess(server_config, sockets=[server_config.bind_socket()]).run()
+        Multiprocess(server_config, sockets=[listener]).run()
         return
     server = uvicorn.Server(server_config)
     with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+        server.run(sockets=[listener])
     if not server.started:
         raise SystemExit(1)
