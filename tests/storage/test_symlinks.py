@@ -66,6 +66,28 @@ def test_reads_through_a_link_out_of_the_store_find_nothing(driver: FilesystemDr
     assert run(driver.stat(path)) is None
 
 
+@pytest.mark.parametrize("path", [
+    "/repositories/planted/_manifests",
+    "/repositories/planted/_manifests/link",
+    "/elsewhere/secret",
+    "/repositories/climbing/repo",
+])
+def test_deletes_through_a_link_out_of_the_store_touch_nothing_outside(
+        driver: FilesystemDriver, path: str, tmp_path: Path) -> None:
+    with pytest.raises(PathNotFound):
+        run(driver.delete(path))
+    run(driver.delete_many([path]))
+    assert (tmp_path / "outside" / "secret").read_bytes() == SECRET
+    assert (tmp_path / "outside" / "repo" / "_manifests" / "link").read_bytes() == SECRET
+
+
+def test_deleting_a_link_removes_the_link_only(driver: FilesystemDriver, tmp_path: Path
+                                               ) -> None:
+    run(driver.delete("/repositories/planted"))
+    assert "planted" not in run(driver.list("/repositories"))
+    assert (tmp_path / "outside" / "repo" / "_manifests" / "link").read_bytes() == SECRET
+
+
 @pytest.mark.parametrize("path", ["/repositories/planted", "/repositories/planted/_manifests",
                                   "/elsewhere", "/repositories/climbing"])
 def test_listing_through_a_link_out_of_the_store_finds_nothing(driver: FilesystemDriver,

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import errno
 import os
-import shutil
 import stat
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -175,19 +174,23 @@ class FilesystemDriver(StorageDriver):
     async def delete(self, path: str) -> None:
         full = self._full(path)
         try:
-            if os.path.isdir(full) and not os.path.islink(full):
-                # Most directories deleted are a blob's or a link's (one file): inline is
-                # cheaper than a thread; bigger trees go to a thread.
-                entries = os.listdir(full)
-                if len(entries) <= 2 and all(
-                        not os.path.isdir(os.path.join(full, entry)) for entry in entries):
-                    shutil.rmtree(full)
-                else:
-                    await asyncio.to_thread(shutil.rmtree, full)
-            else:
-                os.unlink(full)
-        except FileNotFoundError:
-            raise PathNotFound(path) from None
+            info = os.lstat(full) if _ParentCheck(self.root)(full) else None
+        except (FileNotFoundError, NotADirectoryError):
+            info = None
+        if info is None:  # missing, or reached through a link out of the store
+            raise PathNotFound(path)
+        if not stat.S_ISDIR(info.st_mode):
+            _remove_entry(full, is_dir=False)
+            return
+        # Most directories deleted are a blob's or a link's (one file): inline is cheaper
+        # than a thread; bigger trees go to a thread.
+        with os.scandir(full) as scan:
+            entries = list(scan)
+        if len(entries) <= 2 and not any(entry.is_dir(follow_symlinks=False)
+                                         for entry in entries):
+            _remove_entry(full)
+        else:
+            await asyncio.to_thread(_remove_entry, full)
 
     async def stat_many(self, paths: Sequence[str]) -> Sequence[FileInfo | None]:
         if len(paths) <= INLINE_BATCH:
