@@ -13,9 +13,12 @@ import ctypes
 import errno
 import os
 import platform
+import sys
 
-_SYS_OPENAT2 = {"x86_64": 437, "aarch64": 437, "arm64": 437, "riscv64": 437,
-                "ppc64le": 437, "s390x": 437}.get(platform.machine())
+# The number is 437 on the architectures that share Linux's generic syscall table; on
+# others (MIPS, Alpha) dockyard falls back to realpath rather than guess.
+_SYS_OPENAT2 = 437 if sys.platform.startswith("linux") and platform.machine() in {
+    "x86_64", "aarch64", "arm64", "riscv64", "ppc64le", "s390x"} else None
 _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_BENEATH = 0x08
 
