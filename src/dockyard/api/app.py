@@ -184,7 +184,8 @@ class RegistryApp:
         purging = storage.upload_purging
         if purging.enabled and not storage.read_only:
             self._tasks.append(asyncio.create_task(purge_uploads_forever(
-                self.driver, purging.age, purging.interval, purging.dry_run)))
+                self.driver, self.registry.index.upload_locks, purging.age, purging.interval,
+                purging.dry_run)))
         if storage.gc.enabled and not storage.read_only:
             options = GCOptions(dry_run=storage.gc.dry_run,
                                 delete_untagged=storage.gc.delete_untagged,

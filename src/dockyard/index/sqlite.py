@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from dockyard.index.locks import UploadLocks
+
 SCHEMA_VERSION = "2"
 
 SCHEMA = """
@@ -82,6 +84,9 @@ class SQLiteIndex:
         self.db.executescript(SCHEMA)
         self._lock = asyncio.Lock()
         self._commits = 0
+        in_memory = path == ":memory:"
+        self.upload_locks = UploadLocks(
+            None if in_memory else os.path.join(os.path.dirname(path), UPLOAD_LOCK_FILE))
 
     def close(self) -> None:
         self.db.close()
@@ -324,6 +329,7 @@ class SQLiteIndex:
 
 INDEX_DIR = "dockyard"
 INDEX_FILE = "index.sqlite"
+UPLOAD_LOCK_FILE = "uploads.lock"
 
 
 def _marks(values: Sequence[str]) -> str:

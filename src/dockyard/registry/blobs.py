@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from dockyard.registry.errors import BlobUnknown
 from dockyard.registry.links import read_link, write_link
 from dockyard.registry.reference import Digest
 from dockyard.storage import PathNotFound, StorageDriver
+
+log = logging.getLogger("dockyard.registry")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +44,16 @@ class BlobStore:
         if await self.size(digest) is None:
             await self.driver.put_content(layout.blob_data(digest), data)
 
-    async def adopt(self, source_path: str, digest: Digest) -> None:
-        """Move verified upload data into place; an identical blob already there wins."""
-        if await self.size(digest) is None:
+    async def adopt(self, source_path: str, digest: Digest, size: int) -> None:
+        """Move verified upload data (`size` bytes) into place. A blob already stored under
+        the digest wins, unless its size shows it cannot hash to that digest (a store
+        damaged or written by something that did not verify): then the verified data
+        replaces it."""
+        existing = await self.size(digest)
+        if existing is None or existing != size:
+            if existing is not None:
+                log.warning("blob %s held %d bytes, not the %d its verified upload has; "
+                            "replaced by the verified data", digest, existing, size)
             await self.driver.move(source_path, layout.blob_data(digest))
         else:
             await self.driver.delete(source_path)

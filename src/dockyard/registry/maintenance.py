@@ -7,15 +7,18 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 
+from dockyard.index.locks import UploadLocks
 from dockyard.registry import catalog, layout
-from dockyard.registry.uploads import read_started_at
+from dockyard.registry.uploads import read_started_at, upload_lock_key
 from dockyard.storage import PathNotFound, StorageDriver
 
 log = logging.getLogger("dockyard.maintenance")
 
 
-async def purge_uploads(driver: StorageDriver, age: float, dry_run: bool = False) -> list[str]:
-    """Delete uploads idle for more than `age` seconds; returns "repo/uuid" of each."""
+async def purge_uploads(driver: StorageDriver, locks: UploadLocks, age: float,
+                        dry_run: bool = False) -> list[str]:
+    """Delete uploads idle for more than `age` seconds; returns "repo/uuid" of each. An
+    upload a request is writing to right now is not idle, whatever its files say."""
     now = datetime.now(UTC)
     purged: list[str] = []
     for name in await catalog.list_repositories_with_uploads(driver):
@@ -24,33 +27,39 @@ async def purge_uploads(driver: StorageDriver, age: float, dry_run: bool = False
         except PathNotFound:
             continue
         for upload_id in upload_ids:
-            # Age counts from the last data received, so a slow upload that is still going
-            # is not cut off; an upload with no data counts from its start.
-            started = await read_started_at(driver, name, upload_id)
-            info = await driver.stat(layout.upload_data(name, upload_id))
-            if info is None:
-                info = await driver.stat(layout.upload_dir(name, upload_id))
-            if info is None:
-                continue
-            last = datetime.fromtimestamp(info.modified, UTC)
-            if started is not None:
-                last = max(last, started)
-            if (now - last).total_seconds() < age:
-                continue
-            purged.append(f"{name}/{upload_id}")
-            if not dry_run:
-                with contextlib.suppress(PathNotFound):
-                    await driver.delete(layout.upload_dir(name, upload_id))
+            async with locks.hold_if_free(upload_lock_key(name, upload_id)) as free:
+                if not free or not await _idle_for(driver, name, upload_id, now, age):
+                    continue
+                purged.append(f"{name}/{upload_id}")
+                if not dry_run:
+                    with contextlib.suppress(PathNotFound):
+                        await driver.delete(layout.upload_dir(name, upload_id))
     return purged
 
 
-async def purge_uploads_forever(driver: StorageDriver, age: float, interval: float,
-                                dry_run: bool) -> None:
+async def _idle_for(driver: StorageDriver, name: str, upload_id: str, now: datetime,
+                    age: float) -> bool:
+    # Age counts from the last data received, so a slow upload that is still going is not
+    # cut off; an upload with no data counts from its start.
+    started = await read_started_at(driver, name, upload_id)
+    info = await driver.stat(layout.upload_data(name, upload_id))
+    if info is None:
+        info = await driver.stat(layout.upload_dir(name, upload_id))
+    if info is None:
+        return False
+    last = datetime.fromtimestamp(info.modified, UTC)
+    if started is not None:
+        last = max(last, started)
+    return (now - last).total_seconds() >= age
+
+
+async def purge_uploads_forever(driver: StorageDriver, locks: UploadLocks, age: float,
+                                interval: float, dry_run: bool) -> None:
     # Like distribution, wait a little after start so a restart loop does not hammer storage.
     await asyncio.sleep(min(60.0, interval))
     while True:
         try:
-            purged = await purge_uploads(driver, age, dry_run)
+            purged = await purge_uploads(driver, locks, age, dry_run)
             if purged:
                 log.info("purged %d abandoned uploads%s", len(purged),
                          " (dry run)" if dry_run else "")

@@ -1,8 +1,15 @@
 """Blob uploads: started, appended in chunks or streamed, then committed by digest.
 
 Upload state lives in storage (`_uploads/<id>/data` and `startedat`), so any worker can take
-the next chunk. Each process also keeps the running hash of uploads it has been appending to;
-when another process took a chunk in between, the data is hashed again from storage at commit.
+the next chunk. Each process also keeps the running hash of uploads it has been appending to,
+and the hash state after each chunk is saved beside the data, keyed by the size it describes.
+
+Everything that changes an upload (a chunk, the commit, a cancel, purging) holds the upload's
+lock, which every process on the store respects. So a saved state for size N always hashes
+exactly the first N bytes of the file: only the holder writes, it saves the state after its
+data, and a chunk that fails cuts the file back to where that chunk began, which no one else
+can have moved meanwhile. Without that, two chunks interleaved across workers could leave the
+state of one chunk's bytes beside the other's, and commit bytes under a digest they lack.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from dockyard.index.locks import LockTimeout
 from dockyard.index.sqlite import SQLiteIndex
 from dockyard.registry import layout
 from dockyard.registry.blobs import BlobDescriptor, BlobStore, RepositoryBlobs
@@ -36,6 +44,8 @@ UPLOAD_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 WRITE_BUFFER = 4 * 1024 * 1024
 # How many in-progress hashes a process remembers.
 MAX_CACHED_HASHERS = 1024
+# How long a request waits for another one writing to the same upload before a 429.
+LOCK_WAIT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +69,6 @@ class UploadStore:
         self.max_per_repository = max_per_repository
         self.driver: StorageDriver = blobs.driver
         self._hashes: OrderedDict[tuple[str, str], _RunningHash] = OrderedDict()
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def for_repository(self, name: str) -> RepositoryUploads:
         return RepositoryUploads(name, self)
@@ -76,15 +85,18 @@ class UploadStore:
         while len(self._hashes) > MAX_CACHED_HASHERS:
             self._hashes.popitem(last=False)
 
-    def lock(self, key: tuple[str, str]) -> asyncio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
+    @contextlib.asynccontextmanager
+    async def lock(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        """Hold the upload, in this process and every other one on the store."""
+        try:
+            async with self.index.upload_locks.hold(upload_lock_key(*key), LOCK_WAIT):
+                yield
+        except LockTimeout:
+            raise TooManyRequests("another request is still writing to this upload",
+                                  {"uuid": key[1][:200]}) from None
 
     def forget(self, key: tuple[str, str]) -> None:
         self._hashes.pop(key, None)
-        self._locks.pop(key, None)
 
 
 class RepositoryUploads:
@@ -221,7 +233,7 @@ class RepositoryUploads:
             # Made visible and recorded in one transaction, before the client hears 201,
             # so garbage collection sees the blob as fresh from the moment it exists.
             async with self.store.index.writing() as db:
-                await self.store.blobs.adopt(data_path, digest)
+                await self.store.blobs.adopt(data_path, digest, size)
                 SQLiteIndex.record_blob(db, str(digest), size)
                 await RepositoryBlobs(self.name, self.store.blobs,
                                       self.store.index).link_within(db, digest)
@@ -238,9 +250,11 @@ class RepositoryUploads:
         return Digest(algorithm, hasher.hexdigest())
 
     async def cancel(self, upload_id: str) -> None:
-        await self.status(upload_id)
-        await self._remove(upload_id)
-        self.store.forget(self._key(upload_id))
+        key = self._key(upload_id)
+        async with self.store.lock(key):
+            await self.status(upload_id)
+            await self._remove(upload_id)
+        self.store.forget(key)
 
     async def _remove(self, upload_id: str) -> None:
         with contextlib.suppress(PathNotFound):
@@ -280,6 +294,10 @@ async def _write_and_hash(writer: FileWriter, hasher: Hasher | None, data: bytes
     else:
         await asyncio.gather(writer.write(data), _update_hash(hasher, data))
 
+
+
+def upload_lock_key(name: str, upload_id: str) -> str:
+    return f"{name}/_uploads/{upload_id}"
 
 
 async def read_started_at(driver: StorageDriver, name: str, upload_id: str) -> datetime | None:
