@@ -6,7 +6,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,9 +53,16 @@ def synchronize_index(driver: StorageDriver, index: SQLiteIndex, full: bool,
     return report
 
 
+def gc_progress() -> AbstractContextManager[Callable[[str, int, int], None] | None]:
+    """A (phase, done, total) callback drawing a bar per phase on a terminal."""
+    return phase_progress(lambda phase: f"collecting {phase}")
+
+
 @contextmanager
-def gc_progress() -> Iterator[Callable[[str, int, int], None] | None]:
-    """A progress callback drawing a bar on a terminal (None elsewhere)."""
+def phase_progress(describe: Callable[[str], str]
+                   ) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A (phase, done, total) callback drawing a bar per phase on a terminal (None
+    elsewhere); `describe` labels a phase's bar."""
     console = Console(stderr=True)
     if not console.is_terminal:
         yield None
@@ -66,10 +73,20 @@ def gc_progress() -> Iterator[Callable[[str, int, int], None] | None]:
 
         def update(phase: str, done: int, total: int) -> None:
             if phase not in tasks:
-                tasks[phase] = progress.add_task(f"collecting {phase}", total=total)
+                tasks[phase] = progress.add_task(describe(phase), total=total)
             progress.update(tasks[phase], completed=done)
 
         yield update
+
+
+@contextmanager
+def counted_progress(description: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A (done, total) callback drawing one bar on a terminal (None elsewhere)."""
+    with phase_progress(lambda _: description) as update:
+        if update is None:
+            yield None
+            return
+        yield lambda done, total: update(description, done, total)
 
 
 def err(message: str) -> None:

@@ -16,6 +16,7 @@ COMMANDS = {
     "passwd": "dockyard.cli.passwd:passwd",
     "garbage-collect": "dockyard.cli.gc:garbage_collect",
     "gc": "dockyard.cli.gc:garbage_collect",
+    "fsck": "dockyard.cli.fsck:fsck",
     "ls": "dockyard.cli.remote:ls",
     "tags": "dockyard.cli.remote:tags",
     "inspect": "dockyard.cli.remote:inspect_command",

@@ -62,7 +62,7 @@ async def collect_garbage(driver: StorageDriver, index: SQLiteIndex, options: GC
     report = GCReport(options.dry_run)
     if options.delete_untagged:
         await _delete_untagged(driver, index, options, report)
-    candidates = await _stored_blobs(driver)
+    candidates = await stored_blobs(driver)
     cutoff = time.time() - options.grace_period
     # A first look outside any transaction sets aside what is in use now; only the rest
     # is checked again, and deleted, inside write transactions.
@@ -129,7 +129,7 @@ async def _delete_untagged(driver: StorageDriver, index: SQLiteIndex, options: G
             SQLiteIndex.forget_manifest(db, repository, digest)
 
 
-async def _stored_blobs(driver: StorageDriver) -> list[Digest]:
+async def stored_blobs(driver: StorageDriver) -> list[Digest]:
     found = []
     for algorithm in HASH_HEX_LENGTHS:
         for prefix in await _list(driver, f"{layout.BLOBS}/{algorithm}"):
