@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterator
 
 from dockyard.auth.throttle import LoginThrottle
 from dockyard.config import Config
 from dockyard.index import SQLiteIndex, open_index
-from dockyard.index.sqlite import INDEX_DIR
+from dockyard.index.sqlite import INDEX_DIR, INDEX_FILE, index_path
 from dockyard.storage import StorageDriver
 from dockyard.storage.filesystem import FilesystemDriver
 from dockyard.storage.memory import MemoryDriver
@@ -31,3 +36,29 @@ def make_login_throttle(config: Config) -> LoginThrottle:
 def make_index(config: Config) -> SQLiteIndex:
     in_memory = config.storage.driver == "inmemory"
     return open_index(None if in_memory else config.storage.root_directory)
+
+
+@contextlib.contextmanager
+def scratch_index(config: Config) -> Iterator[SQLiteIndex]:
+    """A private copy of the store's index, in a temporary directory, for work that must
+    change nothing on disk (dry runs): it can be brought up to date with the store and
+    written freely. A copy that cannot be read starts empty and is filled from the store."""
+    with tempfile.TemporaryDirectory(prefix="dockyard-") as scratch:
+        copy = os.path.join(scratch, INDEX_FILE)
+        source = index_path(config.storage.root_directory)
+        if os.path.exists(source):
+            for suffix in ("", "-wal"):
+                with contextlib.suppress(FileNotFoundError):
+                    shutil.copyfile(source + suffix, copy + suffix)
+        try:
+            index = SQLiteIndex(copy)
+            index.is_complete  # noqa: B018  (reads the copy: a torn one fails here)
+        except sqlite3.DatabaseError:
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(copy + suffix)
+            index = SQLiteIndex(copy)
+        try:
+            yield index
+        finally:
+            index.close()

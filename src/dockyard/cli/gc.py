@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import sys
@@ -31,6 +32,9 @@ def describe(report: GCReport) -> str:
         lines += [f"manifest eligible for deletion: {item}" for item in report.manifests_deleted]
         lines += [f"blob eligible for deletion: {item}" for item in report.blobs_deleted]
         lines += [f"empty repository to remove: {item}" for item in report.repositories_removed]
+    if report.repositories_reindexed:
+        lines.append(f"index: re-read {len(report.repositories_reindexed)} repositories "
+                     f"changed outside this registry: {', '.join(report.repositories_reindexed)}")
     lines.append(
         f"{verb} {len(report.manifests_deleted)} manifests and {len(report.blobs_deleted)} "
         f"blobs, {human_size(report.bytes_freed)}; kept {report.blobs_kept} blobs in use and "
@@ -56,7 +60,7 @@ def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
     """Delete blobs (and with -m, manifests) nothing uses. Safe while the registry runs."""
     from dockyard.console import err, gc_progress, synchronize_index
     from dockyard.registry.gc_runs import GCAlreadyRunning, GCRuns
-    from dockyard.stores import make_driver, make_index
+    from dockyard.stores import make_driver, make_index, scratch_index
 
     settings = load_or_exit(config)
     require_filesystem(settings, "garbage-collect")
@@ -66,19 +70,20 @@ def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
         upload_purge_age=settings.storage.upload_purging.age,
     )
     driver = make_driver(settings)
-    index = make_index(settings)
+    # A dry run works on a private copy of the index, so it changes nothing on disk (not
+    # even an index file created by a user other than the store's owner).
+    opened = scratch_index(settings) if dry_run else contextlib.closing(make_index(settings))
     try:
-        if not index.is_complete:
-            # A store never served by dockyard (say, distribution's): index it first.
-            synchronize_index(driver, index, full=True, log=err)
-        with gc_progress() as progress:
-            status = asyncio.run(GCRuns(driver, index).run(options, "command", progress))
+        with opened as index:
+            if not index.is_complete:
+                # A store never served by dockyard (say, distribution's): index it first.
+                synchronize_index(driver, index, full=True, log=err)
+            with gc_progress() as progress:
+                status = asyncio.run(GCRuns(driver, index).run(options, "command", progress))
     except GCAlreadyRunning:
         click.echo("dockyard: a garbage collection is already running on this store "
                    "(see GET /admin/gc); try again when it ends", err=True)
         sys.exit(EXIT_FAILURE)
-    finally:
-        index.close()
     if status["state"] != "finished":
         click.echo(f"dockyard: garbage collection failed: {status.get('error')}", err=True)
         sys.exit(EXIT_FAILURE)

@@ -188,26 +188,24 @@ class SQLiteIndex:
         db.execute("DELETE FROM manifest_references WHERE repository = ? AND manifest = ?",
                    (repository, digest))
 
-    async def replace_repositories(self, repositories: Sequence[RepositoryContents]) -> None:
-        """Make the index's view of each repository exactly this (rebuild, repair), in one
-        transaction: a rebuild of thousands of repositories should not pay a commit for each."""
-        async with self.writing() as db:
-            for item in repositories:
-                self._delete_repository(db, item.name)
-                db.execute("INSERT INTO repositories (name) VALUES (?)", (item.name,))
-                db.executemany("INSERT INTO tags (repository, tag, digest) VALUES (?, ?, ?)",
-                               [(item.name, tag, digest) for tag, digest in item.tags.items()])
-                for record in item.manifests:
-                    self._insert_manifest(db, item.name, record)
-                db.executemany("INSERT INTO layers (repository, digest) VALUES (?, ?)",
-                               [(item.name, digest) for digest in item.layers])
+    @staticmethod
+    def replace_repository_within(db: sqlite3.Connection, item: RepositoryContents) -> None:
+        """Inside `writing`: make the index's view of a repository exactly `item`."""
+        SQLiteIndex.delete_repository_within(db, item.name)
+        db.execute("INSERT INTO repositories (name) VALUES (?)", (item.name,))
+        db.executemany("INSERT INTO tags (repository, tag, digest) VALUES (?, ?, ?)",
+                       [(item.name, tag, digest) for tag, digest in item.tags.items()])
+        for record in item.manifests:
+            SQLiteIndex._insert_manifest(db, item.name, record)
+        db.executemany("INSERT INTO layers (repository, digest) VALUES (?, ?)",
+                       [(item.name, digest) for digest in item.layers])
 
     async def remove_repository(self, name: str) -> None:
         async with self.writing() as db:
-            self._delete_repository(db, name)
+            self.delete_repository_within(db, name)
 
     @staticmethod
-    def _delete_repository(db: sqlite3.Connection, name: str) -> None:
+    def delete_repository_within(db: sqlite3.Connection, name: str) -> None:
         for table in ("tags", "manifests", "layers", "manifest_references"):
             db.execute(f"DELETE FROM {table} WHERE repository = ?", (name,))
         db.execute("DELETE FROM repositories WHERE name = ?", (name,))

@@ -6,6 +6,10 @@ each deleted inside its own write transaction on the index. Manifest pushes chec
 and record what they need inside such a transaction too, and uploads record a blob before
 their 201, so a push either sees the blob gone (and fails cleanly) or has marked it first.
 Blobs younger than the grace period are kept: an upload whose manifest has not come yet.
+
+The index is brought in line with the store before marking: another registry (distribution
+on the same store, before or while dockyard was stopped) or a hand-made change may have
+added manifests dockyard never saw, and what the store references must never be deleted.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dockyard.registry import layout
 from dockyard.registry.errors import DigestInvalid
 from dockyard.registry.maintenance import purge_uploads
 from dockyard.registry.reference import HASH_HEX_LENGTHS, Digest
+from dockyard.registry.reindex import synchronize
 from dockyard.storage import PathNotFound, StorageDriver
 
 DEFAULT_GRACE_PERIOD = 3600.0
@@ -47,6 +52,7 @@ class GCReport:
     blobs_kept_fresh: int = 0
     uploads_purged: list[str] = field(default_factory=list)
     repositories_removed: list[str] = field(default_factory=list)
+    repositories_reindexed: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -60,6 +66,8 @@ async def collect_garbage(driver: StorageDriver, index: SQLiteIndex, options: GC
                           progress: Progress | None = None) -> GCReport:
     started = time.monotonic()
     report = GCReport(options.dry_run)
+    synced = await synchronize(driver, index)
+    report.repositories_reindexed = sorted({*synced.reindexed, *synced.removed})
     if options.delete_untagged:
         await _delete_untagged(driver, index, options, report)
     candidates = await stored_blobs(driver)

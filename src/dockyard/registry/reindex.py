@@ -25,8 +25,8 @@ from dockyard.registry.reference import HASH_HEX_LENGTHS, Digest
 from dockyard.storage import PathNotFound, StorageDriver
 
 Progress = Callable[[str], None]
-# Repositories written to the index per transaction while synchronizing.
-WRITE_BATCH = 256
+# Repositories re-read per write transaction while synchronizing: pushes wait for each.
+WRITE_BATCH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,28 +107,45 @@ async def read_repository(driver: StorageDriver, name: str, snapshot: Repository
 async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = False,
                       progress: Progress | None = None,
                       on_total: Callable[[int], None] | None = None) -> SyncReport:
-    """Make the index match the store; `full` re-reads every repository."""
+    """Make the index match the store; `full` re-reads every repository.
+
+    Safe while the registry serves: a repository found to differ is scanned and read
+    again inside an index write transaction, which every push and delete also takes, so
+    what is written is the store as of that moment and never drops a manifest pushed
+    since the first look. (Garbage collection relies on that: it marks from the index.)
+    """
     names = await catalog.list_repositories(driver)
     if on_total is not None:
         on_total(len(names))
     full = full or not index.is_complete
     indexed = {} if full else index.snapshots()
-    reindexed: list[str] = []
-    pending: list[RepositoryContents] = []
+    differing: list[str] = []
     for name in names:
-        snapshot = await scan_repository(driver, name)
-        if full or indexed.get(name) != snapshot:
-            pending.append(await read_repository(driver, name, snapshot))
-            reindexed.append(name)
-            if len(pending) >= WRITE_BATCH:
-                await index.replace_repositories(pending)
-                pending = []
-        if progress is not None:
+        if full or indexed.get(name) != await scan_repository(driver, name):
+            differing.append(name)
+        elif progress is not None:
             progress(name)
-    await index.replace_repositories(pending)
     stored = set(names)
-    removed = [name for name in index.repositories() if name not in stored]
-    for name in removed:
-        await index.remove_repository(name)
+    gone = [name for name in index.repositories() if name not in stored]
+    removed: list[str] = []
+    for start in range(0, len(differing), WRITE_BATCH):
+        async with index.writing() as db:
+            for name in differing[start:start + WRITE_BATCH]:
+                snapshot = await scan_repository(driver, name)
+                SQLiteIndex.replace_repository_within(
+                    db, await read_repository(driver, name, snapshot))
+                if progress is not None:
+                    progress(name)
+    for start in range(0, len(gone), WRITE_BATCH):
+        async with index.writing() as db:
+            for name in gone[start:start + WRITE_BATCH]:
+                # Pushed to since the store was listed: keep it, and what it now holds.
+                snapshot = await scan_repository(driver, name)
+                if snapshot.manifests or snapshot.layers or snapshot.tags:
+                    SQLiteIndex.replace_repository_within(
+                        db, await read_repository(driver, name, snapshot))
+                else:
+                    SQLiteIndex.delete_repository_within(db, name)
+                    removed.append(name)
     await index.mark_complete()
-    return SyncReport(len(names), reindexed, removed)
+    return SyncReport(len(names), differing, removed)

@@ -1,0 +1,79 @@
+"""Garbage collection must never delete what the store references, even when another
+registry (or a hand) changed the store behind dockyard's index."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from tests.gc.test_garbage_collect import blob_files, gc, image_blobs
+from tests.support.oci import make_image, push_image
+from tests.support.server import run_registry
+
+
+def age_every_file(root: Path, seconds: float) -> None:
+    """What `touch -h -d '2 hours ago'` does to a whole tree."""
+    when = time.time() - seconds
+    for directory, _, files in os.walk(root):
+        for name in [*files, "."]:
+            os.utime(os.path.join(directory, name), (when, when), follow_symlinks=False)
+
+
+def test_gc_keeps_images_distribution_pushed_while_dockyard_was_stopped(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    ours, theirs, also_theirs = make_image(), make_image(), make_image()
+    with run_registry(tmp_path, root=root) as dockyard, dockyard.client() as client:
+        push_image(client, "mixed/ours", "v1", ours)
+        config = dockyard.config_path
+    with run_registry(tmp_path, "distribution", root=root) as other, other.client() as client:
+        push_image(client, "mixed/theirs", "v1", theirs)
+        push_image(client, "mixed/ours", "v2", also_theirs)
+    age_every_file(root, 2 * 3600)
+    needed = image_blobs(ours) | image_blobs(theirs) | image_blobs(also_theirs) | {
+        ours.digest, theirs.digest, also_theirs.digest}
+
+    index_file = root / "dockyard/index.sqlite"
+    index_before = index_file.read_bytes()
+    dry = gc(config, "--dry-run", "--delete-untagged")
+    assert dry["blobs_deleted"] == [] and dry["manifests_deleted"] == []
+    assert set(dry["repositories_reindexed"]) == {"mixed/ours", "mixed/theirs"}
+    assert index_file.read_bytes() == index_before  # a dry run changes nothing on disk
+    report = gc(config, "--delete-untagged")
+    assert report["blobs_deleted"] == [] and report["manifests_deleted"] == []
+    assert set(report["repositories_reindexed"]) == {"mixed/ours", "mixed/theirs"}
+    assert needed <= blob_files(root)
+    with run_registry(tmp_path, "distribution", root=root) as other, other.client() as client:
+        served = client.get("/v2/mixed/theirs/manifests/v1",
+                            headers={"Accept": theirs.media_type})
+        assert served.content == theirs.manifest
+        for digest in image_blobs(theirs):
+            assert client.get(f"/v2/mixed/theirs/blobs/{digest}").status_code == 200
+
+
+def test_gc_while_serving_sees_a_repository_removed_by_hand_and_one_written_by_another(
+        tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    kept, dropped, foreign = make_image(), make_image(), make_image()
+    with run_registry(tmp_path, root=root) as dockyard, dockyard.client() as client:
+        push_image(client, "hand/kept", "v1", kept)
+        push_image(client, "hand/dropped", "v1", dropped)
+        # Another registry writes the same store while dockyard serves it.
+        with run_registry(tmp_path, "distribution", root=root) as other, \
+                other.client() as theirs:
+            push_image(theirs, "hand/foreign", "v1", foreign)
+        # The classic manual delete.
+        shutil.rmtree(root / "docker/registry/v2/repositories/hand/dropped")
+        age_every_file(root, 2 * 3600)
+        report = gc(dockyard.config_path, "--delete-untagged", "--grace-period", "0")
+        assert set(report["repositories_reindexed"]) == {"hand/dropped", "hand/foreign"}
+        assert set(report["blobs_deleted"]) == image_blobs(dropped) | {dropped.digest}
+        assert client.get("/v2/hand/foreign/manifests/v1").content == foreign.manifest
+        for digest in image_blobs(foreign) | image_blobs(kept):
+            assert client.get(f"/v2/hand/foreign/blobs/{digest}").status_code in (200, 404)
+            assert digest in blob_files(root)
+        assert client.get("/v2/hand/foreign/tags/list").json()["tags"] == ["v1"]
+        assert client.get("/v2/hand/dropped/tags/list").status_code == 404
+        catalog = client.get("/v2/_catalog").json()["repositories"]
+        assert "hand/foreign" in catalog and "hand/dropped" not in catalog
