@@ -113,10 +113,14 @@ def hostile_registry(route: Callable[[str, str], Answer]) -> FakeServer:
     return FakeServer("127.0.0.1", route, require_basic=True)
 
 
-def test_a_catalog_link_to_another_origin_is_refused(cli: Any, elsewhere: FakeServer) -> None:
+@pytest.mark.parametrize("scheme", ["http:", ""], ids=["absolute", "scheme-relative"])
+def test_a_catalog_link_to_another_origin_is_refused(cli: Any, elsewhere: FakeServer,
+                                                    scheme: str) -> None:
+    target = scheme + elsewhere.url.removeprefix("http:")
+
     def route(method: str, path: str) -> Answer:
         return json_answer({"repositories": ["first"]},
-                           Link=f'<{elsewhere.url}/v2/_catalog?last=first&n=100>; rel="next"')
+                           Link=f'<{target}/v2/_catalog?last=first&n=100>; rel="next"')
 
     with hostile_registry(route) as registry:
         result = cli("ls", "--insecure", registry.host, env=CREDENTIALS)
