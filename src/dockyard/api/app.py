@@ -39,7 +39,7 @@ from dockyard.registry.errors import RegistryError
 from dockyard.registry.gc import GCOptions
 from dockyard.registry.maintenance import purge_uploads_forever
 from dockyard.registry.registry import Registry, RegistrySettings
-from dockyard.storage import StorageDriver
+from dockyard.storage import StorageDriver, UnsafeWrite
 from dockyard.stores import make_driver, make_index, make_login_throttle
 
 log = logging.getLogger("dockyard.http")
@@ -104,6 +104,12 @@ class RegistryApp:
             return await self.dispatch(request)
         except RegistryError as error:
             return error_response(error)
+        except UnsafeWrite as error:
+            # A link planted in the store: the operator's to fix, and nothing the client
+            # can change by retrying, so a refusal rather than a 5xx clients retry.
+            log.warning("%s %s: %s", request.method, request.path, error)
+            return error_response(HTTPError(
+                403, "DENIED", "the registry's store refuses this write", None))
         except ClientDisconnected:
             # The body stopped short of its Content-Length or its chunked encoding broke;
             # a client still listening (half-closed) gets the spec's error body.

@@ -9,6 +9,7 @@ exceptions), and `operations` builds inspect, disk usage and removal on top.
 from dockyard.client.auth import Credentials, find_credentials
 from dockyard.client.errors import (
     ClientError,
+    CrossOriginRefused,
     Forbidden,
     InvalidReference,
     ManifestError,
@@ -24,6 +25,7 @@ from dockyard.client.registry import RegistryClient
 __all__ = [
     "ClientError",
     "Credentials",
+    "CrossOriginRefused",
     "Forbidden",
     "InvalidReference",
     "ManifestError",

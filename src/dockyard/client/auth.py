@@ -4,9 +4,12 @@ Credentials come from (first found wins) explicit values, the environment
 (``DOCKYARD_USERNAME``/``DOCKYARD_PASSWORD``) and docker's config file
 (``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json``, ``auths.<host>.auth``).
 
-`RegistryAuth` answers the registry's ``WWW-Authenticate`` challenge. Only ``Basic`` is spoken
-today; a ``Bearer`` scheme (token server) would be one more branch in `_answer` that fetches a
-token with the same credentials and caches it per scope.
+`RegistryAuth` answers the registry's ``WWW-Authenticate`` challenge, and only for requests to
+the registry's own origin (scheme, host, port): credentials never go to another server a
+response points at. Only ``Basic`` is spoken today; a ``Bearer`` scheme (token server) would
+be one more branch in `_answer` that fetches a token with the same credentials from the
+challenge's realm (the one other origin that may get them, for that token request alone) and
+caches it per scope.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from dockyard.client.origin import Origin, origin_of
 
 ENV_USERNAME = "DOCKYARD_USERNAME"
 ENV_PASSWORD = "DOCKYARD_PASSWORD"
@@ -123,15 +128,21 @@ class RegistryAuth(httpx.Auth):
     """Send the request; on a 401 answer the challenge and retry once.
 
     Once the registry has accepted Basic credentials, later requests carry them from the
-    start (saving a round trip each).
+    start (saving a round trip each). Requests to any other origin than the registry's are
+    sent as they are, and their challenges are not answered.
     """
 
-    def __init__(self, credentials: Credentials | None) -> None:
+    def __init__(self, credentials: Credentials | None, origin: Origin) -> None:
         self.credentials = credentials
+        self.origin = origin
         self._preemptive: str | None = None
         self.sent_credentials = False  # whether the last 401 came despite credentials
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if origin_of(request.url) != self.origin:
+            self.sent_credentials = False
+            yield request
+            return
         if self._preemptive is not None:
             request.headers["Authorization"] = self._preemptive
             self.sent_credentials = True

@@ -15,6 +15,11 @@ class Unreachable(ClientError):
     """No HTTP answer: connection refused, DNS failure, timeout, TLS failure."""
 
 
+class CrossOriginRefused(ClientError):
+    """The registry pointed the client (a pagination link, a redirect) at another origin,
+    which would get the registry's credentials or stand in for the registry."""
+
+
 class RegistryError(ClientError):
     """The registry answered with an error status."""
 

@@ -13,6 +13,7 @@ import httpx
 
 from dockyard.client.auth import Credentials, RegistryAuth, UnsupportedChallenge
 from dockyard.client.errors import (
+    CrossOriginRefused,
     Forbidden,
     NotFound,
     RegistryError,
@@ -21,10 +22,12 @@ from dockyard.client.errors import (
     Unsupported,
 )
 from dockyard.client.manifests import MANIFEST_ACCEPT, Manifest, sha256_digest
+from dockyard.client.origin import origin_of, origin_text
 from dockyard.client.reference import DIGEST, Registry
 
 DEFAULT_PAGE_SIZE = 100
 DEFAULT_TIMEOUT = 30.0
+MAX_REDIRECTS = 10
 
 
 def _error_details(response: httpx.Response) -> tuple[tuple[str, ...], str]:
@@ -69,12 +72,15 @@ class RegistryClient:
         self.registry = registry
         self.credentials = credentials
         self.page_size = page_size
-        self._auth = RegistryAuth(credentials)
+        self.origin = origin_of(registry.url)
+        self._auth = RegistryAuth(credentials, self.origin)
         verify_arg: bool | ssl.SSLContext = (
             ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify)
+        # Redirects are followed by `request`, which decides which may leave the origin.
         self._http = httpx.Client(base_url=registry.url, auth=self._auth, verify=verify_arg,
-                                  timeout=timeout, follow_redirects=True,
-                                  headers={"User-Agent": "dockyard-client"})
+                                  timeout=timeout, follow_redirects=False,
+                                  headers={"User-Agent": "dockyard-client"},
+                                  event_hooks={"request": [self._credentials_stay_home]})
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -88,15 +94,45 @@ class RegistryClient:
 
     # -- transport ------------------------------------------------------------------------
 
+    def _credentials_stay_home(self, request: httpx.Request) -> None:
+        """The last word before anything is sent: no Authorization leaves the registry's
+        origin (httpx itself keeps it on an http-to-https redirect to the same host)."""
+        if origin_of(request.url) != self.origin:
+            request.headers.pop("Authorization", None)
+
+    def _refuse_other_origin(self, url: str, how: str) -> None:
+        if origin_of(url) != self.origin:
+            raise CrossOriginRefused(
+                f"{how} another origin ({url}), not {self.registry.host} "
+                f"({origin_text(self.origin)}); refusing to follow it")
+
     def request(self, method: str, url: str, what: str, *,
                 headers: dict[str, str] | None = None,
-                params: dict[str, Any] | None = None) -> httpx.Response:
+                params: dict[str, Any] | None = None,
+                may_leave_origin: bool = False) -> httpx.Response:
         """Send one request; turn transport failures and error statuses into exceptions.
 
         ``what`` names the object for messages (``repository x``, ``manifest x:y``).
+        Redirects are followed within the registry's origin; to another origin only with
+        ``may_leave_origin`` (blob downloads, which the spec lets registries hand to a CDN
+        or object store), and then without credentials.
         """
+        if httpx.URL(url).is_absolute_url:
+            self._refuse_other_origin(url, f"{what}: asked to send {method} to")
         try:
             response = self._http.request(method, url, headers=headers, params=params)
+            redirects = 0
+            while response.next_request is not None:
+                target = response.next_request
+                response.close()
+                if not may_leave_origin:
+                    self._refuse_other_origin(
+                        str(target.url), f"{what}: the registry redirected {method} to")
+                redirects += 1
+                if redirects > MAX_REDIRECTS:
+                    raise RegistryError(f"{what}: more than {MAX_REDIRECTS} redirects",
+                                        response.status_code)
+                response = self._http.send(target)
         except UnsupportedChallenge as error:
             raise Unauthorized(
                 f"{self.registry.host} asks for {', '.join(error.schemes)} authentication, "
@@ -165,6 +201,7 @@ class RegistryClient:
             yield from (str(item) for item in items or [])  # distribution: "tags": null
             url = next_link(response)
             if url is not None:
+                self._refuse_other_origin(url, f"{what}: the registry's next-page link points to")
                 if url in seen:
                     raise RegistryError(f"{what}: the registry's pagination loops ({url})",
                                         response.status_code)
@@ -216,12 +253,12 @@ class RegistryClient:
 
     def blob_size(self, repository: str, digest: str) -> int:
         response = self.request("HEAD", f"/v2/{repository}/blobs/{digest}",
-                                f"blob {digest} in {repository}")
+                                f"blob {digest} in {repository}", may_leave_origin=True)
         return int(response.headers.get("Content-Length", "0"))
 
     def blob(self, repository: str, digest: str) -> bytes:
         return self.request("GET", f"/v2/{repository}/blobs/{digest}",
-                            f"blob {digest} in {repository}").content
+                            f"blob {digest} in {repository}", may_leave_origin=True).content
 
     def delete_manifest(self, repository: str, reference: str) -> None:
         """``DELETE /v2/<name>/manifests/<reference>``; `Unsupported` when refused."""

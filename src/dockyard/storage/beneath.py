@@ -9,6 +9,7 @@ is resolved with realpath first: two steps instead of one, but the same verdict.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -60,6 +61,27 @@ class Tree:
         if full != self.root and not os.path.realpath(full).startswith(self.root + os.sep):
             raise Escapes(errno.EXDEV, "path resolves outside the store", relative)
         return os.open(full, flags | os.O_CLOEXEC)
+
+    def directory(self, relative: str, create: bool = False) -> int:
+        """An O_PATH descriptor of directory `relative`, opened as `open` opens, for the
+        *at calls (openat, mkdirat, renameat, unlinkat) of writes. With `create`, missing
+        directories are made one at a time, each by mkdirat in its parent's descriptor and
+        then opened again from the root: no link, even one planted meanwhile, decides
+        where a directory is made or what is written below it."""
+        flags = os.O_PATH | os.O_DIRECTORY
+        try:
+            return self.open(relative, flags)
+        except FileNotFoundError:
+            if not create or not relative:
+                raise
+        parent, _, name = relative.rpartition("/")
+        parent_fd = self.directory(parent, create=True)
+        try:
+            with contextlib.suppress(FileExistsError):  # made meanwhile by another writer
+                os.mkdir(name, dir_fd=parent_fd)
+        finally:
+            os.close(parent_fd)
+        return self.open(relative, flags)
 
     def _openat2(self, relative: str, flags: int) -> int:
         assert _libc is not None

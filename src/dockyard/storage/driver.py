@@ -25,6 +25,15 @@ class InvalidPath(ValueError):
     pass
 
 
+class UnsafeWrite(Exception):
+    """A write refused because resolving its path would leave the store: a symlink on the
+    way leads outside the root, or stands where the file itself should be."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"refused to write {path}: {reason}")
+        self.path = path
+
+
 def check_path(path: str) -> str:
     """Refuse anything that could escape the store: only plain components, no dot-dirs."""
     if not PATH_RE.fullmatch(path) or any(part in (".", "..") for part in path.split("/")):

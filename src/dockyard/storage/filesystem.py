@@ -12,7 +12,14 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from dockyard.storage.beneath import Escapes, Tree
-from dockyard.storage.driver import FileInfo, FileWriter, PathNotFound, StorageDriver, check_path
+from dockyard.storage.driver import (
+    FileInfo,
+    FileWriter,
+    PathNotFound,
+    StorageDriver,
+    UnsafeWrite,
+    check_path,
+)
 
 # Reads and writes this large leave the event loop for a thread; smaller ones are cheaper inline.
 THREAD_THRESHOLD = 256 * 1024
@@ -127,20 +134,44 @@ class FilesystemDriver(StorageDriver):
         with file:
             return file.read()
 
-    async def put_content(self, path: str, data: bytes) -> None:
-        full = self._full(path)
-        directory = os.path.dirname(full)
-        os.makedirs(directory, exist_ok=True)
-        # Write beside the target and rename over it: a crash never leaves a torn file.
-        temporary = f"{full}.{uuid.uuid4().hex}.tmp"
+    def _parent(self, path: str, create: bool) -> tuple[int, str]:
+        """A descriptor of the directory holding `path`, opened beneath the root (made,
+        with its missing parents, if `create`), and the name of `path` in it. Writes
+        create and rename relative to it, so they happen where reads would look: a
+        symlink leading out of the store refuses the write."""
+        parent, _, name = check_path(path).lstrip("/").rpartition("/")
         try:
-            with open(temporary, "wb") as file:
-                file.write(data)
-            os.replace(temporary, full)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
+            return self.tree.directory(parent, create), name
+        except Escapes:
+            raise UnsafeWrite(path, "a symlink on its path leads out of the store") from None
+
+    @staticmethod
+    def _create(name: str, flags: int, mode: int, dir_fd: int, path: str) -> int:
+        """Open (creating) `name` in `dir_fd`, never through a symlink in its place."""
+        try:
+            return os.open(name, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
+                           dir_fd=dir_fd)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise UnsafeWrite(path, "it is a symlink") from None
             raise
+
+    async def put_content(self, path: str, data: bytes) -> None:
+        dir_fd, name = self._parent(path, create=True)
+        try:
+            # Write beside the target and rename over it: a crash never leaves a torn file.
+            temporary = f"{name}.{uuid.uuid4().hex}.tmp"
+            try:
+                fd = self._create(temporary, os.O_WRONLY | os.O_EXCL, 0o666, dir_fd, path)
+                with open(fd, "wb") as file:
+                    file.write(data)
+                os.replace(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temporary, dir_fd=dir_fd)
+                raise
+        finally:
+            os.close(dir_fd)
 
     async def stat(self, path: str) -> FileInfo | None:
         try:
@@ -164,12 +195,22 @@ class FilesystemDriver(StorageDriver):
             os.close(fd)
 
     async def move(self, source: str, destination: str) -> None:
-        full_destination = self._full(destination)
-        os.makedirs(os.path.dirname(full_destination), exist_ok=True)
         try:
-            os.replace(self._full(source), full_destination)
-        except FileNotFoundError:
+            # A source reached through a link out of the store reads as missing.
+            source_fd, source_name = self._parent(source, create=False)
+        except (UnsafeWrite, FileNotFoundError, NotADirectoryError):
             raise PathNotFound(source) from None
+        try:
+            destination_fd, destination_name = self._parent(destination, create=True)
+            try:
+                os.replace(source_name, destination_name,
+                           src_dir_fd=source_fd, dst_dir_fd=destination_fd)
+            except FileNotFoundError:
+                raise PathNotFound(source) from None
+            finally:
+                os.close(destination_fd)
+        finally:
+            os.close(source_fd)
 
     async def delete(self, path: str) -> None:
         full = self._full(path)
@@ -249,9 +290,11 @@ class FilesystemDriver(StorageDriver):
                 path = path.rsplit("/", 1)[0]
 
     async def writer(self, path: str) -> FileWriter:
-        full = self._full(path)
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        dir_fd, name = self._parent(path, create=True)
+        try:
+            fd = self._create(name, os.O_WRONLY | os.O_APPEND, 0o644, dir_fd, path)
+        finally:
+            os.close(dir_fd)
         return FilesystemWriter(fd, os.fstat(fd).st_size)
 
     async def read(self, path: str, offset: int = 0, length: int | None = None
