@@ -169,7 +169,7 @@ def test_a_chunk_waits_for_the_one_writing_and_both_land(tmp_path: Path) -> None
             assert http.get(f"/v2/{REPO}/blobs/{_sha256(whole)}").content == whole
 
 
-def test_upload_locks_leave_nothing_behind_for_unknown_uploads(tmp_path: Path) -> None:
+def test_locks_leave_nothing_behind_for_unknown_uploads(tmp_path: Path) -> None:
     """PATCHes to uploads that do not exist must not grow the server's memory."""
     with run_registry(tmp_path, config={"http": {"workers": 1}}) as registry:
         worker = registry.process.pid  # one worker: it serves in the main process

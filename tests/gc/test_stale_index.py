@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.gc.test_garbage_collect import blob_files, gc, image_blobs
@@ -77,3 +78,52 @@ def test_gc_while_serving_sees_a_repository_removed_by_hand_and_one_written_by_a
         assert client.get("/v2/hand/dropped/tags/list").status_code == 404
         catalog = client.get("/v2/_catalog").json()["repositories"]
         assert "hand/foreign" in catalog and "hand/dropped" not in catalog
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_server_picks_up_changes_made_behind_its_back(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    kept, dropped, foreign, retagged = make_image(), make_image(), make_image(), make_image()
+    settings = {"storage": {"index": {"resyncinterval": "1s"}}, "http": {"workers": 2}}
+    with run_registry(tmp_path, root=root, config=settings) as dockyard, \
+            dockyard.client() as client:
+        push_image(client, "behind/kept", "v1", kept)
+        push_image(client, "behind/dropped", "v1", dropped)
+        with run_registry(tmp_path, "distribution", root=root) as other, \
+                other.client() as theirs:
+            push_image(theirs, "behind/foreign", "v1", foreign)
+            push_image(theirs, "behind/kept", "v2", retagged)
+        shutil.rmtree(root / "docker/registry/v2/repositories/behind/dropped")
+
+        def caught_up() -> bool:
+            catalog = client.get("/v2/_catalog").json()["repositories"]
+            kept_tags = client.get("/v2/behind/kept/tags/list").json().get("tags")
+            return catalog == ["behind/foreign", "behind/kept"] and kept_tags == ["v1", "v2"]
+
+        assert wait_for(caught_up), client.get("/v2/_catalog").text
+        assert client.get("/v2/behind/dropped/tags/list").status_code == 404
+    assert "changed outside this registry" in dockyard.logs()
+
+
+def test_tags_of_a_repository_another_registry_created_are_listed_at_once(
+        tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    foreign = make_image()
+    settings = {"storage": {"index": {"resyncinterval": "0"}}}
+    with run_registry(tmp_path, root=root, config=settings) as dockyard, \
+            dockyard.client() as client:
+        with run_registry(tmp_path, "distribution", root=root) as other, \
+                other.client() as theirs:
+            push_image(theirs, "fresh/foreign", "v1", foreign)
+        listed = client.get("/v2/fresh/foreign/tags/list")
+        assert listed.status_code == 200, listed.text
+        assert listed.json()["tags"] == ["v1"]
+        assert client.get("/v2/fresh/never/tags/list").status_code == 404

@@ -37,7 +37,7 @@ from dockyard.auth.token import TokenAuthenticator, TokenVerifier
 from dockyard.config import Config, load_config
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.gc import GCOptions
-from dockyard.registry.maintenance import purge_uploads_forever
+from dockyard.registry.maintenance import purge_uploads_forever, resync_index_forever
 from dockyard.registry.registry import Registry, RegistrySettings
 from dockyard.storage import StorageDriver, UnsafeWrite
 from dockyard.stores import make_driver, make_index, make_login_throttle
@@ -190,8 +190,11 @@ class RegistryApp:
         purging = storage.upload_purging
         if purging.enabled and not storage.read_only:
             self._tasks.append(asyncio.create_task(purge_uploads_forever(
-                self.driver, self.registry.index.upload_locks, purging.age, purging.interval,
+                self.driver, self.registry.index.locks, purging.age, purging.interval,
                 purging.dry_run)))
+        if storage.index_resync_interval > 0 and storage.driver == "filesystem":
+            self._tasks.append(asyncio.create_task(resync_index_forever(
+                self.driver, self.registry.index, storage.index_resync_interval)))
         if storage.gc.enabled and not storage.read_only:
             options = GCOptions(dry_run=storage.gc.dry_run,
                                 delete_untagged=storage.gc.delete_untagged,

@@ -120,7 +120,7 @@ def _find_key(node: dict[str, Any], lowered: str) -> str:
 
 
 _DRIVERS = ("filesystem", "inmemory", "s3", "azure", "gcs", "swift", "oss")
-_STORAGE_SECTIONS = ("delete", "maintenance", "cache", "redirect", "tag", "gc")
+_STORAGE_SECTIONS = ("delete", "maintenance", "cache", "redirect", "tag", "gc", "index")
 
 
 def _section(raw: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -413,8 +413,12 @@ def _storage(raw: dict[str, Any]) -> StorageConfig:
     )
     if gc.interval <= 0:
         raise ConfigError("storage.gc.interval: must be longer than zero")
+    index_raw = _section(storage, "index", "storage.")
+    resync = parse_duration(index_raw.get("resyncinterval", "10m"),
+                            "storage.index.resyncinterval")
     return StorageConfig(
         gc=gc,
+        index_resync_interval=resync,
         driver=driver,
         root_directory=root,
         delete_enabled=_bool(delete, "enabled", "storage.delete.", False),

@@ -70,6 +70,9 @@ class StorageConfig:
     read_only: bool = False
     upload_purging: UploadPurging = field(default_factory=UploadPurging)
     gc: GCSchedule = field(default_factory=GCSchedule)
+    # How often the server looks for changes made to the store by something else (another
+    # registry, a hand); 0: only at start and before garbage collection.
+    index_resync_interval: float = 10 * 60.0
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Locks that every process serving one store respects: one holder per upload at a time.
+"""Locks that every process serving one store respects: one holder per key at a time
+(an upload, the periodic index re-sync).
 
 An upload's data and saved hash states are shared by all workers (and by any other dockyard
 on the same store), so chunks of one upload must never run at the same time anywhere: two
@@ -75,7 +76,7 @@ class KeyedLocks:
                 del self._entries[key]
 
 
-class UploadLocks:
+class StoreLocks:
     """One holder per key across every process using the same lock file (`path`), or
     within this process only when there is no file (an in-memory store)."""
 

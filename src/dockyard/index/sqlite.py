@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from dockyard.index.locks import UploadLocks
+from dockyard.index.locks import StoreLocks
 
 SCHEMA_VERSION = "2"
 
@@ -85,8 +85,8 @@ class SQLiteIndex:
         self._lock = asyncio.Lock()
         self._commits = 0
         in_memory = path == ":memory:"
-        self.upload_locks = UploadLocks(
-            None if in_memory else os.path.join(os.path.dirname(path), UPLOAD_LOCK_FILE))
+        self.locks = StoreLocks(
+            None if in_memory else os.path.join(os.path.dirname(path), LOCK_FILE))
 
     def close(self) -> None:
         self.db.close()
@@ -117,6 +117,10 @@ class SQLiteIndex:
     def get_meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
+
+    async def set_meta(self, key: str, value: str) -> None:
+        async with self.writing() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     @property
     def is_complete(self) -> bool:
@@ -327,7 +331,7 @@ class SQLiteIndex:
 
 INDEX_DIR = "dockyard"
 INDEX_FILE = "index.sqlite"
-UPLOAD_LOCK_FILE = "uploads.lock"
+LOCK_FILE = "store.lock"
 
 
 def _marks(values: Sequence[str]) -> str:

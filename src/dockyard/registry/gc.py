@@ -84,7 +84,7 @@ async def collect_garbage(driver: StorageDriver, index: SQLiteIndex, options: GC
             done = len(candidates) - len(unmarked) + min(start + SWEEP_BATCH, len(unmarked))
             progress("blobs", done, len(candidates))
     if options.upload_purge_age is not None:
-        report.uploads_purged = await purge_uploads(driver, index.upload_locks,
+        report.uploads_purged = await purge_uploads(driver, index.locks,
                                                     options.upload_purge_age,
                                                     options.dry_run)
     empty = index.repositories_without_manifests()

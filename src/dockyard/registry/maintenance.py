@@ -1,21 +1,25 @@
-"""Background upkeep: removing uploads abandoned for longer than the purge age."""
+"""Background upkeep: removing uploads abandoned for longer than the purge age, and
+picking up changes made to the store by something other than this registry."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 
-from dockyard.index.locks import UploadLocks
+from dockyard.index.locks import StoreLocks
+from dockyard.index.sqlite import SQLiteIndex
 from dockyard.registry import catalog, layout
+from dockyard.registry.reindex import synchronize
 from dockyard.registry.uploads import read_started_at, upload_lock_key
 from dockyard.storage import PathNotFound, StorageDriver
 
 log = logging.getLogger("dockyard.maintenance")
 
 
-async def purge_uploads(driver: StorageDriver, locks: UploadLocks, age: float,
+async def purge_uploads(driver: StorageDriver, locks: StoreLocks, age: float,
                         dry_run: bool = False) -> list[str]:
     """Delete uploads idle for more than `age` seconds; returns "repo/uuid" of each. An
     upload a request is writing to right now is not idle, whatever its files say."""
@@ -53,7 +57,7 @@ async def _idle_for(driver: StorageDriver, name: str, upload_id: str, now: datet
     return (now - last).total_seconds() >= age
 
 
-async def purge_uploads_forever(driver: StorageDriver, locks: UploadLocks, age: float,
+async def purge_uploads_forever(driver: StorageDriver, locks: StoreLocks, age: float,
                                 interval: float, dry_run: bool) -> None:
     # Like distribution, wait a little after start so a restart loop does not hammer storage.
     await asyncio.sleep(min(60.0, interval))
@@ -66,3 +70,29 @@ async def purge_uploads_forever(driver: StorageDriver, locks: UploadLocks, age: 
         except Exception:
             log.exception("upload purging failed")
         await asyncio.sleep(interval)
+
+
+RESYNC_LOCK = "index-resync"
+RESYNC_META = "index_resynced_at"
+
+
+async def resync_index_forever(driver: StorageDriver, index: SQLiteIndex, interval: float
+                               ) -> None:
+    """Every `interval`, bring the index in line with the store (another registry on the
+    same store, a repository removed by hand), in one worker at a time: each worker keeps
+    the schedule, and a worker finding that another did it recently skips its turn."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            async with index.locks.hold_if_free(RESYNC_LOCK) as ours:
+                last = float(index.get_meta(RESYNC_META) or 0)
+                if not ours or time.time() - last < interval * 0.9:
+                    continue
+                report = await synchronize(driver, index)
+                await index.set_meta(RESYNC_META, str(time.time()))
+            if report.reindexed or report.removed:
+                log.info("index: re-read %d repositories changed outside this registry "
+                         "(%d gone from the store)", len(report.reindexed),
+                         len(report.removed))
+        except Exception:
+            log.exception("index re-sync failed")

@@ -12,6 +12,7 @@ from dockyard.registry.gc_runs import GCRuns
 from dockyard.registry.limits import DEFAULT_MAX_MANIFEST_SIZE
 from dockyard.registry.manifests import ManifestCache, RepositoryManifests
 from dockyard.registry.reference import validate_name
+from dockyard.registry.reindex import reindex_repository
 from dockyard.registry.tags import RepositoryTags
 from dockyard.registry.uploads import RepositoryUploads, UploadStore
 from dockyard.storage import StorageDriver
@@ -42,9 +43,13 @@ class Repository:
     def exists(self) -> bool:
         return self.index.has_repository(self.name)
 
-    def require_exists(self) -> None:
-        if not self.exists():
-            raise NameUnknown(detail={"name": self.name})
+    async def require_exists(self) -> None:
+        """The index knows every repository dockyard wrote; one it does not know may
+        have been written by another registry on the same store since the last look."""
+        if self.exists() or await reindex_repository(self.registry.driver, self.index,
+                                                     self.name):
+            return
+        raise NameUnknown(detail={"name": self.name})
 
 
 class Registry:

@@ -141,7 +141,7 @@ async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = Fa
             for name in gone[start:start + WRITE_BATCH]:
                 # Pushed to since the store was listed: keep it, and what it now holds.
                 snapshot = await scan_repository(driver, name)
-                if snapshot.manifests or snapshot.layers or snapshot.tags:
+                if not _is_empty(snapshot):
                     SQLiteIndex.replace_repository_within(
                         db, await read_repository(driver, name, snapshot))
                 else:
@@ -149,3 +149,20 @@ async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = Fa
                     removed.append(name)
     await index.mark_complete()
     return SyncReport(len(names), differing, removed)
+
+
+async def reindex_repository(driver: StorageDriver, index: SQLiteIndex, name: str) -> bool:
+    """Read one repository the index does not know from the store, if the store has it
+    (another registry pushed it); True if it is now indexed."""
+    if _is_empty(await scan_repository(driver, name)):
+        return False
+    async with index.writing() as db:
+        snapshot = await scan_repository(driver, name)
+        if _is_empty(snapshot):
+            return False
+        SQLiteIndex.replace_repository_within(db, await read_repository(driver, name, snapshot))
+    return True
+
+
+def _is_empty(snapshot: RepositorySnapshot) -> bool:
+    return not (snapshot.manifests or snapshot.layers or snapshot.tags)

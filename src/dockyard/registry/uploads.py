@@ -89,7 +89,7 @@ class UploadStore:
     async def lock(self, key: tuple[str, str]) -> AsyncIterator[None]:
         """Hold the upload, in this process and every other one on the store."""
         try:
-            async with self.index.upload_locks.hold(upload_lock_key(*key), LOCK_WAIT):
+            async with self.index.locks.hold(upload_lock_key(*key), LOCK_WAIT):
                 yield
         except LockTimeout:
             raise TooManyRequests("another request is still writing to this upload",

@@ -51,7 +51,7 @@ async def tags(ctx: Context, name: str) -> Response:
     key = ("tags", repository.name, last, limit)
     page = ctx.listings.get(key, version)
     if page is None:
-        repository.require_exists()
+        await repository.require_exists()
         names, more = _page(repository.tags.page(last, None if limit is None else limit + 1),
                             limit)
         page = _encode({"name": name, "tags": names}, names, more)
