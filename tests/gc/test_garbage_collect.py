@@ -222,3 +222,32 @@ def test_empty_repositories_leave_the_catalog(tmp_path: Path) -> None:
         assert client.get("/v2/solo/tags/list").status_code == 404
     assert not (repositories / "solo").exists()
     assert sorted(path.name for path in (repositories / "team/emptied").iterdir()) == ["child"]
+
+
+def test_delete_untagged_keeps_manifests_pushed_within_the_grace_period(tmp_path: Path) -> None:
+    """Step one of every multi-platform push: children by digest, untagged until their
+    index arrives. A collection in between must not take them."""
+    with run_registry(tmp_path) as running, running.client() as client:
+        children = [make_image(), make_image()]
+        for child in children:
+            push_image(client, "gc/halfway", child.digest, child)
+        config = running.config_path
+
+        dry = gc(config, "--delete-untagged", "--dry-run")
+        assert dry["manifests_deleted"] == [] and dry["blobs_deleted"] == []
+        assert dry["manifests_kept_fresh"] == 2
+        report = gc(config, "--delete-untagged")
+        assert report["manifests_deleted"] == [] and report["manifests_kept_fresh"] == 2
+
+        index = make_index(children)
+        pushed = client.put("/v2/gc/halfway/manifests/v1", content=index,
+                            headers={"Content-Type": "application/vnd.oci.image.index.v1+json"})
+        assert pushed.status_code == 201, pushed.text
+
+        # Past the grace period, an untagged manifest goes (the children are now needed).
+        orphan = make_image()
+        push_image(client, "gc/halfway", orphan.digest, orphan)
+        late = gc(config, "--delete-untagged", "--grace-period", "0")
+        assert late["manifests_deleted"] == [f"gc/halfway@{orphan.digest}"]
+        for child in children:
+            assert client.get(f"/v2/gc/halfway/manifests/{child.digest}").status_code == 200

@@ -35,10 +35,12 @@ def describe(report: GCReport) -> str:
     if report.repositories_reindexed:
         lines.append(f"index: re-read {len(report.repositories_reindexed)} repositories "
                      f"changed outside this registry: {', '.join(report.repositories_reindexed)}")
+    fresh_manifests = (f"kept {report.manifests_kept_fresh} untagged manifests pushed within "
+                       "the grace period; " if report.manifests_kept_fresh else "")
     lines.append(
         f"{verb} {len(report.manifests_deleted)} manifests and {len(report.blobs_deleted)} "
         f"blobs, {human_size(report.bytes_freed)}; kept {report.blobs_kept} blobs in use and "
-        f"{report.blobs_kept_fresh} uploaded within the grace period; "
+        f"{report.blobs_kept_fresh} uploaded within the grace period; {fresh_manifests}"
         f"{len(report.uploads_purged)} abandoned uploads and "
         f"{len(report.repositories_removed)} empty repositories "
         f"{'to remove' if report.dry_run else 'removed'} ({report.seconds:.2f}s)")

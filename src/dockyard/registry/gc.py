@@ -50,6 +50,7 @@ class GCReport:
     bytes_freed: int = 0
     blobs_kept: int = 0
     blobs_kept_fresh: int = 0
+    manifests_kept_fresh: int = 0
     uploads_purged: list[str] = field(default_factory=list)
     repositories_removed: list[str] = field(default_factory=list)
     repositories_reindexed: list[str] = field(default_factory=list)
@@ -120,6 +121,10 @@ def _untagged(index: SQLiteIndex) -> list[tuple[str, str]]:
 
 async def _delete_untagged(driver: StorageDriver, index: SQLiteIndex, options: GCOptions,
                            report: GCReport) -> None:
+    # Untagged is how every multi-platform push starts (children by digest, then the index
+    # naming them), so a manifest pushed within the grace period is kept. Its revision link
+    # is rewritten on every push, and pushes hold the same transaction as the check below.
+    cutoff = time.time() - options.grace_period
     for repository, digest in _untagged(index):
         async with index.writing() as db:
             # A tag or an index may have come for it since the list was made.
@@ -128,6 +133,10 @@ async def _delete_untagged(driver: StorageDriver, index: SQLiteIndex, options: G
             needed = db.execute("SELECT 1 FROM manifest_references WHERE repository = ? AND "
                                 "digest = ?", (repository, digest)).fetchone()
             if tagged or needed:
+                continue
+            pushed = await driver.stat(layout.revision_link(repository, Digest.parse(digest)))
+            if pushed is not None and pushed.modified > cutoff:
+                report.manifests_kept_fresh += 1
                 continue
             report.manifests_deleted.append(f"{repository}@{digest}")
             if options.dry_run:
