@@ -28,6 +28,16 @@ def require_filesystem(config: Config, what: str) -> None:
         sys.exit(EXIT_CONFIG)
 
 
+def require_store_owner(config: Config, what: str) -> None:
+    """Refuse to write to a store as root when it belongs to another user."""
+    from dockyard.storage.ownership import ownership_problem
+
+    problem = ownership_problem(config.storage.root_directory, what)
+    if problem is not None:
+        click.echo(problem, err=True)
+        sys.exit(EXIT_CONFIG)
+
+
 def human_size(size: int | None) -> str:
     """Bytes for people: 512 B, 1.5 KiB, 3.2 GiB."""
     if size is None:

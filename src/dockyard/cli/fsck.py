@@ -8,7 +8,13 @@ import sys
 
 import click
 
-from dockyard.cli.common import EXIT_FAILURE, human_size, load_or_exit, require_filesystem
+from dockyard.cli.common import (
+    EXIT_FAILURE,
+    human_size,
+    load_or_exit,
+    require_filesystem,
+    require_store_owner,
+)
 
 
 @click.command()
@@ -26,6 +32,8 @@ def fsck(config: str | None, quarantine: bool, as_json: bool) -> None:
 
     settings = load_or_exit(config)
     require_filesystem(settings, "fsck")
+    if quarantine:
+        require_store_owner(settings, "fsck --quarantine")
     with counted_progress("verifying blobs") as progress:
         report = asyncio.run(verify_blobs(make_driver(settings), quarantine, progress))
     if as_json:

@@ -11,7 +11,13 @@ from typing import Any
 
 import click
 
-from dockyard.cli.common import EXIT_FAILURE, human_size, load_or_exit, require_filesystem
+from dockyard.cli.common import (
+    EXIT_FAILURE,
+    human_size,
+    load_or_exit,
+    require_filesystem,
+    require_store_owner,
+)
 from dockyard.registry.gc import DEFAULT_GRACE_PERIOD, GCOptions, GCReport
 
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
@@ -66,6 +72,8 @@ def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
 
     settings = load_or_exit(config)
     require_filesystem(settings, "garbage-collect")
+    if not dry_run:
+        require_store_owner(settings, "garbage-collect")
     options = GCOptions(
         dry_run=dry_run, delete_untagged=delete_untagged,
         grace_period=parse_grace(grace_period),

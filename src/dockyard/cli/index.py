@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dockyard.cli.common import load_or_exit, require_filesystem
+from dockyard.cli.common import load_or_exit, require_filesystem, require_store_owner
 
 
 @click.group()
@@ -21,6 +21,7 @@ def rebuild(config: str | None) -> None:
 
     settings = load_or_exit(config)
     require_filesystem(settings, "index rebuild")
+    require_store_owner(settings, "index rebuild")
     store = make_index(settings)
     try:
         synchronize_index(make_driver(settings), store, full=True, log=err)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -26,6 +27,15 @@ COMMANDS = {
 
 
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        # A file or directory this user may not touch is an operator's problem to fix, so
+        # it gets one line naming the path, not a traceback.
+        try:
+            return super().invoke(ctx)
+        except PermissionError as error:
+            click.echo(f"dockyard: permission denied: {error.filename or error}", err=True)
+            sys.exit(1)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 

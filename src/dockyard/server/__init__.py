@@ -7,6 +7,7 @@ import functools
 import math
 import os
 import socket
+import sqlite3
 import ssl
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from dockyard import __version__
 from dockyard.api.app import CONFIG_ENV, SUPERVISOR_ENV
 from dockyard.config import Config
 from dockyard.config.model import TLSConfig
+from dockyard.index.sqlite import index_path
 
 SERVER_LOG_LEVELS = {"debug": "debug", "info": "warning", "warn": "warning",
                      "warning": "warning", "error": "error", "fatal": "critical",
@@ -40,6 +42,11 @@ def prepare_storage(config: Config) -> None:
     except OSError as error:
         raise SystemExit(f"dockyard: storage.filesystem.rootdirectory {root} is not usable: "
                          f"{error.strerror}") from None
+    from dockyard.storage.ownership import ownership_problem
+
+    problem = ownership_problem(str(root), "serving it")
+    if problem is not None:
+        raise SystemExit(problem)
 
 
 def prepare_login_throttle(config: Config) -> None:
@@ -61,11 +68,18 @@ def prepare_index(config: Config) -> None:
     from dockyard.console import err, synchronize_index
     from dockyard.stores import make_driver, make_index
 
-    index = make_index(config)
     try:
-        synchronize_index(make_driver(config), index, full=False, log=err)
-    finally:
-        index.close()
+        index = make_index(config)
+        try:
+            synchronize_index(make_driver(config), index, full=False, log=err)
+        finally:
+            index.close()
+    except (sqlite3.OperationalError, PermissionError) as error:
+        path = index_path(config.storage.root_directory)
+        raise SystemExit(
+            f"dockyard: cannot write the index {path} ({error}); it and its directory must "
+            f"be writable by the user the registry runs as (uid {os.geteuid()}): chown -R "
+            f"that user {os.path.dirname(path)}") from None
 
 
 def listen(host: str, port: int) -> socket.socket:
