@@ -70,6 +70,9 @@ class HtpasswdAuthenticator(Authenticator):
         self.file = HtpasswdFile(path)
         self.throttle = throttle or LoginThrottle()
         self._verified: OrderedDict[str, tuple[str, float, bytes]] = OrderedDict()
+        # Checks in flight, by client and credentials: the same credentials sent on many
+        # connections at once (a client's parallel first requests) are checked once.
+        self._checking: dict[tuple[str, str], asyncio.Task[bool | None]] = {}
 
     @property
     def challenge(self) -> str:
@@ -87,18 +90,36 @@ class HtpasswdAuthenticator(Authenticator):
         if remembered is not None and hashed is not None and remembered[2] == hashed \
                 and remembered[1] > time.monotonic():
             return Identity(user)
-        if self.throttle.blocked(client):
+        checking = self._checking.get((client, key))
+        if checking is None:
+            checking = asyncio.create_task(self._check(client, user, password, hashed, key))
+            self._checking[(client, key)] = checking
+            checking.add_done_callback(lambda _: self._checking.pop((client, key), None))
+        # Shielded: a client that hangs up does not leave its attempt counted half-way.
+        verdict = await asyncio.shield(checking)
+        if verdict is None:
             raise AuthDenied("too many failed logins; try again later", self.challenge,
                              throttled=True)
+        if not verdict:
+            raise AuthDenied("invalid username or password", self.challenge)
+        return Identity(user)
+
+    async def _check(self, client: str, user: str, password: str, hashed: bytes | None,
+                     key: str) -> bool | None:
+        """Whether the password is right; None if the client may not try now. The attempt
+        is counted before bcrypt runs and forgotten if it succeeds."""
+        attempt = self.throttle.begin(client, user)
+        if attempt is None:
+            return None
         # bcrypt takes tens of milliseconds: off the event loop.
         if hashed is None or not await asyncio.to_thread(bcrypt.checkpw, password.encode(),
                                                          hashed):
-            self.throttle.failed(client)
-            raise AuthDenied("invalid username or password", self.challenge)
+            return False
+        self.throttle.forget(attempt)
         self._verified[key] = (user, time.monotonic() + CACHE_SECONDS, hashed)
         while len(self._verified) > CACHE_ENTRIES:
             self._verified.popitem(last=False)
-        return Identity(user)
+        return True
 
 
 def hash_password(password: str, rounds: int = 10) -> str:
