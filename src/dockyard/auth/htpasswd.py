@@ -7,7 +7,9 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import logging
 import os
+import re
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -24,31 +26,92 @@ CACHE_SECONDS = 300.0
 CACHE_ENTRIES = 4096
 
 
+# A file changed in place (same inode) is read only once it has been still this long:
+# `htpasswd` and editors truncate it and write it again, and a reader in between finds it
+# empty or cut short. A file renamed into place is complete and is read at once.
+SETTLE_SECONDS = 1.0
+BCRYPT_HASH = re.compile(rb"\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}")
+
+log = logging.getLogger("dockyard.auth")
+
+
+class TornFile(ValueError):
+    """An htpasswd file that cannot be whole: a line without ':' or a cut-off bcrypt hash."""
+
+
 class HtpasswdFile:
-    """Users and bcrypt hashes, re-read when the file changes."""
+    """Users and bcrypt hashes, re-read when the file changes. A file that is empty, or
+    cannot be whole, leaves the users read before in place."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._stamp: tuple[float, int] | None = None
+        self._stamp: tuple[int, ...] | None = None  # of the version last read
         self._users: dict[str, bytes] = {}
+        self._changed: tuple[tuple[int, ...], float] | None = None  # seen, not yet settled
+        self.users()  # at start, so that an edit under way later finds users to keep
+
+    @property
+    def settled(self) -> bool:
+        """False while a change of the file waits to be read."""
+        return self._changed is None
 
     def users(self) -> dict[str, bytes]:
-        status = os.stat(self.path)
-        stamp = (status.st_mtime, status.st_size)
-        if stamp != self._stamp:
-            self._users = parse_htpasswd(Path(self.path).read_text(encoding="utf-8"))
-            self._stamp = stamp
+        try:
+            status = os.stat(self.path)
+        except OSError:
+            return self._users  # replaced by a tool that unlinks first: keep the users
+        stamp = (status.st_dev, status.st_ino, status.st_mtime_ns, status.st_size)
+        if stamp == self._stamp:
+            self._changed = None
+            return self._users
+        if self._stamp is not None and stamp[:2] == self._stamp[:2] \
+                and not self._still_since(stamp, status.st_mtime):
+            return self._users
+        try:
+            data = Path(self.path).read_bytes()
+            if os.stat(self.path).st_mtime_ns != status.st_mtime_ns:
+                return self._users  # written to while read: take it next time
+        except OSError:
+            return self._users
+        self._stamp = stamp
+        self._changed = None
+        try:
+            users = parse_htpasswd(data.decode("utf-8"))
+        except (UnicodeDecodeError, TornFile) as error:
+            reason = str(error) if isinstance(error, TornFile) else "not UTF-8"
+            log.warning("htpasswd file %s is unusable (%s); keeping the %d users read before",
+                        self.path, reason, len(self._users))
+            return self._users
+        if not users and self._users:
+            log.warning("htpasswd file %s has no users; keeping the %d users read before",
+                        self.path, len(self._users))
+            return self._users
+        self._users = users
         return self._users
+
+    def _still_since(self, stamp: tuple[int, ...], mtime: float) -> bool:
+        """Whether a file changed in place has been still for SETTLE_SECONDS: by its mtime,
+        or, for an mtime in the future, by how long this process has seen it unchanged."""
+        now = time.monotonic()
+        if self._changed is None or self._changed[0] != stamp:
+            self._changed = (stamp, now)
+        return time.time() - mtime >= SETTLE_SECONDS or now - self._changed[1] >= SETTLE_SECONDS
 
 
 def parse_htpasswd(text: str) -> dict[str, bytes]:
+    """The bcrypt users of an htpasswd file; entries of other schemes are skipped, as
+    dockyard checks bcrypt only. TornFile for a file that cannot be whole."""
     users = {}
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
-        if not line or line.startswith("#") or ":" not in line:
+        if not line or line.startswith("#"):
             continue
+        if ":" not in line:
+            raise TornFile(f"line {number} has no ':'")
         user, _, hashed = line.partition(":")
         if hashed.startswith(("$2a$", "$2b$", "$2y$")):
+            if not BCRYPT_HASH.fullmatch(hashed.encode()):
+                raise TornFile(f"line {number} has a malformed bcrypt hash")
             users[user] = hashed.encode()
     return users
 
@@ -114,6 +177,9 @@ class HtpasswdAuthenticator(Authenticator):
         # bcrypt takes tens of milliseconds: off the event loop.
         if hashed is None or not await asyncio.to_thread(bcrypt.checkpw, password.encode(),
                                                          hashed):
+            if not self.file.settled:
+                # Perhaps refused by the file as it was before an edit: not the client's fault.
+                self.throttle.forget(attempt)
             return False
         self.throttle.forget(attempt)
         self._verified[key] = (user, time.monotonic() + CACHE_SECONDS, hashed)
