@@ -24,6 +24,8 @@ from dockyard.auth.throttle import LoginThrottle
 # request of a push does not pay for it again.
 CACHE_SECONDS = 300.0
 CACHE_ENTRIES = 4096
+BCRYPT_MAX_BYTES = 72
+DEFAULT_COST = 10
 
 
 # A file changed in place (same inode) is read only once it has been still this long:
@@ -175,8 +177,7 @@ class HtpasswdAuthenticator(Authenticator):
         if attempt is None:
             return None
         # bcrypt takes tens of milliseconds: off the event loop.
-        if hashed is None or not await asyncio.to_thread(bcrypt.checkpw, password.encode(),
-                                                         hashed):
+        if hashed is None or not await asyncio.to_thread(check_password, password, hashed):
             if not self.file.settled:
                 # Perhaps refused by the file as it was before an edit: not the client's fault.
                 self.throttle.forget(attempt)
@@ -188,6 +189,19 @@ class HtpasswdAuthenticator(Authenticator):
         return True
 
 
-def hash_password(password: str, rounds: int = 10) -> str:
-    """A bcrypt entry as `htpasswd -B` writes it."""
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds)).decode()
+def bcrypt_input(password: str) -> bytes:
+    """The bytes of a password that bcrypt uses: the first 72, as htpasswd and Go's bcrypt
+    (so distribution) take them; the bcrypt package refuses longer ones instead."""
+    return password.encode()[:BCRYPT_MAX_BYTES]
+
+
+def check_password(password: str, hashed: bytes) -> bool:
+    try:
+        return bcrypt.checkpw(bcrypt_input(password), hashed)
+    except ValueError:  # a hash the package cannot use: nothing matches it
+        return False
+
+
+def hash_password(password: str, rounds: int = DEFAULT_COST) -> str:
+    """A bcrypt entry as `htpasswd -B` writes it (of the first 72 bytes, as it does)."""
+    return bcrypt.hashpw(bcrypt_input(password), bcrypt.gensalt(rounds)).decode()

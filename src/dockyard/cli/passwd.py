@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from dockyard.auth.htpasswd import hash_password
+from dockyard.auth.htpasswd import BCRYPT_MAX_BYTES, hash_password
 
 
 @click.command()
@@ -27,6 +27,9 @@ def passwd(file: str, user: str, password_stdin: bool) -> None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     if not password:
         raise click.BadParameter("the password may not be empty")
+    if len(password.encode()) > BCRYPT_MAX_BYTES:
+        click.echo(f"note: bcrypt uses the first {BCRYPT_MAX_BYTES} bytes of the password "
+                   "(as htpasswd -B does)", err=True)
     path = Path(file)
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     entry = f"{user}:{hash_password(password)}"
