@@ -1,12 +1,14 @@
 """Passwords as bcrypt sees them: only their first 72 bytes count (as in htpasswd and Go,
-so distribution)."""
+so distribution), and an unknown user costs a bcrypt check like a wrong password."""
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import bcrypt
 import httpx
 import pytest
 
@@ -16,6 +18,7 @@ from tests.support.server import RunningRegistry, require_tool, run_registry
 
 LONG = "correct horse battery staple " * 3 + "and then some"  # 100 characters
 WIDE = "\u00e9" * 50  # 100 bytes of UTF-8
+SLOW_COST = 12
 
 
 @pytest.fixture
@@ -25,6 +28,8 @@ def users(tmp_path: Path) -> Path:
     subprocess.run([htpasswd, "-Bbc", str(path), "alice", "wonderland"], check=True,
                    capture_output=True)
     subprocess.run([htpasswd, "-Bb", str(path), "long", LONG], check=True, capture_output=True)
+    subprocess.run([htpasswd, "-Bb", "-C", str(SLOW_COST), str(path), "slow", "sluggish"],
+                   check=True, capture_output=True)
     return path
 
 
@@ -71,3 +76,23 @@ def test_dockyard_passwd_hashes_as_htpasswd_does(served: RunningRegistry, users:
         assert verified.returncode == 0, verified.stderr
         assert status(served, user, password) == 200
         assert status(served, user, password.encode()[:72].decode(errors="ignore")) == 200
+
+
+def test_unknown_user_costs_a_bcrypt_check(served: RunningRegistry, users: Path) -> None:
+    # What one check at the file's cost takes here, at the least; the server cannot do it
+    # faster, however busy the machine is.
+    entry = next(line.partition(":")[2] for line in users.read_text().splitlines()
+                 if line.startswith("slow:"))
+    reference = min(timed(lambda: bcrypt.checkpw(b"wrong", entry.encode()))
+                    for _ in range(3))
+    assert reference > 0.02  # else the comparison below says nothing
+    wrong_password = min(timed(lambda: status(served, "slow", "wrong")) for _ in range(3))
+    unknown_user = min(timed(lambda: status(served, "nobody", "wrong")) for _ in range(3))
+    assert wrong_password >= reference * 0.5
+    assert unknown_user >= reference * 0.5, (unknown_user, reference)
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started

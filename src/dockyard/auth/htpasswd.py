@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import re
+import secrets
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -176,8 +177,12 @@ class HtpasswdAuthenticator(Authenticator):
         attempt = self.throttle.begin(client, user)
         if attempt is None:
             return None
+        # An unknown user is checked against a hash of the same cost, so that answering
+        # takes as long as for a wrong password and does not tell which users exist.
         # bcrypt takes tens of milliseconds: off the event loop.
-        if hashed is None or not await asyncio.to_thread(check_password, password, hashed):
+        against = hashed if hashed is not None else unknown_user_hash(self.file.users())
+        right = await asyncio.to_thread(check_password, password, against)
+        if hashed is None or not right:
             if not self.file.settled:
                 # Perhaps refused by the file as it was before an edit: not the client's fault.
                 self.throttle.forget(attempt)
@@ -200,6 +205,18 @@ def check_password(password: str, hashed: bytes) -> bool:
         return bcrypt.checkpw(bcrypt_input(password), hashed)
     except ValueError:  # a hash the package cannot use: nothing matches it
         return False
+
+
+def unknown_user_hash(users: dict[str, bytes]) -> bytes:
+    """A hash no password matches, of the highest cost among the users' hashes: checking
+    it costs what checking theirs does. Salt and hash are random, so that is not
+    precomputable; making it takes no bcrypt run."""
+    cost = max((int(hashed[4:6]) for hashed in users.values()), default=DEFAULT_COST)
+    cost = min(max(cost, 4), 31)  # what bcrypt can make
+    alphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    salt = bcrypt.gensalt(cost).decode()
+    filler = "".join(secrets.choice(alphabet) for _ in range(30)) + "."  # 184 bits
+    return (salt + filler).encode()
 
 
 def hash_password(password: str, rounds: int = DEFAULT_COST) -> str:
