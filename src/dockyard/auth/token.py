@@ -31,6 +31,7 @@ MAX_TOKEN_LENGTH = 64 * 1024
 # Verifying a signature costs more than serving a manifest, and clients send the same token
 # on every request until it expires; this many verified tokens are remembered.
 CACHE_ENTRIES = 4096
+TIME_CLAIMS = ("exp", "nbf", "iat")
 
 
 class InvalidToken(Exception):
@@ -102,10 +103,23 @@ class TokenVerifier:
                 raise InvalidToken("token from an untrusted issuer") from None
             except jwt.MissingRequiredClaimError as error:
                 raise InvalidToken(f"token has no {error.claim!r} claim") from None
-            except jwt.PyJWTError:
+            except (jwt.PyJWTError, ValueError, OverflowError):
                 raise InvalidToken("malformed token") from None
+            check_time_claims(claims)
             return claims
         raise InvalidToken("token signature does not verify with any trusted key")
+
+
+def check_time_claims(claims: dict[str, Any]) -> None:
+    """exp, nbf and iat must be JSON numbers, as RFC 7519 says. PyJWT also takes numeric
+    strings, which the rest of dockyard would read as no limit at all."""
+    for name in TIME_CLAIMS:
+        if name not in claims:
+            continue
+        value = claims[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not math.isfinite(value):
+            raise InvalidToken(f"the {name!r} claim is not a number")
 
 
 def granted_access(claims: dict[str, Any]) -> dict[tuple[str, str], frozenset[str]]:
