@@ -72,7 +72,8 @@ class HtpasswdFile:
             return self._users
         try:
             data = Path(self.path).read_bytes()
-            if os.stat(self.path).st_mtime_ns != status.st_mtime_ns:
+            after = os.stat(self.path)
+            if (after.st_ino, after.st_mtime_ns, after.st_size) != stamp[1:]:
                 return self._users  # written to while read: take it next time
         except OSError:
             return self._users
