@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -29,8 +30,13 @@ from dockyard.auth.keys import TrustedKey
 LEEWAY_SECONDS = 60.0  # clock skew tolerated on exp, nbf and iat
 MAX_TOKEN_LENGTH = 64 * 1024
 # Verifying a signature costs more than serving a manifest, and clients send the same token
-# on every request until it expires; this many verified tokens are remembered.
-CACHE_ENTRIES = 4096
+# on every request until it expires; verified tokens are remembered, up to this many bytes
+# per process as Python holds them (a token of a few scopes takes about 1 KiB). One that
+# grants so much that it would take more than MAX_CACHED_TOKEN_BYTES is verified each time.
+CACHE_BYTES = 4 * 1024 * 1024
+MAX_CACHED_TOKEN_BYTES = 64 * 1024
+ENTRY_OVERHEAD = 128  # the cache's own bookkeeping per token (hash slot, order links)
+TIME_CLAIMS = ("exp", "nbf", "iat")
 
 
 class InvalidToken(Exception):
@@ -102,10 +108,23 @@ class TokenVerifier:
                 raise InvalidToken("token from an untrusted issuer") from None
             except jwt.MissingRequiredClaimError as error:
                 raise InvalidToken(f"token has no {error.claim!r} claim") from None
-            except jwt.PyJWTError:
+            except (jwt.PyJWTError, ValueError, OverflowError):
                 raise InvalidToken("malformed token") from None
+            check_time_claims(claims)
             return claims
         raise InvalidToken("token signature does not verify with any trusted key")
+
+
+def check_time_claims(claims: dict[str, Any]) -> None:
+    """exp, nbf and iat must be JSON numbers, as RFC 7519 says. PyJWT also takes numeric
+    strings, which the rest of dockyard would read as no limit at all."""
+    for name in TIME_CLAIMS:
+        if name not in claims:
+            continue
+        value = claims[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not math.isfinite(value):
+            raise InvalidToken(f"the {name!r} claim is not a number")
 
 
 def granted_access(claims: dict[str, Any]) -> dict[tuple[str, str], frozenset[str]]:
@@ -142,6 +161,17 @@ class VerifiedToken:
     valid_until: float
 
 
+def footprint(key: bytes, verified: VerifiedToken) -> int:
+    """Bytes a remembered token keeps in memory: its key and everything decoded from it."""
+    size = ENTRY_OVERHEAD + sys.getsizeof(key) + sys.getsizeof(verified) \
+        + sys.getsizeof(verified.subject) + 2 * sys.getsizeof(verified.valid_from) \
+        + sys.getsizeof(verified.granted)
+    for resource, actions in verified.granted.items():
+        size += sys.getsizeof(resource) + sum(sys.getsizeof(part) for part in resource) \
+            + sys.getsizeof(actions) + sum(sys.getsizeof(action) for action in actions)
+    return size
+
+
 def _number(claims: dict[str, Any], name: str, missing: float) -> float:
     value = claims.get(name)
     return float(value) if isinstance(value, int | float) else missing
@@ -151,8 +181,9 @@ class TokenAuthenticator(Authenticator):
     def __init__(self, realm: str, verifier: TokenVerifier) -> None:
         self.realm = realm
         self.verifier = verifier
-        # By the SHA-256 of the token, so memory stays small whatever tokens are sent.
-        self._verified: OrderedDict[bytes, VerifiedToken] = OrderedDict()
+        # By the SHA-256 of the token, least recently used first, with each one's footprint.
+        self._verified: OrderedDict[bytes, tuple[VerifiedToken, int]] = OrderedDict()
+        self._cached_bytes = 0
 
     def verified(self, token: str) -> VerifiedToken:
         """The grants of a valid token; else InvalidToken. A token verified before is taken
@@ -161,9 +192,9 @@ class TokenAuthenticator(Authenticator):
         key = hashlib.sha256(token.encode()).digest()
         now = time.time()
         known = self._verified.get(key)
-        if known is not None and known.valid_from <= now < known.valid_until:
+        if known is not None and known[0].valid_from <= now < known[0].valid_until:
             self._verified.move_to_end(key)
-            return known
+            return known[0]
         claims = self.verifier.verify(token)  # raises for an expired or immature one
         subject = claims.get("sub")
         leeway = self.verifier.leeway
@@ -171,10 +202,21 @@ class TokenAuthenticator(Authenticator):
                                  subject if isinstance(subject, str) else "",
                                  _number(claims, "nbf", -math.inf) - leeway,
                                  _number(claims, "exp", math.inf) + leeway)
-        self._verified[key] = verified
-        while len(self._verified) > CACHE_ENTRIES:
-            self._verified.popitem(last=False)
+        self._remember(key, verified)
         return verified
+
+    def _remember(self, key: bytes, verified: VerifiedToken) -> None:
+        size = footprint(key, verified)
+        if size > MAX_CACHED_TOKEN_BYTES:
+            return
+        replaced = self._verified.pop(key, None)
+        if replaced is not None:
+            self._cached_bytes -= replaced[1]
+        self._verified[key] = (verified, size)
+        self._cached_bytes += size
+        while self._cached_bytes > CACHE_BYTES:
+            _, (_, evicted) = self._verified.popitem(last=False)
+            self._cached_bytes -= evicted
 
     def challenge(self, access: list[Access], error: str | None = None) -> str:
         parts = [f'Bearer realm="{_quote(self.realm)}"',
