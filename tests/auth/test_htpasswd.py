@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.clients import Skopeo
 from tests.support.images import read_oci_layout, sample_image, write_image_layout
-from tests.support.oci import error_codes, make_image, push_image
+from tests.support.oci import error_codes, make_image, push_blob, push_image, random_blob
 from tests.support.server import RunningRegistry, require_tool, run_registry
 
 
@@ -125,3 +125,14 @@ def test_passwd_refuses_bad_user_names(tmp_path: Path) -> None:
     result = passwd(tmp_path / "users", "bad:name", "pw")
     assert result.returncode == 2
     assert not (tmp_path / "users").exists()
+
+
+def test_any_user_mounts_from_any_repository(secured: RunningRegistry) -> None:
+    """htpasswd users may do everything, so a mount from another repository is done."""
+    with secured.client(auth=("alice", "wonderland")) as client:
+        digest = push_blob(client, "alice/private", random_blob())
+    with secured.client(auth=("bob", "builder")) as client:
+        response = client.post("/v2/bob/app/blobs/uploads/",
+                               params={"mount": digest, "from": "alice/private"})
+        assert response.status_code == 201, response.text
+        assert client.get(f"/v2/bob/app/blobs/{digest}").status_code == 200

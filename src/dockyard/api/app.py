@@ -28,7 +28,7 @@ from dockyard.api.http import (
 )
 from dockyard.api.listing_cache import ListingCache
 from dockyard.api.urls import URLBuilder
-from dockyard.auth import AuthDenied, Authenticator, required_access
+from dockyard.auth import AuthDenied, Authenticator, Identity, required_access
 from dockyard.auth.htpasswd import HtpasswdAuthenticator
 from dockyard.auth.issuer import TokenIssuer
 from dockyard.auth.keys import load_private_key, load_trusted_keys
@@ -130,20 +130,21 @@ class RegistryApp:
             raise HTTPError(405, "UNSUPPORTED", f"method {request.method} is not allowed here",
                             {"method": request.method},
                             {"Allow": ", ".join(sorted(route.methods))})
+        identity = None
         if self.authenticator is not None:
-            await self.authenticate(request, params, route.resource)
+            identity = await self.authenticate(request, params, route.resource)
         context = Context(request, self.registry, URLBuilder(
             request, self.prefix, self.config.http.base_url, self.config.http.relative_urls),
-            self.listings)
+            self.listings, identity)
         return await handler(context, **params)
 
     async def authenticate(self, request: Request, params: dict[str, str],
-                           resource: str | None) -> None:
+                           resource: str | None) -> Identity:
         assert self.authenticator is not None
         access = required_access(request.method, params, resource)
         client = request.scope.get("client") or ("unknown", 0)
         try:
-            await self.authenticator.authenticate(request.header("authorization"), client[0],
+            return await self.authenticator.authenticate(request.header("authorization"), client[0],
                                                   access)
         except AuthDenied as denied:
             headers = {"WWW-Authenticate": denied.challenge} if denied.challenge else {}

@@ -5,12 +5,18 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
-from dockyard.auth.access import Access
+from dockyard.auth.access import Access, Grants, grants_allow
 
 
 @dataclass(frozen=True, slots=True)
 class Identity:
     user: str
+    # What the credentials allow beyond the request they came with (a mount's `from`
+    # repository); None allows everything, as every htpasswd user may do everything.
+    granted: Grants | None = None
+
+    def allows(self, access: Access) -> bool:
+        return self.granted is None or grants_allow(self.granted, access)
 
 
 class AuthDenied(Exception):

@@ -22,7 +22,7 @@ from typing import Any
 
 import jwt
 
-from dockyard.auth.access import Access
+from dockyard.auth.access import Access, grants_allow
 from dockyard.auth.base import AuthDenied, Authenticator, Identity
 from dockyard.auth.keys import TrustedKey
 
@@ -126,11 +126,6 @@ def granted_access(claims: dict[str, Any]) -> dict[tuple[str, str], frozenset[st
     return granted
 
 
-def allows(granted: dict[tuple[str, str], frozenset[str]], access: Access) -> bool:
-    actions = granted.get((access.type, access.name), frozenset())
-    return "*" in actions or all(action in actions for action in access.actions)
-
-
 @dataclass(frozen=True, slots=True)
 class VerifiedToken:
     """What a token whose signature, issuer and audience checked out grants, and the times
@@ -195,8 +190,8 @@ class TokenAuthenticator(Authenticator):
         except InvalidToken as invalid:
             raise AuthDenied(f"invalid token: {invalid}",
                              self.challenge(access, "invalid_token")) from None
-        if not all(allows(verified.granted, item) for item in access):
+        if not all(grants_allow(verified.granted, item) for item in access):
             raise AuthDenied("insufficient scope: the token does not grant "
                              + " ".join(item.scope for item in access),
                              self.challenge(access, "insufficient_scope"))
-        return Identity(verified.subject)
+        return Identity(verified.subject, verified.granted)
