@@ -186,7 +186,10 @@ class RegistryApp:
         if purging.enabled and not storage.read_only:
             self._tasks.append(asyncio.create_task(purge_uploads_forever(
                 self.driver, purging.age, purging.interval, purging.dry_run)))
-        if storage.gc.enabled and not storage.read_only:
+        if storage.gc.enabled and storage.read_only and not storage.gc.dry_run:
+            log.warning("storage.gc is not scheduled: the store is in read-only maintenance "
+                        "mode (storage.maintenance.readonly), where only dry runs may run")
+        elif storage.gc.enabled:
             options = GCOptions(dry_run=storage.gc.dry_run,
                                 delete_untagged=storage.gc.delete_untagged,
                                 grace_period=storage.gc.grace_period,

@@ -10,7 +10,13 @@ from typing import Any
 
 import click
 
-from dockyard.cli.common import EXIT_FAILURE, human_size, load_or_exit, require_filesystem
+from dockyard.cli.common import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    human_size,
+    load_or_exit,
+    require_filesystem,
+)
 from dockyard.registry.gc import DEFAULT_GRACE_PERIOD, GCOptions, GCReport
 
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
@@ -60,6 +66,12 @@ def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
 
     settings = load_or_exit(config)
     require_filesystem(settings, "garbage-collect")
+    if settings.storage.read_only and not dry_run:
+        click.echo("dockyard: the configuration puts the store in read-only maintenance mode "
+                   "(storage.maintenance.readonly.enabled), so garbage-collect deletes "
+                   "nothing; use --dry-run to see what it would delete, or turn read-only "
+                   "mode off (collection is safe while the registry serves)", err=True)
+        sys.exit(EXIT_CONFIG)
     options = GCOptions(
         dry_run=dry_run, delete_untagged=delete_untagged,
         grace_period=parse_grace(grace_period),
@@ -72,7 +84,8 @@ def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
             # A store never served by dockyard (say, distribution's): index it first.
             synchronize_index(driver, index, full=True, log=err)
         with gc_progress() as progress:
-            status = asyncio.run(GCRuns(driver, index).run(options, "command", progress))
+            status = asyncio.run(GCRuns(driver, index, settings.storage.read_only).run(
+                options, "command", progress))
     except GCAlreadyRunning:
         click.echo("dockyard: a garbage collection is already running on this store "
                    "(see GET /admin/gc); try again when it ends", err=True)
