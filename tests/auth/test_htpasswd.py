@@ -13,6 +13,7 @@ import pytest
 from tests.support.clients import Skopeo
 from tests.support.images import read_oci_layout, sample_image, write_image_layout
 from tests.support.oci import error_codes, make_image, push_blob, push_image, random_blob
+from tests.support.rawhttp import build_request, exchange
 from tests.support.server import RunningRegistry, require_tool, run_registry
 
 
@@ -136,3 +137,16 @@ def test_any_user_mounts_from_any_repository(secured: RunningRegistry) -> None:
                                params={"mount": digest, "from": "alice/private"})
         assert response.status_code == 201, response.text
         assert client.get(f"/v2/bob/app/blobs/{digest}").status_code == 200
+
+
+def test_invalid_names_get_name_invalid(secured: RunningRegistry) -> None:
+    """Control characters and quotes in a name never reach a header: the name is refused
+    before credentials are asked for."""
+    host = secured.host
+    for name in ("a%00b", "a%01b", "x%22y", "a%0d%0aX-Y:%20z", "caf%C3%A9"):
+        for method in ("GET", "POST"):
+            path = f"/v2/{name}/tags/list" if method == "GET" else f"/v2/{name}/blobs/uploads/"
+            response = exchange(host, build_request(method, path, host))
+            assert response.status == 400, (name, method, response)
+            assert response.json()["errors"][0]["code"] == "NAME_INVALID"
+            assert "www-authenticate" not in response.headers

@@ -40,6 +40,7 @@ from tests.support.oci import (
     push_image,
     random_blob,
 )
+from tests.support.rawhttp import build_request, exchange
 from tests.support.server import RunningRegistry, free_port, require_tool, run_registry
 
 SERVICE = "dockyard-test"
@@ -593,3 +594,37 @@ def test_mount_needs_pull_on_the_source_repository(setup: TokenSetup) -> None:
         assert response.headers["Docker-Content-Digest"] == secret
     with setup.registry.client(headers=bearer(token)) as client:
         assert client.get(f"/v2/team/x/blobs/{secret}").status_code == 200
+
+
+# Names that are not repository names: control characters, a quote, a line break,
+# non-ASCII letters (percent-encoded, so they reach the router decoded).
+INVALID_NAMES = ("a%00b", "a%01b", "team/x%22,scope=%22registry:admin:*", "a%0d%0aX-Y:%20z",
+                 "caf%C3%A9", "a%7Fb")
+
+
+def assert_name_invalid(host: str, method: str, path: str) -> None:
+    """The request gets 400 NAME_INVALID (not a challenge echoing the name), as an answer:
+    the connection is not closed on it."""
+    response = exchange(host, build_request(method, path, host))
+    assert response.status == 400, (method, path, response)
+    assert "www-authenticate" not in response.headers
+    assert all(" " <= char <= "~" for value in response.headers.values() for char in value)
+    if method != "HEAD":
+        assert response.json()["errors"][0]["code"] == "NAME_INVALID"
+
+
+@pytest.mark.parametrize("name", INVALID_NAMES)
+def test_invalid_names_get_name_invalid_not_a_challenge(setup: TokenSetup, name: str) -> None:
+    host = setup.registry.host
+    for method, path in (("GET", f"/v2/{name}/tags/list"),
+                         ("HEAD", f"/v2/{name}/manifests/latest"),
+                         ("POST", f"/v2/{name}/blobs/uploads/"),
+                         ("DELETE", f"/v2/{name}/manifests/latest"),
+                         ("GET", f"/v2/{name}/referrers/{digest_of(b'x')}")):
+        assert_name_invalid(host, method, path)
+    # A token's grants make no difference; the mount source is checked the same way.
+    token = setup.token("repository:team/x:pull,push", auth=("bob", "builder"))
+    with setup.registry.client(headers=bearer(token)) as client:
+        response = client.post("/v2/team/x/blobs/uploads/",
+                               params={"mount": digest_of(b"x"), "from": name})
+        assert response.status_code == 202

@@ -38,6 +38,7 @@ from dockyard.config import Config, load_config
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.gc import GCOptions
 from dockyard.registry.maintenance import purge_uploads_forever
+from dockyard.registry.reference import validate_name
 from dockyard.registry.registry import Registry, RegistrySettings
 from dockyard.storage import StorageDriver
 from dockyard.stores import make_driver, make_index, make_login_throttle
@@ -130,6 +131,10 @@ class RegistryApp:
             raise HTTPError(405, "UNSUPPORTED", f"method {request.method} is not allowed here",
                             {"method": request.method},
                             {"Allow": ", ".join(sorted(route.methods))})
+        if "name" in params:
+            # Before authentication: the name goes into the challenge's scope, and a name
+            # that is not one (control characters, quotes) is refused as such.
+            validate_name(params["name"])
         identity = None
         if self.authenticator is not None:
             identity = await self.authenticate(request, params, route.resource)

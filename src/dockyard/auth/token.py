@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -44,8 +45,12 @@ def bearer_token(authorization: str | None) -> str | None:
     return token or None
 
 
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+    """A quoted-string's content; control characters, which no header may carry, dropped."""
+    return CONTROL_CHARACTERS.sub("", value).replace("\\", "\\\\").replace('"', '\\"')
 
 
 class TokenVerifier:
