@@ -66,6 +66,7 @@ class RegistryApp:
         self.authenticator, self.token_issuer = make_authentication(config)
         self._tasks: list[asyncio.Task[None]] = []
         self.listings = ListingCache()
+        self._health_failure: str | None = None  # the last failure logged
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -163,12 +164,22 @@ class RegistryApp:
                             [item.scope for item in access], headers) from None
 
     async def health(self) -> Response:
+        """200, or 503 naming the failing check with a fixed message: the endpoint answers
+        anyone (load balancers), so the cause, which may name paths, goes to the log."""
         try:
             await self.driver.list("/")
         except FileNotFoundError:
             pass
         except Exception as error:
-            return JSONResponse(503, {f"storagedriver_{self.driver.name}": str(error)})
+            cause = f"{type(error).__name__}: {error}"
+            if cause != self._health_failure:  # once per cause, not once per probe
+                log.error("health check: storage driver %s failed: %s", self.driver.name, cause)
+                self._health_failure = cause
+            return JSONResponse(503, {f"storagedriver_{self.driver.name}":
+                                      "storage is not available"})
+        if self._health_failure is not None:
+            log.info("health check: storage driver %s works again", self.driver.name)
+            self._health_failure = None
         return JSONResponse(200, {})
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
