@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dockyard.auth.htpasswd import hash_password
 from tests.support.clients import Skopeo
 from tests.support.images import read_oci_layout, sample_image, write_image_layout
 from tests.support.oci import error_codes, make_image, push_blob, push_image, random_blob
@@ -150,3 +151,16 @@ def test_invalid_names_get_name_invalid(secured: RunningRegistry) -> None:
             assert response.status == 400, (name, method, response)
             assert response.json()["errors"][0]["code"] == "NAME_INVALID"
             assert "www-authenticate" not in response.headers
+
+
+def test_realm_is_a_quoted_string(tmp_path: Path) -> None:
+    """A realm with quotes and a backslash is escaped, so it cannot end the parameter
+    early or add others to the challenge."""
+    users = tmp_path / "htpasswd"
+    users.write_text(f"alice:{hash_password('wonderland', rounds=4)}\n")
+    realm = 'Dockyard "Test" \\ x'
+    config = {"auth": {"htpasswd": {"realm": realm, "path": str(users)}}}
+    with run_registry(tmp_path, config=config) as running:
+        response = httpx.get(running.url + "/v2/")
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == 'Basic realm="Dockyard \\"Test\\" \\\\ x"'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import re
 from dataclasses import dataclass
 
 from dockyard.auth.access import Access, Grants, grants_allow
@@ -17,6 +18,16 @@ class Identity:
 
     def allows(self, access: Access) -> bool:
         return self.granted is None or grants_allow(self.granted, access)
+
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def quoted(value: str) -> str:
+    """`value` as an HTTP quoted-string for a challenge's parameter: quotes and
+    backslashes escaped, control characters (which no header may carry) dropped."""
+    escaped = CONTROL_CHARACTERS.sub("", value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
 
 
 class AuthDenied(Exception):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from typing import Any
 import jwt
 
 from dockyard.auth.access import Access, grants_allow
-from dockyard.auth.base import AuthDenied, Authenticator, Identity
+from dockyard.auth.base import AuthDenied, Authenticator, Identity, quoted
 from dockyard.auth.keys import TrustedKey
 
 LEEWAY_SECONDS = 60.0  # clock skew tolerated on exp, nbf and iat
@@ -43,14 +42,6 @@ def bearer_token(authorization: str | None) -> str | None:
         return None
     token = authorization[7:].strip()
     return token or None
-
-
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _quote(value: str) -> str:
-    """A quoted-string's content; control characters, which no header may carry, dropped."""
-    return CONTROL_CHARACTERS.sub("", value).replace("\\", "\\\\").replace('"', '\\"')
 
 
 class TokenVerifier:
@@ -177,10 +168,10 @@ class TokenAuthenticator(Authenticator):
         return verified
 
     def challenge(self, access: list[Access], error: str | None = None) -> str:
-        parts = [f'Bearer realm="{_quote(self.realm)}"',
-                 f'service="{_quote(self.verifier.service)}"']
+        parts = [f"Bearer realm={quoted(self.realm)}",
+                 f"service={quoted(self.verifier.service)}"]
         if access:
-            parts.append(f'scope="{_quote(" ".join(item.scope for item in access))}"')
+            parts.append(f"scope={quoted(' '.join(item.scope for item in access))}")
         if error:
             parts.append(f'error="{error}"')
         return ",".join(parts)
