@@ -380,6 +380,22 @@ LENGTHS = [
             ("SIZE_INVALID", PROTOCOL)),
 ]
 
+# isdigit() is true for these, int() refuses them (superscripts), or int() reads them
+# (Arabic-Indic digits) where the spec means ASCII digits.
+PAGES = ("PAGINATION_NUMBER_INVALID",)
+PAGINATION = [
+    Hostile("catalog n of a superscript two", send("GET", "/v2/_catalog?n=%C2%B2"), (400,),
+            PAGES),
+    Hostile("tags n of a superscript two", send("GET", "/v2/{repo}/tags/list?n=%C2%B2"),
+            (400,), PAGES),
+    Hostile("tags n of Arabic-Indic digits",
+            send("GET", "/v2/{repo}/tags/list?n=%D9%A3%D9%A4"), (400,), PAGES),
+    Hostile("catalog n with a sign", send("GET", "/v2/_catalog?n=-1"), (400,), PAGES),
+    Hostile("Content-Length of a superscript two",
+            send("PATCH", "{upload}", [("Content-Length", b"\xb2")], b"xy"), (400,),
+            ("SIZE_INVALID", PROTOCOL)),
+]
+
 REQUEST_LINES = [
     Hostile("10 MB header", send("GET", "/v2/", [("X-Padding", "a" * 10_000_000)]),
             (400, 431), (PROTOCOL,)),
@@ -470,7 +486,8 @@ def check_answer(target: Target, case: Hostile, response: RawResponse) -> None:
     assert error["code"] in case.codes, error
 
 
-CASES = [*NAMES, *TAGS, *DIGESTS, *MANIFESTS, *RANGES, *LENGTHS, *REQUEST_LINES]
+CASES = [*NAMES, *TAGS, *DIGESTS, *MANIFESTS, *RANGES, *LENGTHS, *PAGINATION,
+         *REQUEST_LINES]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])

@@ -10,9 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dockyard.auth.htpasswd import hash_password
 from tests.support.clients import Skopeo
 from tests.support.images import read_oci_layout, sample_image, write_image_layout
-from tests.support.oci import error_codes, make_image, push_image
+from tests.support.oci import error_codes, make_image, push_blob, push_image, random_blob
+from tests.support.rawhttp import build_request, exchange
 from tests.support.server import RunningRegistry, require_tool, run_registry
 
 
@@ -125,3 +127,40 @@ def test_passwd_refuses_bad_user_names(tmp_path: Path) -> None:
     result = passwd(tmp_path / "users", "bad:name", "pw")
     assert result.returncode == 2
     assert not (tmp_path / "users").exists()
+
+
+def test_any_user_mounts_from_any_repository(secured: RunningRegistry) -> None:
+    """htpasswd users may do everything, so a mount from another repository is done."""
+    with secured.client(auth=("alice", "wonderland")) as client:
+        digest = push_blob(client, "alice/private", random_blob())
+    with secured.client(auth=("bob", "builder")) as client:
+        response = client.post("/v2/bob/app/blobs/uploads/",
+                               params={"mount": digest, "from": "alice/private"})
+        assert response.status_code == 201, response.text
+        assert client.get(f"/v2/bob/app/blobs/{digest}").status_code == 200
+
+
+def test_invalid_names_get_name_invalid(secured: RunningRegistry) -> None:
+    """Control characters and quotes in a name never reach a header: the name is refused
+    before credentials are asked for."""
+    host = secured.host
+    for name in ("a%00b", "a%01b", "x%22y", "a%0d%0aX-Y:%20z", "caf%C3%A9"):
+        for method in ("GET", "POST"):
+            path = f"/v2/{name}/tags/list" if method == "GET" else f"/v2/{name}/blobs/uploads/"
+            response = exchange(host, build_request(method, path, host))
+            assert response.status == 400, (name, method, response)
+            assert response.json()["errors"][0]["code"] == "NAME_INVALID"
+            assert "www-authenticate" not in response.headers
+
+
+def test_realm_is_a_quoted_string(tmp_path: Path) -> None:
+    """A realm with quotes and a backslash is escaped, so it cannot end the parameter
+    early or add others to the challenge."""
+    users = tmp_path / "htpasswd"
+    users.write_text(f"alice:{hash_password('wonderland', rounds=4)}\n")
+    realm = 'Dockyard "Test" \\ x'
+    config = {"auth": {"htpasswd": {"realm": realm, "path": str(users)}}}
+    with run_registry(tmp_path, config=config) as running:
+        response = httpx.get(running.url + "/v2/")
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == 'Basic realm="Dockyard \\"Test\\" \\\\ x"'

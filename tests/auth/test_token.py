@@ -32,7 +32,15 @@ from dockyard.config import load_config
 from dockyard.config.loader import ConfigError
 from tests.support.clients import Skopeo
 from tests.support.images import read_oci_layout, sample_image, write_image_layout
-from tests.support.oci import error_codes, make_image, push_image
+from tests.support.oci import (
+    digest_of,
+    error_codes,
+    make_image,
+    push_blob,
+    push_image,
+    random_blob,
+)
+from tests.support.rawhttp import build_request, exchange
 from tests.support.server import RunningRegistry, free_port, require_tool, run_registry
 
 SERVICE = "dockyard-test"
@@ -544,3 +552,79 @@ def test_distribution_accepts_tokens_of_dockyards_issuer(setup: TokenSetup,
             push_image(client, "dist/app", "v1", make_image())
             assert client.get("/v2/dist/app/tags/list").json()["tags"] == ["v1"]
             assert client.delete("/v2/dist/app/manifests/v1").status_code == 401
+
+
+# -- cross-repository mounts need pull on `from` ----------------------------------------
+
+
+def test_mount_needs_pull_on_the_source_repository(setup: TokenSetup) -> None:
+    """A token for team/x alone cannot mount (or learn of) blobs of secret/y: the mount
+    becomes an ordinary upload, the same answer as for a digest nobody has."""
+    owner = setup.token("repository:secret/y:pull,push", auth=("alice", "wonderland"))
+    with setup.registry.client(headers=bearer(owner)) as client:
+        secret = push_blob(client, "secret/y", random_blob())
+    # bob (group ci) may push team/*; docker also asks for pull on `from`, which bob's
+    # rules do not allow, so the token lacks it.
+    token = setup.token("repository:team/x:pull,push", "repository:secret/y:pull",
+                        auth=("bob", "builder"))
+    assert setup.claims(token)["access"] == repo_access("team/x", "pull", "push")
+    missing = digest_of(b"no such blob anywhere")
+    with setup.registry.client(headers=bearer(token)) as client:
+        for digest in (secret, missing):
+            response = client.post("/v2/team/x/blobs/uploads/",
+                                   params={"mount": digest, "from": "secret/y"})
+            assert response.status_code == 202, (digest, response.text)
+            assert "/v2/team/x/blobs/uploads/" in response.headers["Location"]
+            assert "Docker-Content-Digest" not in response.headers
+        assert client.get(f"/v2/team/x/blobs/{secret}").status_code == 404
+    # A token that grants push (but not pull) on the source does not do either.
+    pusher = mint(setup.pair, repo_access("team/x", "pull", "push")
+                  + repo_access("secret/y", "push"))
+    with setup.registry.client(headers=bearer(pusher)) as client:
+        response = client.post("/v2/team/x/blobs/uploads/",
+                               params={"mount": secret, "from": "secret/y"})
+        assert response.status_code == 202, response.text
+    # With pull on the source the mount is done.
+    allowed = setup.token("repository:team/x:pull,push", "repository:secret/y:pull",
+                          auth=("alice", "wonderland"))
+    with setup.registry.client(headers=bearer(allowed)) as client:
+        response = client.post("/v2/team/x/blobs/uploads/",
+                               params={"mount": secret, "from": "secret/y"})
+        assert response.status_code == 201, response.text
+        assert response.headers["Docker-Content-Digest"] == secret
+    with setup.registry.client(headers=bearer(token)) as client:
+        assert client.get(f"/v2/team/x/blobs/{secret}").status_code == 200
+
+
+# Names that are not repository names: control characters, a quote, a line break,
+# non-ASCII letters (percent-encoded, so they reach the router decoded).
+INVALID_NAMES = ("a%00b", "a%01b", "team/x%22,scope=%22registry:admin:*", "a%0d%0aX-Y:%20z",
+                 "caf%C3%A9", "a%7Fb")
+
+
+def assert_name_invalid(host: str, method: str, path: str) -> None:
+    """The request gets 400 NAME_INVALID (not a challenge echoing the name), as an answer:
+    the connection is not closed on it."""
+    response = exchange(host, build_request(method, path, host))
+    assert response.status == 400, (method, path, response)
+    assert "www-authenticate" not in response.headers
+    assert all(" " <= char <= "~" for value in response.headers.values() for char in value)
+    if method != "HEAD":
+        assert response.json()["errors"][0]["code"] == "NAME_INVALID"
+
+
+@pytest.mark.parametrize("name", INVALID_NAMES)
+def test_invalid_names_get_name_invalid_not_a_challenge(setup: TokenSetup, name: str) -> None:
+    host = setup.registry.host
+    for method, path in (("GET", f"/v2/{name}/tags/list"),
+                         ("HEAD", f"/v2/{name}/manifests/latest"),
+                         ("POST", f"/v2/{name}/blobs/uploads/"),
+                         ("DELETE", f"/v2/{name}/manifests/latest"),
+                         ("GET", f"/v2/{name}/referrers/{digest_of(b'x')}")):
+        assert_name_invalid(host, method, path)
+    # A token's grants make no difference; the mount source is checked the same way.
+    token = setup.token("repository:team/x:pull,push", auth=("bob", "builder"))
+    with setup.registry.client(headers=bearer(token)) as client:
+        response = client.post("/v2/team/x/blobs/uploads/",
+                               params={"mount": digest_of(b"x"), "from": name})
+        assert response.status_code == 202

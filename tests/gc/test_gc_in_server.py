@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -49,9 +51,11 @@ def test_admin_endpoint_runs_gc_and_reports(tmp_path: Path) -> None:
         assert status["progress"]["done"] == status["progress"]["total"]
         assert client.get("/v2/admin/repo/manifests/keep").content == kept.manifest
 
-        bad = client.post("/admin/gc", params={"graceperiod": "later"})
-        assert bad.status_code == 400
-        assert error_codes(bad) == ["INVALID_PARAMETER"]
+        # Not a duration; digits of another script; so many digits they overflow a float.
+        for grace in ("later", "\u0663s", "9" * 400 + "h"):
+            bad = client.post("/admin/gc", params={"graceperiod": grace, "dryrun": "true"})
+            assert bad.status_code == 400, (grace, bad.text)
+            assert error_codes(bad) == ["INVALID_PARAMETER"]
 
 
 def test_admin_endpoint_is_off_by_default(registry_url: str) -> None:
@@ -73,3 +77,44 @@ def test_scheduled_gc(tmp_path: Path) -> None:
             time.sleep(0.3)
         status = wait_finished(client)
         assert status["trigger"] == "schedule"
+
+
+def test_read_only_mode_allows_only_dry_runs(tmp_path: Path) -> None:
+    """With storage.maintenance.readonly.enabled the server deletes nothing: not through the
+    admin API, not on its schedule. `dockyard garbage-collect` with that config still
+    collects: that is distribution's own procedure (registry read-only, then the command)."""
+    with run_registry(tmp_path) as running, running.client() as client:
+        image = make_image()
+        push_image(client, "frozen/repo", "v1", image)
+        assert client.delete(f"/v2/frozen/repo/manifests/{image.digest}").status_code == 202
+    config_blob = f"/v2/frozen/repo/blobs/{digest_of(image.config)}"
+    read_only = {"http": {"admin": {"enabled": True}},
+                 "storage": {"maintenance": {"readonly": {"enabled": True}},
+                             "gc": {"enabled": True, "interval": "1s", "graceperiod": "0"}}}
+    with run_registry(tmp_path, config=read_only) as running, running.client() as client:
+        refused = client.post("/admin/gc", params={"graceperiod": "0"})
+        assert refused.status_code == 405, refused.text
+        assert error_codes(refused) == ["UNSUPPORTED"]
+        assert "read-only" in refused.json()["errors"][0]["message"]
+        dry = client.post("/admin/gc", params={"dryrun": "true", "graceperiod": "0"})
+        assert dry.status_code == 202, dry.text
+        status = wait_finished(client)
+        assert status["trigger"] == "http" and status["report"]["dry_run"] is True
+        assert digest_of(image.config) in status["report"]["blobs_deleted"]
+        # The schedule (every second) would have run a few times by now.
+        time.sleep(4)
+        status = client.get("/admin/gc").json()
+        assert status["trigger"] == "http", status
+        assert client.head(config_blob).status_code == 200
+        assert "read-only" in running.logs()
+
+        command = [sys.executable, "-m", "dockyard", "garbage-collect", "--grace-period", "0",
+                   str(running.config_path)]
+        dry_cli = subprocess.run([*command, "--dry-run"], capture_output=True, text=True,
+                                 timeout=300)
+        assert dry_cli.returncode == 0, dry_cli.stderr
+        assert "would delete" in dry_cli.stdout
+        assert client.head(config_blob).status_code == 200
+        collected = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert collected.returncode == 0, collected.stderr
+        assert client.head(config_blob).status_code == 404

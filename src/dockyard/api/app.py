@@ -28,7 +28,7 @@ from dockyard.api.http import (
 )
 from dockyard.api.listing_cache import ListingCache
 from dockyard.api.urls import URLBuilder
-from dockyard.auth import AuthDenied, Authenticator, required_access
+from dockyard.auth import AuthDenied, Authenticator, Identity, required_access
 from dockyard.auth.htpasswd import HtpasswdAuthenticator
 from dockyard.auth.issuer import TokenIssuer
 from dockyard.auth.keys import load_private_key, load_trusted_keys
@@ -38,6 +38,7 @@ from dockyard.config import Config, load_config
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.gc import GCOptions
 from dockyard.registry.maintenance import purge_uploads_forever, resync_index_forever
+from dockyard.registry.reference import validate_name
 from dockyard.registry.registry import Registry, RegistrySettings
 from dockyard.storage import StorageDriver, UnsafeWrite
 from dockyard.stores import make_driver, make_index, make_login_throttle
@@ -65,6 +66,7 @@ class RegistryApp:
         self.authenticator, self.token_issuer = make_authentication(config)
         self._tasks: list[asyncio.Task[None]] = []
         self.listings = ListingCache()
+        self._health_failure: str | None = None  # the last failure logged
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -136,20 +138,25 @@ class RegistryApp:
             raise HTTPError(405, "UNSUPPORTED", f"method {request.method} is not allowed here",
                             {"method": request.method},
                             {"Allow": ", ".join(sorted(route.methods))})
+        if "name" in params:
+            # Before authentication: the name goes into the challenge's scope, and a name
+            # that is not one (control characters, quotes) is refused as such.
+            validate_name(params["name"])
+        identity = None
         if self.authenticator is not None:
-            await self.authenticate(request, params, route.resource)
+            identity = await self.authenticate(request, params, route.resource)
         context = Context(request, self.registry, URLBuilder(
             request, self.prefix, self.config.http.base_url, self.config.http.relative_urls),
-            self.listings)
+            self.listings, identity)
         return await handler(context, **params)
 
     async def authenticate(self, request: Request, params: dict[str, str],
-                           resource: str | None) -> None:
+                           resource: str | None) -> Identity:
         assert self.authenticator is not None
         access = required_access(request.method, params, resource)
         client = request.scope.get("client") or ("unknown", 0)
         try:
-            await self.authenticator.authenticate(request.header("authorization"), client[0],
+            return await self.authenticator.authenticate(request.header("authorization"), client[0],
                                                   access)
         except AuthDenied as denied:
             headers = {"WWW-Authenticate": denied.challenge} if denied.challenge else {}
@@ -163,12 +170,22 @@ class RegistryApp:
                             [item.scope for item in access], headers) from None
 
     async def health(self) -> Response:
+        """200, or 503 naming the failing check with a fixed message: the endpoint answers
+        anyone (load balancers), so the cause, which may name paths, goes to the log."""
         try:
             await self.driver.list("/")
         except FileNotFoundError:
             pass
         except Exception as error:
-            return JSONResponse(503, {f"storagedriver_{self.driver.name}": str(error)})
+            cause = f"{type(error).__name__}: {error}"
+            if cause != self._health_failure:  # once per cause, not once per probe
+                log.error("health check: storage driver %s failed: %s", self.driver.name, cause)
+                self._health_failure = cause
+            return JSONResponse(503, {f"storagedriver_{self.driver.name}":
+                                      "storage is not available"})
+        if self._health_failure is not None:
+            log.info("health check: storage driver %s works again", self.driver.name)
+            self._health_failure = None
         return JSONResponse(200, {})
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
@@ -195,7 +212,10 @@ class RegistryApp:
         if storage.index_resync_interval > 0 and storage.driver == "filesystem":
             self._tasks.append(asyncio.create_task(resync_index_forever(
                 self.driver, self.registry.index, storage.index_resync_interval)))
-        if storage.gc.enabled and not storage.read_only:
+        if storage.gc.enabled and storage.read_only and not storage.gc.dry_run:
+            log.warning("storage.gc is not scheduled: the store is in read-only maintenance "
+                        "mode (storage.maintenance.readonly), where only dry runs may run")
+        elif storage.gc.enabled:
             options = GCOptions(dry_run=storage.gc.dry_run,
                                 delete_untagged=storage.gc.delete_untagged,
                                 grace_period=storage.gc.grace_period,

@@ -66,7 +66,8 @@ class Request:
         if value is None:
             return None
         value = value.strip()
-        if not value.isdigit():
+        # ASCII digits only: isdigit() is also true for "\xb2" (superscript two).
+        if not (value.isascii() and value.isdigit()):
             return -1  # unusable; handlers turn this into SIZE_INVALID
         return int(value)
 

@@ -23,7 +23,8 @@ class Route:
 
 
 def _route(pattern: str, resource: str | None = None, **methods: Handler) -> Route:
-    return Route(re.compile(pattern), methods, resource)
+    # DOTALL: a name holding a line break is routed, and so refused as NAME_INVALID.
+    return Route(re.compile(pattern, re.DOTALL), methods, resource)
 
 
 ROUTES: tuple[Route, ...] = (

@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+# What credentials grant: the actions allowed per (type, name), `*` meaning every action.
+Grants = Mapping[tuple[str, str], frozenset[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +37,8 @@ def required_access(method: str, path_params: dict[str, str], resource: str | No
         return [Access("repository", name, ("delete",))]
     # Writes; pushes also read (HEAD of blobs, mounts), so they ask for both, as docker does.
     return [Access("repository", name, ("pull", "push"))]
+
+
+def grants_allow(granted: Grants, access: Access) -> bool:
+    actions = granted.get((access.type, access.name), frozenset())
+    return "*" in actions or all(action in actions for action in access.actions)

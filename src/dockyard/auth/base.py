@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import abc
+import re
 from dataclasses import dataclass
 
-from dockyard.auth.access import Access
+from dockyard.auth.access import Access, Grants, grants_allow
 
 
 @dataclass(frozen=True, slots=True)
 class Identity:
     user: str
+    # What the credentials allow beyond the request they came with (a mount's `from`
+    # repository); None allows everything, as every htpasswd user may do everything.
+    granted: Grants | None = None
+
+    def allows(self, access: Access) -> bool:
+        return self.granted is None or grants_allow(self.granted, access)
+
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def quoted(value: str) -> str:
+    """`value` as an HTTP quoted-string for a challenge's parameter: quotes and
+    backslashes escaped, control characters (which no header may carry) dropped."""
+    escaped = CONTROL_CHARACTERS.sub("", value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
 
 
 class AuthDenied(Exception):

@@ -18,7 +18,7 @@ from pathlib import Path
 import bcrypt
 
 from dockyard.auth.access import Access
-from dockyard.auth.base import AuthDenied, Authenticator, Identity
+from dockyard.auth.base import AuthDenied, Authenticator, Identity, quoted
 from dockyard.auth.throttle import LoginThrottle
 
 # bcrypt is slow on purpose; a verified header is remembered for a while so that each
@@ -143,7 +143,7 @@ class HtpasswdAuthenticator(Authenticator):
 
     @property
     def challenge(self) -> str:
-        return f'Basic realm="{self.realm}"'
+        return f"Basic realm={quoted(self.realm)}"
 
     async def authenticate(self, authorization: str | None, client: str, access: list[Access]
                            ) -> Identity:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import jwt
 
 from dockyard.auth.access import Access
-from dockyard.auth.base import AuthDenied
+from dockyard.auth.base import AuthDenied, quoted
 from dockyard.auth.htpasswd import HtpasswdAuthenticator
 from dockyard.auth.keys import PrivateKey, libtrust_key_id, signing_algorithm
 from dockyard.auth.policy import AccessPolicy
@@ -46,7 +46,7 @@ class TokenIssuer:
 
     @property
     def challenge(self) -> str:
-        return f'Basic realm="{self.service}"'
+        return f"Basic realm={quoted(self.service)}"
 
     async def login(self, authorization: str | None, client: str) -> str | None:
         """The user whose Basic credentials these are; None for an anonymous client (no

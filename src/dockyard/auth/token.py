@@ -23,8 +23,8 @@ from typing import Any
 
 import jwt
 
-from dockyard.auth.access import Access
-from dockyard.auth.base import AuthDenied, Authenticator, Identity
+from dockyard.auth.access import Access, grants_allow
+from dockyard.auth.base import AuthDenied, Authenticator, Identity, quoted
 from dockyard.auth.keys import TrustedKey
 
 LEEWAY_SECONDS = 60.0  # clock skew tolerated on exp, nbf and iat
@@ -48,10 +48,6 @@ def bearer_token(authorization: str | None) -> str | None:
         return None
     token = authorization[7:].strip()
     return token or None
-
-
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 class TokenVerifier:
@@ -145,11 +141,6 @@ def granted_access(claims: dict[str, Any]) -> dict[tuple[str, str], frozenset[st
     return granted
 
 
-def allows(granted: dict[tuple[str, str], frozenset[str]], access: Access) -> bool:
-    actions = granted.get((access.type, access.name), frozenset())
-    return "*" in actions or all(action in actions for action in access.actions)
-
-
 @dataclass(frozen=True, slots=True)
 class VerifiedToken:
     """What a token whose signature, issuer and audience checked out grants, and the times
@@ -219,10 +210,10 @@ class TokenAuthenticator(Authenticator):
             self._cached_bytes -= evicted
 
     def challenge(self, access: list[Access], error: str | None = None) -> str:
-        parts = [f'Bearer realm="{_quote(self.realm)}"',
-                 f'service="{_quote(self.verifier.service)}"']
+        parts = [f"Bearer realm={quoted(self.realm)}",
+                 f"service={quoted(self.verifier.service)}"]
         if access:
-            parts.append(f'scope="{_quote(" ".join(item.scope for item in access))}"')
+            parts.append(f"scope={quoted(' '.join(item.scope for item in access))}")
         if error:
             parts.append(f'error="{error}"')
         return ",".join(parts)
@@ -237,8 +228,8 @@ class TokenAuthenticator(Authenticator):
         except InvalidToken as invalid:
             raise AuthDenied(f"invalid token: {invalid}",
                              self.challenge(access, "invalid_token")) from None
-        if not all(allows(verified.granted, item) for item in access):
+        if not all(grants_allow(verified.granted, item) for item in access):
             raise AuthDenied("insufficient scope: the token does not grant "
                              + " ".join(item.scope for item in access),
                              self.challenge(access, "insufficient_scope"))
-        return Identity(verified.subject)
+        return Identity(verified.subject, verified.granted)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -28,7 +29,8 @@ from dockyard.config.model import (
 ENV_PREFIX = "REGISTRY_"
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "fatal", "panic")
 LOG_FORMATTERS = ("text", "json", "logstash")
-DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+# ASCII digits: `\d` would also take other scripts' digits (float() reads them).
+DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
                   "h": 3600.0}
 
@@ -170,7 +172,9 @@ def parse_duration(value: Any, key: str) -> float:
             return 0.0
         parts = DURATION_PART.findall(text)
         if parts and "".join(n + u for n, u in parts) == text:
-            return sum(float(n) * DURATION_UNITS[u] for n, u in parts)
+            seconds = sum(float(n) * DURATION_UNITS[u] for n, u in parts)
+            if math.isfinite(seconds):  # hundreds of digits overflow to inf
+                return seconds
     raise ConfigError(f"{key}: expected a duration like 10s, 5m or 168h, got {value!r}")
 
 

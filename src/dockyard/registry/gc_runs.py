@@ -16,6 +16,7 @@ from dataclasses import asdict
 from typing import Any
 
 from dockyard.index.sqlite import SQLiteIndex
+from dockyard.registry.errors import ReadOnly
 from dockyard.registry.gc import GCOptions, Progress, collect_garbage
 from dockyard.storage import StorageDriver
 
@@ -53,9 +54,12 @@ def _now() -> str:
 
 
 class GCRuns:
-    def __init__(self, driver: StorageDriver, index: SQLiteIndex) -> None:
+    def __init__(self, driver: StorageDriver, index: SQLiteIndex, read_only: bool = False
+                 ) -> None:
         self.driver = driver
         self.index = index
+        # storage.maintenance.readonly: the store must not change, so only dry runs.
+        self.read_only = read_only
         self._progress: dict[str, Any] | None = None
         self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
 
@@ -87,9 +91,17 @@ class GCRuns:
                        (STATUS_KEY, json.dumps(status)))
             self._write_lease(db, token)
 
+    def check_allowed(self, options: GCOptions) -> None:
+        """ReadOnly if the run would delete from a store in read-only maintenance mode."""
+        if self.read_only and not options.dry_run:
+            raise ReadOnly("the registry is in read-only maintenance mode: garbage "
+                           "collection may only be a dry run")
+
     async def run(self, options: GCOptions, trigger: str,
                   progress: Progress | None = None) -> dict[str, Any]:
-        """Run one collection now; GCAlreadyRunning if another holds the lease."""
+        """Run one collection now; GCAlreadyRunning if another holds the lease, ReadOnly
+        if it would delete from a read-only store."""
+        self.check_allowed(options)
         token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
         if not await self._acquire(token):
             raise GCAlreadyRunning()
@@ -131,7 +143,9 @@ class GCRuns:
         return status
 
     def start(self, options: GCOptions, trigger: str) -> asyncio.Task[dict[str, Any]]:
-        """Start a run in the background (the caller has checked no run holds the lease)."""
+        """Start a run in the background (the caller has checked no run holds the lease);
+        ReadOnly, before anything starts, if it would delete from a read-only store."""
+        self.check_allowed(options)
         task = asyncio.create_task(self.run(options, trigger))
         self._tasks.add(task)  # keep a reference until it ends
         task.add_done_callback(self._tasks.discard)

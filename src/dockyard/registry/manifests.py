@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -22,6 +23,13 @@ from dockyard.registry.manifest import Manifest, parse_manifest, stored_media_ty
 from dockyard.registry.reference import Digest, is_tag
 from dockyard.registry.tags import RepositoryTags
 from dockyard.storage import PathNotFound
+
+# Manifests up to this size are hashed and parsed on the event loop (well under a
+# millisecond; the common case, where a thread hand-off would cost more). Larger ones, up
+# to tens of thousands of descriptors, take a thread, so other requests go on meanwhile.
+INLINE_PARSE_LIMIT = 64 * 1024
+# Checking a manifest's references lets other requests in after this many lookups.
+CHECKS_PER_TURN = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,17 +142,18 @@ class RepositoryManifests:
                            {"size": len(data), "limit": self.max_size})
         tag = reference if is_tag(reference) else None
         expected = None if tag else Digest.parse(reference)
-        algorithm = expected.algorithm if expected else "sha256"
-        digest = Digest.of(data, algorithm)
-        if expected is not None and expected != digest:
-            raise DigestInvalid("manifest digest does not match its content",
-                                {"expected": str(expected), "actual": str(digest)})
-        manifest = parse_manifest(data, content_type)
+        if len(data) <= INLINE_PARSE_LIMIT:
+            digest, manifest = _digest_and_parse(data, expected, content_type)
+        else:
+            digest, manifest = await asyncio.to_thread(_digest_and_parse, data, expected,
+                                                       content_type)
         record = ManifestRecord(
             str(digest), manifest.media_type, len(data),
             str(manifest.subject.digest) if manifest.subject else None,
             manifest.artifact_type, manifest.annotations,
-            tuple(str(item.digest) for item in (*manifest.blobs, *manifest.children)),
+            # Each referenced digest once, however often the manifest lists it.
+            tuple(dict.fromkeys(str(item.digest)
+                                for item in (*manifest.blobs, *manifest.children))),
         )
         # Checking the blobs and recording that this manifest needs them happen in one
         # write transaction: garbage collection cannot delete a blob in between.
@@ -162,22 +171,29 @@ class RepositoryManifests:
 
     async def _check_references(self, manifest: Manifest) -> None:
         missing: list[str] = []
-        for blob in manifest.blobs:
-            # Foreign (non-distributable) layers live elsewhere and are not pushed here.
-            if blob.has_urls:
+        checks = 0
+        # Foreign (non-distributable) layers live elsewhere and are not pushed here.
+        blobs = {blob.digest: blob for blob in manifest.blobs if not blob.has_urls}
+        for digest in blobs:
+            checks += 1
+            if checks % CHECKS_PER_TURN == 0:
+                await asyncio.sleep(0)  # the lookups below never wait: let others in
+            if not await self.layers.is_linked(digest) or \
+                    await self.blobs.size(digest) is None:
+                missing.append(str(digest))
+        children = {(child.digest, child.media_type): child for child in manifest.children}
+        for digest, media_type in children:
+            checks += 1
+            if checks % CHECKS_PER_TURN == 0:
+                await asyncio.sleep(0)
+            if await self.exists(digest):
                 continue
-            if not await self.layers.is_linked(blob.digest) or \
-                    await self.blobs.size(blob.digest) is None:
-                missing.append(str(blob.digest))
-        for child in manifest.children:
-            if await self.exists(child.digest):
+            if media_type not in mediatypes.ACCEPTED_ON_PUSH and \
+                    await self.layers.is_linked(digest):
                 continue
-            if child.media_type not in mediatypes.ACCEPTED_ON_PUSH and \
-                    await self.layers.is_linked(child.digest):
-                continue
-            missing.append(str(child.digest))
+            missing.append(str(digest))
         if missing:
-            raise ManifestBlobUnknown(detail={"digests": missing})
+            raise ManifestBlobUnknown(detail={"digests": list(dict.fromkeys(missing))})
 
     async def delete(self, reference: str) -> None:
         """By tag: remove that tag only. By digest: the revision and every tag on it."""
@@ -195,3 +211,14 @@ class RepositoryManifests:
         except PathNotFound:
             raise ManifestUnknown(detail={"reference": reference}) from None
         await self.index.remove_manifest(self.name, str(digest))
+
+
+def _digest_and_parse(data: bytes, expected: Digest | None, content_type: str | None
+                      ) -> tuple[Digest, Manifest]:
+    """The digest of pushed bytes (checked against the one they were pushed by, if any)
+    and the manifest they hold."""
+    digest = Digest.of(data, expected.algorithm if expected else "sha256")
+    if expected is not None and expected != digest:
+        raise DigestInvalid("manifest digest does not match its content",
+                            {"expected": str(expected), "actual": str(digest)})
+    return digest, parse_manifest(data, content_type)

@@ -61,7 +61,7 @@ class Registry:
         self.blobs = BlobStore(driver)
         self.uploads = UploadStore(self.blobs, index,
                                    self.settings.max_uploads_per_repository)
-        self.gc = GCRuns(driver, index)
+        self.gc = GCRuns(driver, index, self.settings.read_only)
         self.manifest_cache = ManifestCache()
 
     def repository(self, name: str) -> Repository:

@@ -31,6 +31,7 @@ async def start_gc(ctx: Context) -> Response:
                         ) from None
     options = GCOptions(dry_run=_flag(ctx, "dryrun"), delete_untagged=_flag(ctx, "deleteuntagged"),
                         grace_period=grace)
+    ctx.registry.gc.check_allowed(options)  # 405 in read-only mode, unless a dry run
     location = {"Location": ctx.urls.path("/admin/gc")}
     if ctx.registry.gc.is_running():
         return JSONResponse(409, ctx.registry.gc.status(), location)

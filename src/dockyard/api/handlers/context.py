@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from dockyard.api.http import Request
 from dockyard.api.listing_cache import ListingCache
 from dockyard.api.urls import URLBuilder
+from dockyard.auth import Access, Identity
 from dockyard.registry.registry import Registry
 
 
@@ -16,3 +17,9 @@ class Context:
     registry: Registry
     urls: URLBuilder
     listings: ListingCache
+    # Who sent the request, with auth configured; None: no auth, everyone may do anything.
+    identity: Identity | None = None
+
+    def allows(self, access: Access) -> bool:
+        """Whether the client may also do `access`, beyond what the route itself needed."""
+        return self.identity is None or self.identity.allows(access)

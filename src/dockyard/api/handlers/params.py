@@ -7,8 +7,11 @@ import re
 from dockyard.api.http import Request
 from dockyard.registry.errors import PaginationInvalid, RangeInvalid, SizeInvalid
 
-CONTENT_RANGE_RE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?")
-RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+# ASCII digits only: `\d`, str.isdigit() and int() also take other scripts' digits (and
+# isdigit() superscripts, which int() then refuses).
+CONTENT_RANGE_RE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?")
+RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+NUMBER_RE = re.compile(r"[0-9]+")
 # Page sizes above this are capped, so one request cannot ask for the world.
 MAX_PAGE = 10_000
 
@@ -17,7 +20,7 @@ def pagination(request: Request) -> tuple[int | None, str | None]:
     raw = request.query_value("n")
     limit = None
     if raw is not None and raw != "":
-        if not raw.isdigit():
+        if not NUMBER_RE.fullmatch(raw):
             raise PaginationInvalid("n must be a non-negative integer", {"n": raw[:50]})
         limit = min(int(raw), MAX_PAGE)
     return limit, request.query_value("last") or None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dockyard.api.handlers.context import Context
 from dockyard.api.handlers.params import content_length, content_range
 from dockyard.api.http import Response
+from dockyard.auth import Access
 from dockyard.registry.blobs import BlobDescriptor
 from dockyard.registry.errors import BlobUnknown, DigestInvalid, NameInvalid
 from dockyard.registry.reference import Digest, validate_name
@@ -75,6 +76,11 @@ async def _try_mount(ctx: Context, name: str, digest_text: str, source: str | No
         try:
             origin = ctx.registry.repository(validate_name(source))
         except NameInvalid:
+            return None
+        # Mounting reads the source: without pull on it, a mount would copy what the client
+        # may not read, and 201 against 202 would tell it which digests the source holds.
+        # Clients asked for that pull in their token scope; lacking it, they simply upload.
+        if not ctx.allows(Access("repository", origin.name, ("pull",))):
             return None
         found = await origin.blobs.find(digest)
     else:
