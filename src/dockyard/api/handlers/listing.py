@@ -11,7 +11,7 @@ from dockyard.api.handlers.params import pagination
 from dockyard.api.http import JSONResponse, Response
 from dockyard.api.listing_cache import EncodedPage
 from dockyard.registry import mediatypes
-from dockyard.registry.reference import Digest
+from dockyard.registry.reference import Digest, is_name, is_tag
 from dockyard.registry.referrers import list_referrers
 
 
@@ -40,7 +40,10 @@ async def catalog(ctx: Context) -> Response:
         names, more = _page(
             ctx.registry.repositories(last, None if limit is None else limit + 1), limit)
         page = _encode({"repositories": names}, names, more)
-        ctx.listings.put(key, version, page)
+        # Only pages after a real name are kept: any other `last` (as long as a request
+        # head allows) still gets its answer, but cannot fill the cache with junk keys.
+        if last is None or is_name(last):
+            ctx.listings.put(key, version, page)
     return _respond(ctx, "/v2/_catalog", page, limit)
 
 
@@ -55,7 +58,8 @@ async def tags(ctx: Context, name: str) -> Response:
         names, more = _page(repository.tags.page(last, None if limit is None else limit + 1),
                             limit)
         page = _encode({"name": name, "tags": names}, names, more)
-        ctx.listings.put(key, version, page)
+        if last is None or is_tag(last):  # as for the catalog
+            ctx.listings.put(key, version, page)
     return _respond(ctx, f"/v2/{name}/tags/list", page, limit)
 
 
