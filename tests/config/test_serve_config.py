@@ -40,6 +40,12 @@ def serve_and_fail(tmp_path: Path, config: object, env: dict[str, str] | None = 
      "storage.maintenance.uploadpurging.age"),
     ({"version": 0.1, "storage": {"filesystem": {"rootdirectory": "/tmp/x"}},
       "http": {"draintimeout": "a while"}}, "http.draintimeout"),
+    ({"version": 0.1, "storage": {"filesystem": {"rootdirectory": "/tmp/x"}},
+      "http": {"timeouts": {"head": "soon"}}}, "http.timeouts.head"),
+    ({"version": 0.1, "storage": {"filesystem": {"rootdirectory": "/tmp/x"}},
+      "http": {"timeouts": {"body": "0s"}}}, "http.timeouts.body"),
+    ({"version": 0.1, "storage": {"filesystem": {"rootdirectory": "/tmp/x"}},
+      "http": {"timeouts": {"read": "5s"}}}, "http.timeouts.read"),
     ("version: 0.1\nstorage: [unclosed", "not valid YAML"),
 ])
 def test_invalid_config_names_the_key(tmp_path: Path, config: object, key: str) -> None:

@@ -18,6 +18,7 @@ from dockyard.config.model import (
     HealthConfig,
     HtpasswdConfig,
     HTTPConfig,
+    HTTPTimeouts,
     IssuerConfig,
     LogConfig,
     StorageConfig,
@@ -475,6 +476,7 @@ def _http(raw: dict[str, Any]) -> HTTPConfig:
     # a restart has to start over, so dockyard lets them finish for a while by default.
     drain_timeout = parse_duration(http.get("draintimeout", "30s"), "http.draintimeout")
     return HTTPConfig(
+        timeouts=_timeouts(_section(http, "timeouts", "http.")),
         host=host,
         port=port,
         prefix=prefix,
@@ -486,6 +488,24 @@ def _http(raw: dict[str, Any]) -> HTTPConfig:
         workers=workers,
         drain_timeout=drain_timeout,
     )
+
+
+TIMEOUT_KEYS = ("head", "idle", "body")
+
+
+def _timeouts(section: dict[str, Any]) -> HTTPTimeouts:
+    where = "http.timeouts."
+    unknown = sorted(set(section) - set(TIMEOUT_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}{unknown[0]}: unknown key (known: {', '.join(TIMEOUT_KEYS)})")
+    defaults = HTTPTimeouts()
+    values = {}
+    for key in TIMEOUT_KEYS:
+        raw = section.get(key)
+        values[key] = getattr(defaults, key) if raw is None else parse_duration(raw, where + key)
+        if values[key] <= 0:
+            raise ConfigError(f"{where}{key}: must be longer than zero")
+    return HTTPTimeouts(**values)
 
 
 def _log(raw: dict[str, Any]) -> LogConfig:

@@ -27,6 +27,15 @@ class TLSConfig:
 
 
 @dataclass(frozen=True)
+class HTTPTimeouts:
+    """http.timeouts: how long a connection may wait on its client (dockyard only)."""
+
+    head: float = 60.0  # a request head must arrive whole within this of its first byte
+    idle: float = 75.0  # between requests: clients reuse a connection for a whole pull
+    body: float = 300.0  # a request body that stops arriving for this long is cut off
+
+
+@dataclass(frozen=True)
 class HTTPConfig:
     host: str = "0.0.0.0"
     port: int = 5000
@@ -41,6 +50,7 @@ class HTTPConfig:
     workers: int = 1  # the loader defaults it to the number of cores
     # http.draintimeout: on SIGTERM, how long requests in flight may take to finish.
     drain_timeout: float = 30.0
+    timeouts: HTTPTimeouts = field(default_factory=HTTPTimeouts)
 
 
 @dataclass(frozen=True)

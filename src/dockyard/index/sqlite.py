@@ -7,7 +7,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Generator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -52,6 +52,15 @@ class ManifestRecord:
     artifact_type: str | None = None
     annotations: dict[str, str] | None = None
     references: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrerRow:
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str | None
+    annotations_json: str | None  # a JSON object, as record_manifest stored it
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,20 +306,23 @@ class SQLiteIndex:
             "SELECT tag FROM tags WHERE repository = ? AND tag > ? ORDER BY tag LIMIT ?",
             (repository, last or "", -1 if limit is None else limit))]
 
-    def referrers(self, repository: str, subject: str, artifact_type: str | None
-                  ) -> list[ManifestRecord]:
-        query = ("SELECT digest, media_type, size, subject, artifact_type, annotations "
-                 "FROM manifests WHERE repository = ? AND subject = ?")
-        params: tuple[str, ...] = (repository, subject)
+    def referrers(self, repository: str, subject: str, artifact_type: str | None,
+                  after: str | None = None) -> Generator[ReferrerRow, None, None]:
+        """Manifests whose subject is `subject`, in digest order after `after`, read row by
+        row as the caller asks for them: one that stops early never loads the rest (some
+        carry megabytes of annotations). Close the generator when done with it."""
+        query = ("SELECT digest, media_type, size, artifact_type, annotations "
+                 "FROM manifests WHERE repository = ? AND subject = ? AND digest > ?")
+        params: tuple[str, ...] = (repository, subject, after or "")
         if artifact_type is not None:
             query += " AND artifact_type = ?"
             params += (artifact_type,)
-        return [
-            ManifestRecord(digest, media_type, size, subject_, artifact,
-                           json.loads(annotations) if annotations else None)
-            for digest, media_type, size, subject_, artifact, annotations
-            in self.db.execute(query + " ORDER BY digest", params)
-        ]
+        cursor = self.db.execute(query + " ORDER BY digest", params)
+        try:
+            for digest, media_type, size, artifact, annotations in cursor:
+                yield ReferrerRow(digest, media_type, size, artifact, annotations)
+        finally:
+            cursor.close()
 
     def snapshots(self) -> dict[str, RepositorySnapshot]:
         """What the index holds for every repository, read in three queries."""

@@ -30,6 +30,10 @@ def validate_name(name: str) -> str:
     return name
 
 
+def is_name(text: str) -> bool:
+    return len(text) <= MAX_NAME_LENGTH and NAME_RE.fullmatch(text) is not None
+
+
 def is_tag(reference: str) -> bool:
     return TAG_RE.fullmatch(reference) is not None
 

@@ -1,25 +1,65 @@
-"""The referrers of a manifest: manifests in the repository whose `subject` names it."""
+"""The referrers of a manifest: manifests in the repository whose `subject` names it.
+
+Referrers can carry large annotations (a manifest may be megabytes of them), so the list is
+served in pages of a bounded encoded size, read from the index one row at a time; the
+spec's Link header leads to the next page. A referrer whose descriptor alone exceeds the
+budget is served as a page of its own, annotations intact (the spec requires them): its
+size is bounded by the largest manifest the registry accepts.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from contextlib import closing
+from dataclasses import dataclass
 
-from dockyard.index.sqlite import SQLiteIndex
+from dockyard.index.sqlite import ReferrerRow, SQLiteIndex
 from dockyard.registry import mediatypes
 from dockyard.registry.reference import Digest
 
+PAGE_BYTES = 4 * 1024 * 1024
+_HEAD = json.dumps({"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX},
+                   separators=(",", ":"))[:-1].encode() + b',"manifests":['
+_TAIL = b"]}"
 
-def list_referrers(
-    index: SQLiteIndex, name: str, subject: Digest, artifact_type: str | None = None
-) -> dict[str, Any]:
-    """An OCI image index listing the referrers, filtered by artifact type if given."""
-    descriptors: list[dict[str, Any]] = []
-    for record in index.referrers(name, str(subject), artifact_type):
-        descriptor: dict[str, Any] = {"mediaType": record.media_type, "digest": record.digest,
-                                      "size": record.size}
-        if record.artifact_type:
-            descriptor["artifactType"] = record.artifact_type
-        if record.annotations:
-            descriptor["annotations"] = record.annotations
-        descriptors.append(descriptor)
-    return {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": descriptors}
+
+@dataclass(frozen=True, slots=True)
+class ReferrersPage:
+    body: bytes  # an encoded OCI image index
+    next_after: str | None  # the digest the next page starts after, if one follows
+
+
+def referrers_page(index: SQLiteIndex, name: str, subject: Digest,
+                   artifact_type: str | None = None, after: str | None = None,
+                   budget: int = PAGE_BYTES) -> ReferrersPage:
+    """The referrers after the digest `after`, filtered by artifact type if given, as many
+    as fit in `budget` bytes (at least one)."""
+    parts: list[bytes] = []
+    size = len(_HEAD) + len(_TAIL)
+    last = None
+    with closing(index.referrers(name, str(subject), artifact_type, after)) as rows:
+        for row in rows:
+            part = _descriptor(row)
+            if parts and size + 1 + len(part) > budget:
+                return ReferrersPage(_index(parts), last)
+            size += len(part) + (1 if parts else 0)
+            parts.append(part)
+            last = row.digest
+    return ReferrersPage(_index(parts), None)
+
+
+def _descriptor(row: ReferrerRow) -> bytes:
+    fields: dict[str, object] = {"mediaType": row.media_type, "digest": row.digest,
+                                 "size": row.size}
+    if row.artifact_type:
+        fields["artifactType"] = row.artifact_type
+    encoded = json.dumps(fields, separators=(",", ":")).encode()
+    if not row.annotations_json:
+        return encoded
+    # The index keeps annotations as the JSON object they are served as: spliced in as they
+    # are, they are neither decoded nor held twice.
+    return encoded[:-1] + b',"annotations":' + row.annotations_json.encode() + b"}"
+
+
+def _index(parts: list[bytes]) -> bytes:
+    return _HEAD + b",".join(parts) + _TAIL

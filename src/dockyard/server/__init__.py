@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import math
@@ -11,7 +12,7 @@ import sqlite3
 import ssl
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dockyard import __version__
 from dockyard.api.app import CONFIG_ENV, SUPERVISOR_ENV
@@ -23,9 +24,6 @@ SERVER_LOG_LEVELS = {"debug": "debug", "info": "warning", "warn": "warning",
                      "warning": "warning", "error": "error", "fatal": "critical",
                      "panic": "critical"}
 TLS_MINIMUM = {"tls1.2": ssl.TLSVersion.TLSv1_2, "tls1.3": ssl.TLSVersion.TLSv1_3}
-# Clients reuse a connection for the requests of a pull; uvicorn's 5 s default would
-# close it while a client is busy between layers.
-KEEP_ALIVE_S = 75
 BACKLOG = 2048
 
 
@@ -136,14 +134,16 @@ def serve(config: Config, config_path: str | None) -> None:
         port=http.port,
         workers=workers,
         loop="uvloop",
-        http=RegistryHttpProtocol,
+        # Connection timeouts (http.timeouts) are the protocol's own, idle included.
+        http=cast(type[asyncio.Protocol],
+                  functools.partial(RegistryHttpProtocol, timeouts=http.timeouts)),
         ws="none",
         log_level=SERVER_LOG_LEVELS.get(config.log.level, "warning"),
         access_log=False,  # dockyard writes its own, in the configured format
         # The app reads X-Forwarded-*/Forwarded itself, and only where the config says so.
         proxy_headers=False,
         server_header=False,
-        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_keep_alive=math.ceil(http.timeouts.idle),
         timeout_graceful_shutdown=math.ceil(http.drain_timeout),
         backlog=BACKLOG,
         ssl_context_factory=functools.partial(tls_context, http.tls) if http.tls else None,

@@ -6,11 +6,18 @@ registry does better for the cases clients and scanners actually send:
   parsing, so the application refuses the name or tag with its own error code;
 - an unknown method gets 405 UNSUPPORTED; a body that breaks off (bad chunked encoding,
   or a client that stops sending and half-closes) gets 400 SIZE_INVALID from the app;
-- the request head is limited in size and count: 414 for the target, 431 for headers.
+- the request head is limited in size and count: 414 for the target, 431 for headers;
+- a connection may not wait on its client forever (`http.timeouts`): a request head must
+  arrive whole within `head` of its first byte (else 408), a connection with no request
+  under way is closed after `idle`, and a body that stops arriving for `body` is cut off
+  (408). Only waits on the client count: not the application's work, nor a body the
+  application has not read yet.
 """
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import json
 import re
 from typing import Any
@@ -19,6 +26,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from dockyard.api.http import BODY_INCOMPLETE
+from dockyard.config.model import HTTPTimeouts
 
 # Above what any client sends (a bearer token is a few KiB); a limit keeps a slow or
 # hostile client from making the parser buffer megabytes.
@@ -28,8 +36,17 @@ MAX_HEADERS = 256
 NON_ASCII = re.compile(rb"[\x80-\xff]")
 STARTS_REQUEST_LINE = re.compile(rb"[A-Z]+ ")
 REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \r\n]+ HTTP/\d\.\d\r?\n")
-REASONS = {400: b"Bad Request", 405: b"Method Not Allowed", 414: b"URI Too Long",
-           431: b"Request Header Fields Too Large"}
+REASONS = {400: b"Bad Request", 405: b"Method Not Allowed", 408: b"Request Timeout",
+           414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
+
+
+class Wait(enum.Enum):
+    """What a connection is waiting for, which decides how long it may wait."""
+
+    IDLE = "idle"  # the first byte of a request (a new or kept-alive connection)
+    HEAD = "head"  # the rest of a request head; its clock runs from the first byte
+    BODY = "body"  # more of a request body; its clock restarts whenever data arrives
+    APP = "app"  # the application's answer: no limit here
 
 
 class HeadTooLarge(Exception):
@@ -41,15 +58,82 @@ class HeadTooLarge(Exception):
 
 
 class RegistryHttpProtocol(HttpToolsProtocol):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, timeouts: HTTPTimeouts | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.reading_head = True
         self.pending_head_bytes = 0
         self.header_count = 0
         self.parsed_head_bytes = 0
         self.heads_completed = 0
+        self.timeouts = timeouts or HTTPTimeouts()
+        self.waiting = Wait.IDLE
+        self.waiting_since = 0.0  # when the current wait's clock started
+        self.wait_timer: asyncio.TimerHandle | None = None
+
+    # Waiting on the client. One timer per connection; a body's clock is moved by each
+    # piece of data, and the timer only looks at it when it fires.
+    def wait_for(self, what: Wait) -> None:
+        self.waiting = what
+        self.waiting_since = self.loop.time()
+        self.arm_wait_timer(self.waiting_since)
+
+    def arm_wait_timer(self, since: float) -> None:
+        if self.wait_timer is not None:
+            self.wait_timer.cancel()
+            self.wait_timer = None
+        if self.waiting is not Wait.APP:
+            limit: float = getattr(self.timeouts, self.waiting.value)
+            self.wait_timer = self.loop.call_at(since + limit, self.wait_expired)
+
+    def wait_expired(self) -> None:
+        self.wait_timer = None
+        if self.transport.is_closing() or self.waiting is Wait.APP:
+            return
+        now = self.loop.time()
+        cycle = self.cycle
+        if self.waiting is Wait.BODY:
+            # Not the client's delay: the application has not taken the body it has, or
+            # not yet asked for it (a client expecting 100-continue waits for that).
+            ours = self.flow.read_paused or (cycle is not None
+                                             and cycle.waiting_for_100_continue)
+        else:  # nor while an earlier request on this connection is being answered
+            ours = cycle is not None and not cycle.response_complete
+        if ours:
+            self.waiting_since = now
+        if now - self.waiting_since < getattr(self.timeouts, self.waiting.value):
+            self.arm_wait_timer(self.waiting_since)
+        elif self.waiting is Wait.IDLE:
+            self.transport.close()
+        elif self.waiting is Wait.HEAD:
+            self.refuse(408, b"request head not received in time")
+        elif cycle is None or cycle.response_started:
+            self.transport.close()  # no second status line; connection_lost tells the app
+        else:
+            cycle.disconnected = True  # the application gets a disconnect
+            cycle.message_event.set()
+            self.refuse(408, error_body("SIZE_INVALID", "the request body stopped arriving",
+                                        {"timeout_seconds": self.timeouts.body}))
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.wait_for(Wait.IDLE)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.wait_timer is not None:
+            self.wait_timer.cancel()
+            self.wait_timer = None
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        starts_pipelined = bool(self.pipeline)
+        super().on_response_complete()
+        self._unset_keepalive_if_required()  # the idle wait replaces uvicorn's timer
+        if not starts_pipelined and self.waiting is Wait.APP:
+            self.wait_for(Wait.IDLE)
 
     def data_received(self, data: bytes) -> None:
+        if self.waiting is Wait.BODY:
+            self.waiting_since = self.loop.time()
         if self.reading_head and not data.isascii():
             data = escape_request_target(data)
         self._unset_keepalive_if_required()
@@ -117,6 +201,7 @@ class RegistryHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self.header_count = 0
         self.parsed_head_bytes = 0
+        self.wait_for(Wait.HEAD)
 
     def on_url(self, url: bytes) -> None:
         if self.parsed_head_bytes + len(url) > MAX_HEAD_BYTES:
@@ -142,12 +227,15 @@ class RegistryHttpProtocol(HttpToolsProtocol):
         self.reading_head = False
         self.pending_head_bytes = 0
         self.heads_completed += 1
+        self.wait_for(Wait.BODY)  # if there is none, the message completes at once
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self.reading_head = True
         self.pending_head_bytes = 0
+        answered = self.cycle is not None and self.cycle.response_complete
+        self.wait_for(Wait.IDLE if answered else Wait.APP)
 
 
 def escape_request_target(data: bytes) -> bytes:

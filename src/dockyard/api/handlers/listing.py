@@ -11,8 +11,8 @@ from dockyard.api.handlers.params import pagination
 from dockyard.api.http import JSONResponse, Response
 from dockyard.api.listing_cache import EncodedPage
 from dockyard.registry import mediatypes
-from dockyard.registry.reference import Digest
-from dockyard.registry.referrers import list_referrers
+from dockyard.registry.reference import Digest, is_name, is_tag
+from dockyard.registry.referrers import referrers_page
 
 
 async def api_base(ctx: Context) -> Response:
@@ -40,7 +40,10 @@ async def catalog(ctx: Context) -> Response:
         names, more = _page(
             ctx.registry.repositories(last, None if limit is None else limit + 1), limit)
         page = _encode({"repositories": names}, names, more)
-        ctx.listings.put(key, version, page)
+        # Only pages after a real name are kept: any other `last` (as long as a request
+        # head allows) still gets its answer, but cannot fill the cache with junk keys.
+        if last is None or is_name(last):
+            ctx.listings.put(key, version, page)
     return _respond(ctx, "/v2/_catalog", page, limit)
 
 
@@ -55,7 +58,8 @@ async def tags(ctx: Context, name: str) -> Response:
         names, more = _page(repository.tags.page(last, None if limit is None else limit + 1),
                             limit)
         page = _encode({"name": name, "tags": names}, names, more)
-        ctx.listings.put(key, version, page)
+        if last is None or is_tag(last):  # as for the catalog
+            ctx.listings.put(key, version, page)
     return _respond(ctx, f"/v2/{name}/tags/list", page, limit)
 
 
@@ -75,6 +79,14 @@ async def referrers(ctx: Context, name: str, digest: str) -> Response:
     repository = ctx.registry.repository(name)
     subject = Digest.parse(digest)
     artifact_type = ctx.request.query_value("artifactType") or None
-    index = list_referrers(ctx.registry.index, repository.name, subject, artifact_type)
+    after = ctx.request.query_value("last") or None
+    if after is not None:
+        Digest.parse(after)  # only ever a digest from a previous page's Link
+    page = referrers_page(ctx.registry.index, repository.name, subject, artifact_type, after)
     headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
-    return JSONResponse(200, index, headers, content_type=mediatypes.OCI_INDEX)
+    if page.next_after is not None:
+        query = {"last": page.next_after, **({"artifactType": artifact_type}
+                                              if artifact_type else {})}
+        headers["Link"] = (f"<{ctx.urls.prefix}/v2/{name}/referrers/{digest}?"
+                           f'{urlencode(query)}>; rel="next"')
+    return Response(200, page.body, headers, content_type=mediatypes.OCI_INDEX)
