@@ -202,22 +202,22 @@ NAMES = [
 ]
 
 TAGS = [
-    Hostile("encoded unicode tag", send("GET", "/v2/{repo}/manifests/t%c3%bc"), (400,),
-            ("TAG_INVALID",)),
-    Hostile("raw UTF-8 tag", send("GET", "/v2/{repo}/manifests/tü"), (400,),
-            ("TAG_INVALID",)),
+    Hostile("encoded unicode tag", send("GET", "/v2/{repo}/manifests/t%c3%bc"), (404,),
+            ("MANIFEST_UNKNOWN",)),
+    Hostile("raw UTF-8 tag", send("GET", "/v2/{repo}/manifests/tü"), (404,),
+            ("MANIFEST_UNKNOWN",)),
     Hostile("push to a unicode tag", send("PUT", "/v2/{repo}/manifests/tü", OCI,
                                           lambda t: t.image.manifest), (400,),
             ("TAG_INVALID",)),
-    Hostile("tag of 129 characters", send("GET", "/v2/{repo}/manifests/" + "a" * 129), (400,),
-            ("TAG_INVALID",)),
+    Hostile("tag of 129 characters", send("GET", "/v2/{repo}/manifests/" + "a" * 129), (404,),
+            ("MANIFEST_UNKNOWN",)),
     Hostile("push to a tag of 129 characters",
             send("PUT", "/v2/{repo}/manifests/" + "a" * 129, OCI, lambda t: t.image.manifest),
             (400,), ("TAG_INVALID",)),
     Hostile("delete the tag ..", send("DELETE", "/v2/{repo}/manifests/%2e%2e"), (400,),
             ("TAG_INVALID",)),
-    Hostile("tag starting with a dot", send("GET", "/v2/{repo}/manifests/.hidden"), (400,),
-            ("TAG_INVALID",)),
+    Hostile("tag starting with a dot", send("GET", "/v2/{repo}/manifests/.hidden"), (404,),
+            ("MANIFEST_UNKNOWN",)),
 ]
 
 DIGESTS = [

@@ -223,3 +223,17 @@ def test_manifest_body_json_is_preserved_byte_for_byte(client: httpx.Client) -> 
                           headers={"Content-Type": OCI_MANIFEST})
     assert response.headers["Docker-Content-Digest"] == digest_of(body)
     assert client.get("/v2/manifests/bytes/manifests/v1").content == body
+
+
+def test_a_reference_no_manifest_can_have_is_unknown_but_cannot_be_pushed(
+        client: httpx.Client) -> None:
+    """As the OCI conformance suite (v1.1.1, `.INVALID_MANIFEST_NAME`) and distribution
+    have it: GET and HEAD answer 404 MANIFEST_UNKNOWN, a PUT 400 TAG_INVALID."""
+    image = make_image()
+    push_image(client, "manifests/invalid-name", "v1", image)
+    path = "/v2/manifests/invalid-name/manifests/.INVALID_MANIFEST_NAME"
+    got = client.get(path)
+    assert got.status_code == 404 and error_codes(got) == ["MANIFEST_UNKNOWN"]
+    assert client.head(path).status_code == 404
+    pushed = client.put(path, content=image.manifest, headers={"Content-Type": image.media_type})
+    assert pushed.status_code == 400 and error_codes(pushed) == ["TAG_INVALID"]

@@ -31,7 +31,12 @@ def _check_reference(reference: str) -> None:
 
 async def get_manifest(ctx: Context, name: str, reference: str) -> Response:
     repository = ctx.registry.repository(name)
-    _check_reference(reference)
+    if not is_tag(reference) and ":" not in reference:
+        # No manifest can have such a name: unknown, as distribution and the OCI
+        # conformance suite have it (only a push to such a tag is TAG_INVALID).
+        raise ManifestUnknown("no manifest can be named that: a tag is up to 128 of "
+                              "[A-Za-z0-9_.-], not starting with . or -",
+                              {"reference": reference[:200]})
     request = ctx.request
     stored = await repository.manifests.get(reference)
     digest, media_type, size, body = stored.digest, stored.media_type, stored.size, stored.data
