@@ -27,6 +27,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from dockyard.api.http import BODY_INCOMPLETE
 from dockyard.config.model import HTTPTimeouts
+from dockyard.server.header_case import CanonicalHeadTransport
 
 # Above what any client sends (a bearer token is a few KiB); a limit keeps a slow or
 # hostile client from making the parser buffer megabytes.
@@ -177,8 +178,8 @@ class RegistryHttpProtocol(HttpToolsProtocol):
     def refuse(self, status: int, body: bytes) -> None:
         """Answer at the connection level (no application involved) and close."""
         kind = b"application/json" if body.startswith(b"{") else b"text/plain; charset=utf-8"
-        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n"
-                             b"connection: close\r\n\r\n%s"
+        self.transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                             b"Connection: close\r\n\r\n%s"
                              % (status, REASONS[status], kind, len(body), body))
         self.transport.close()
 
@@ -229,6 +230,9 @@ class RegistryHttpProtocol(HttpToolsProtocol):
         self.heads_completed += 1
         self.wait_for(Wait.BODY)  # if there is none, the message completes at once
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.transport = CanonicalHeadTransport(  # type: ignore[assignment]
+                self.transport)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
