@@ -37,6 +37,7 @@ from dockyard.auth.token import TokenAuthenticator, TokenVerifier
 from dockyard.config import Config, load_config
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.gc import GCOptions
+from dockyard.registry.health import check_storage, describe_os_error
 from dockyard.registry.maintenance import purge_uploads_forever, resync_index_forever
 from dockyard.registry.reference import validate_name
 from dockyard.registry.registry import Registry, RegistrySettings
@@ -106,6 +107,14 @@ class RegistryApp:
             return await self.dispatch(request)
         except RegistryError as error:
             return error_response(error)
+        except OSError as error:
+            # The store failed under us: tell the client what (a full disk, a read-only
+            # mount) in words that name no path, and the log where.
+            log.error("%s %s: storage error: %s", request.method, request.path, error)
+            problem = describe_os_error(error)
+            status = 507 if problem == "storage is full" else 503
+            return error_response(HTTPError(status, "UNAVAILABLE", f"the registry's {problem}",
+                                            None, {"Retry-After": "60"}))
         except UnsafeWrite as error:
             # A link planted in the store: the operator's to fix, and nothing the client
             # can change by retrying, so a refusal rather than a 5xx clients retry.
@@ -170,19 +179,16 @@ class RegistryApp:
                             [item.scope for item in access], headers) from None
 
     async def health(self) -> Response:
-        """200, or 503 naming the failing check with a fixed message: the endpoint answers
-        anyone (load balancers), so the cause, which may name paths, goes to the log."""
-        try:
-            await self.driver.list("/")
-        except FileNotFoundError:
-            pass
-        except Exception as error:
-            cause = f"{type(error).__name__}: {error}"
-            if cause != self._health_failure:  # once per cause, not once per probe
-                log.error("health check: storage driver %s failed: %s", self.driver.name, cause)
-                self._health_failure = cause
-            return JSONResponse(503, {f"storagedriver_{self.driver.name}":
-                                      "storage is not available"})
+        """200, or 503 naming the failing check with a fixed phrase: the endpoint answers
+        anyone (load balancers), so the cause, which may name paths, goes to the log.
+        A store in read-only maintenance mode is not probed with a write."""
+        health = await check_storage(self.driver, probe_writes=not self.config.storage.read_only)
+        if not health.ok:
+            if health.cause != self._health_failure:  # once per cause, not once per probe
+                log.error("health check: storage driver %s: %s (%s)", self.driver.name,
+                          health.problem, health.cause)
+                self._health_failure = health.cause
+            return JSONResponse(503, {f"storagedriver_{self.driver.name}": health.problem})
         if self._health_failure is not None:
             log.info("health check: storage driver %s works again", self.driver.name)
             self._health_failure = None

@@ -103,6 +103,11 @@ class StorageDriver(abc.ABC):
              ) -> AsyncIterator[bytes]:
         """Stream a byte range of a file; PathNotFound if missing."""
 
+    async def free_space(self) -> int | None:
+        """Bytes still free for the store, where the driver can tell (None: unbounded or
+        unknown, as for object storage)."""
+        return None
+
     # Bulk operations: garbage collection touches thousands of paths, and a driver can do a
     # batch in one go (one thread, one S3 request) where a call per path would not.
     async def stat_many(self, paths: Sequence[str]) -> Sequence[FileInfo | None]:

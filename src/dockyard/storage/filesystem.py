@@ -173,6 +173,10 @@ class FilesystemDriver(StorageDriver):
         finally:
             os.close(dir_fd)
 
+    async def free_space(self) -> int | None:
+        usage = os.statvfs(self.root)
+        return usage.f_bavail * usage.f_frsize
+
     async def stat(self, path: str) -> FileInfo | None:
         try:
             fd = self._open(path, os.O_PATH | os.O_NOFOLLOW)
