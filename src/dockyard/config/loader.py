@@ -375,6 +375,15 @@ def _rule(raw: Any, where: str, groups: dict[str, tuple[str, ...]]) -> AccessRul
     return AccessRule(repository, tuple(actions), user=user, group=group, registry=registry)
 
 
+# Each worker is an event loop serving thousands of connections and costs its own idle
+# memory; past a few, more only help hashing many pushes at once.
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
+
+
 def _storage(raw: dict[str, Any]) -> StorageConfig:
     storage = _section(raw, "storage", "")
     drivers = [key for key in storage if key not in _STORAGE_SECTIONS]
@@ -469,7 +478,7 @@ def _http(raw: dict[str, Any]) -> HTTPConfig:
         tls = TLSConfig(certificate, key, tuple(str(ca) for ca in cas), minimum)
     # One worker per core by default: uploads keep their state in storage, so any worker
     # can take any request.
-    workers = _int(http, "workers", "http.", os.cpu_count() or 1)
+    workers = _int(http, "workers", "http.", default_workers())
     if workers < 1:
         raise ConfigError(f"http.workers: must be at least 1, got {workers}")
     # distribution's default (0) drops requests in flight at SIGTERM; an upload cut off by

@@ -26,6 +26,15 @@ THREAD_THRESHOLD = 256 * 1024
 # Large reads: each chunk costs a few system calls and a trip through the server's write
 # path, so 4 MiB pieces keep a pull near what the socket allows.
 READ_CHUNK = 4 * 1024 * 1024
+# Each download holds about two pieces (one being sent, one read ahead). A download starts
+# with small pieces and doubles them while its client keeps up (as TCP's slow start does);
+# a client slow to take a piece is back to the smallest, and with many downloads at once
+# in a process the pieces shrink so those in flight stay near this total. Hundreds of slow
+# readers must not hold 8 MiB each.
+READ_BUDGET = 32 * 1024 * 1024
+MIN_READ_CHUNK = 256 * 1024
+SLOW_READER_S = 0.05
+_reading = 0  # downloads in progress in this process
 _NO_WAIT = getattr(os, "RWF_NOWAIT", 0)
 
 
@@ -309,20 +318,40 @@ class FilesystemDriver(StorageDriver):
             if stat.S_ISDIR(info.st_mode):
                 raise PathNotFound(path)
             end = info.st_size if length is None else offset + length
-            while offset < end:
-                size = min(READ_CHUNK, end - offset)
-                # Data in the page cache is copied on the event loop (a thread hand-off per
-                # chunk costs more than the copy); data still on disk is read in a thread.
-                if _in_page_cache(fd, offset + size - 1):
-                    chunk = os.pread(fd, size, offset)
-                else:
-                    chunk = await asyncio.to_thread(os.pread, fd, size, offset)
-                if not chunk:
-                    break
-                offset += len(chunk)
-                yield chunk
+            global _reading
+            _reading += 1
+            try:
+                async for chunk in _pieces(fd, offset, end):
+                    yield chunk
+            finally:
+                _reading -= 1
         finally:
             os.close(fd)
+
+
+def read_chunk_size() -> int:
+    """The piece size for the next read, given how many downloads share the budget."""
+    return max(MIN_READ_CHUNK, min(READ_CHUNK, READ_BUDGET // max(_reading, 1)))
+
+
+async def _pieces(fd: int, offset: int, end: int) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    ramp = MIN_READ_CHUNK
+    while offset < end:
+        size = min(ramp, read_chunk_size(), end - offset)
+        # Data in the page cache is copied on the event loop (a thread hand-off per
+        # chunk costs more than the copy); data still on disk is read in a thread.
+        if _in_page_cache(fd, offset + size - 1):
+            chunk = os.pread(fd, size, offset)
+        else:
+            chunk = await asyncio.to_thread(os.pread, fd, size, offset)
+        if not chunk:
+            break
+        offset += len(chunk)
+        handed = loop.time()
+        yield chunk
+        slow = loop.time() - handed > SLOW_READER_S
+        ramp = MIN_READ_CHUNK if slow else min(ramp * 2, READ_CHUNK)
 
 
 class _ParentCheck:
