@@ -16,8 +16,9 @@ automatic cross-mounting tested as enabled (dockyard mounts a blob without `from
 repository has it), no pre-populated content (OCI_TAG_NAME, OCI_TAG_LIST unset, so the
 suite's "Get tag name from environment" and "Populate registry with test tags (no push)"
 specs, which send and check nothing, do not apply), and both teardown orders: the whole
-sequence runs once with OCI_DELETE_MANIFEST_BEFORE_BLOBS=1 (the suite's default) and once
-with =0, each on a server of its own.
+sequence runs with OCI_DELETE_MANIFEST_BEFORE_BLOBS=1 (the suite's default), again with =0,
+and a third time with credentials (OCI_USERNAME, OCI_PASSWORD) against a registry behind
+auth.htpasswd, each on a server of its own.
 
 Where the suite accepts several answers, each test asserts the suite's set and then the
 one dockyard gives (marked "dockyard:"), so a change between two allowed answers is seen.
@@ -41,6 +42,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from dockyard.auth.htpasswd import hash_password
 from tests.support.oci import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, digest_of
 from tests.support.server import run_registry
 
@@ -270,14 +272,32 @@ class SuiteRun:
         return self.last
 
 
-@pytest.fixture(scope="module", params=[True, False],
-                ids=["manifests-before-blobs", "blobs-before-manifests"])
+@dataclass(frozen=True)
+class Settings:
+    manifests_first: bool  # OCI_DELETE_MANIFEST_BEFORE_BLOBS
+    basic_auth: bool  # OCI_USERNAME and OCI_PASSWORD, against auth.htpasswd
+
+
+@pytest.fixture(scope="module", params=[
+    pytest.param(Settings(manifests_first=True, basic_auth=False), id="manifests-before-blobs"),
+    pytest.param(Settings(manifests_first=False, basic_auth=False), id="blobs-before-manifests"),
+    pytest.param(Settings(manifests_first=True, basic_auth=True), id="htpasswd"),
+])
 def suite(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[SuiteRun]:
-    with run_registry(tmp_path_factory.mktemp("conformance"),
-                      config={"storage": {"delete": {"enabled": True}}}) as registry, \
-            registry.client() as http:
-        yield SuiteRun(http, manifests_first=request.param)
+    settings: Settings = request.param
+    tmp = tmp_path_factory.mktemp("conformance")
+    config: dict[str, Any] = {"storage": {"delete": {"enabled": True}}}
+    credentials: tuple[str, str] | None = None
+    if settings.basic_auth:
+        credentials = ("conformance", "a password for the suite")
+        users = tmp / "htpasswd"
+        users.write_text(f"{credentials[0]}:{hash_password(credentials[1], rounds=4)}\n")
+        config["auth"] = {"htpasswd": {"realm": "conformance", "path": str(users)}}
+    with run_registry(tmp, config=config) as registry, registry.client(auth=credentials) as http:
+        if credentials is not None:
+            assert httpx.get(f"{registry.url}/v2/").status_code == 401
+        yield SuiteRun(http, manifests_first=settings.manifests_first)
 
 
 # --- Helpers speaking as the suite's client does.
