@@ -235,7 +235,7 @@ def spec(blobs_first_after: str | None = None) -> Callable[[StepBody], StepBody]
     return register
 
 
-@dataclass
+@dataclass(repr=False)
 class SuiteRun:
     """One pass of the suite over one server, with the state its specs hand on."""
 
@@ -254,6 +254,7 @@ class SuiteRun:
     blob_delete_allowed: bool = True
 
     def check(self, name: str) -> None:
+        earlier_failures: list[str] = []
         for step in ordered_steps(self.manifests_first):
             if step.name not in self.outcomes:
                 try:
@@ -263,9 +264,17 @@ class SuiteRun:
                     self.outcomes[step.name] = failure
             if step.name == name:
                 break
+            if self.outcomes[step.name] is not None:
+                earlier_failures.append(step.name)
         outcome = self.outcomes[name]
         if outcome is not None:
+            if earlier_failures:
+                outcome.add_note("specs before this one failed too (it may follow from them): "
+                                 + ", ".join(earlier_failures))
             raise outcome
+
+    def __repr__(self) -> str:  # short, for assertion messages
+        return f"<suite run on {self.http.base_url}>"
 
     def last_response(self) -> httpx.Response:
         assert self.last is not None, "an earlier spec left no response"
