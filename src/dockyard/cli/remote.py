@@ -37,6 +37,7 @@ from dockyard.client import (
     parse_reference,
 )
 from dockyard.client.auth import ENV_PASSWORD
+from dockyard.client.loopback import choose_scheme
 from dockyard.client.operations import (
     Inspection,
     Removal,
@@ -135,15 +136,17 @@ class Connection:
 
     @contextmanager
     def open(self, registry: Registry) -> Iterator[RegistryClient]:
-        verify: bool | str = True
-        if registry.scheme == "https":
-            verify = self.ca_cert if self.ca_cert else not self.insecure
+        verify: bool | ssl.SSLContext = True
         try:
-            client = RegistryClient(registry, self.credentials_for(registry.host), verify,
-                                    self.timeout, self.page_size)
+            if registry.scheme == "https":
+                verify = (ssl.create_default_context(cafile=self.ca_cert) if self.ca_cert
+                          else not self.insecure)
         except (OSError, ssl.SSLError) as error:
             raise click.BadParameter(f"cannot use {self.ca_cert}: {error}",
                                      param_hint="--ca-cert") from None
+        registry = choose_scheme(registry, verify, self.timeout)
+        client = RegistryClient(registry, self.credentials_for(registry.host), verify,
+                                self.timeout, self.page_size)
         with client:
             yield client
 

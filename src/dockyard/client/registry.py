@@ -63,11 +63,11 @@ def next_link(response: httpx.Response) -> str | None:
 class RegistryClient:
     """One registry; methods raise `dockyard.client.errors.ClientError` subclasses.
 
-    ``verify`` is httpx's: True, False, or a CA bundle path.
+    ``verify`` is httpx's: True, False, an `ssl.SSLContext`, or a CA bundle path.
     """
 
     def __init__(self, registry: Registry, credentials: Credentials | None = None,
-                 verify: bool | str = True, timeout: float = DEFAULT_TIMEOUT,
+                 verify: bool | str | ssl.SSLContext = True, timeout: float = DEFAULT_TIMEOUT,
                  page_size: int = DEFAULT_PAGE_SIZE) -> None:
         self.registry = registry
         self.credentials = credentials
