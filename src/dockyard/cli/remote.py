@@ -28,6 +28,7 @@ from dockyard.client import (
     ClientError,
     Credentials,
     InvalidReference,
+    NotFound,
     Reference,
     Registry,
     RegistryClient,
@@ -43,13 +44,14 @@ from dockyard.client.operations import (
     Removal,
     Usage,
     inspect,
+    iso_time,
     remove_all,
     remove_digest,
     remove_tag,
     usage,
 )
 from dockyard.client.reference import parse_registry
-from dockyard.client.registry import DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT
+from dockyard.client.registry import DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT, ManifestHead
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -227,25 +229,47 @@ def ls(registry: str | None, **kwargs: Any) -> None:
 @connection_options
 @run
 def tags(repository: str, digests: bool, **kwargs: Any) -> None:
-    """List the tags of REGISTRY/REPO."""
+    """List the tags of REGISTRY/REPO. With --digests or --json, each tag's digest is
+    looked up too (a HEAD per tag), and its push time where the registry gives it."""
     connection, output = make_connection(kwargs)
     reference = parse_image(repository, connection.insecure)
     if reference.reference is not None:
         raise click.BadParameter("expected REGISTRY/REPO without a tag or digest")
     with connection.open(reference.registry) as client:
         names = client.tags(reference.repository)
-        resolved = {tag: client.resolve(reference.repository, tag) for tag in names
-                    } if digests else {}
+        # A HEAD per tag: its digest, and its push time where the registry says.
+        heads = tag_heads(client, reference.repository, names
+                          ) if digests or output.as_json else {}
+    pushed = {tag: iso_time(head.pushed) for tag, head in heads.items()
+              if head.pushed is not None}
     if output.as_json:
         result: dict[str, Any] = {"repository": str(reference), "tags": names}
         if digests:
-            result["digests"] = resolved
+            result["digests"] = {tag: head.digest for tag, head in heads.items()}
+        if pushed:
+            result["pushed"] = pushed
         output.json(result)
     elif not names:
         output.line(f"{reference} has no tags")
+    elif not digests:
+        output.table(["TAG"], [[tag] for tag in names])
+    elif not pushed:
+        output.table(["TAG", "DIGEST"], [[tag, head.digest] for tag, head in heads.items()])
     else:
-        columns = ["TAG", "DIGEST"] if digests else ["TAG"]
-        output.table(columns, [[tag, resolved[tag]] if digests else [tag] for tag in names])
+        output.table(["TAG", "DIGEST", "PUSHED"],
+                     [[tag, head.digest, pushed.get(tag, "?")] for tag, head in heads.items()])
+
+
+def tag_heads(client: RegistryClient, repository: str, names: list[str]
+              ) -> dict[str, ManifestHead]:
+    """Digest and push time of each tag; a tag deleted since the listing is left out."""
+    heads: dict[str, ManifestHead] = {}
+    for tag in names:
+        try:
+            heads[tag] = client.head(repository, tag)
+        except NotFound:
+            continue
+    return heads
 
 
 # -- inspect ------------------------------------------------------------------------------
@@ -273,6 +297,8 @@ def inspect_command(image: str, exact: bool, **kwargs: Any) -> None:
 def show_inspection(output: Output, result: Inspection) -> None:
     pairs = [("Reference", result.reference), ("Digest", result.digest),
              ("Media type", result.media_type or "?")]
+    if result.pushed is not None:
+        pairs.append(("Pushed", iso_time(result.pushed)))
     if result.children is not None:
         pairs.append(("Platforms", str(len(result.children))))
         pairs.append(("Size", f"{output.size(result.size)} (all platforms, shared layers "

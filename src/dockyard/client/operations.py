@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from dockyard.client.errors import ClientError, ManifestError, NotFound, Unsupported
@@ -102,6 +103,11 @@ class Walker:
         return platform_text(document)
 
 
+def iso_time(moment: datetime) -> str:
+    """UTC, to the second (what an HTTP date carries): 2024-05-01T12:00:00Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 # -- inspect ------------------------------------------------------------------------------
 
 @dataclass
@@ -124,6 +130,7 @@ class Inspection:
     config: Descriptor | None = None
     layers: list[Descriptor] = field(default_factory=list)
     children: list[Child] | None = None  # set for an index
+    pushed: datetime | None = None  # where the registry says (dockyard's Last-Modified)
 
     def as_dict(self) -> dict[str, Any]:
         def desc(d: Descriptor) -> dict[str, Any]:
@@ -142,6 +149,8 @@ class Inspection:
             result["config"] = None if self.config is None else desc(self.config)
             result["layers"] = [desc(layer) for layer in self.layers]
         result["size"] = self.size
+        if self.pushed is not None:
+            result["pushed"] = iso_time(self.pushed)
         return result
 
 
@@ -155,7 +164,8 @@ def inspect(client: RegistryClient, repository: str, reference: str, shown: str
         layers = [Descriptor(d.media_type, d.digest, walker.size_of(d), d.platform)
                   for d in manifest.layers()]
         return Inspection(shown, manifest.digest, manifest.media_type, manifest.size,
-                          walk.size, walker.platform(manifest), manifest.config(), layers)
+                          walk.size, walker.platform(manifest), manifest.config(), layers,
+                          pushed=manifest.pushed)
     children: list[Child] = []
     for child in manifest.children():
         size: int | None = None
@@ -170,7 +180,7 @@ def inspect(client: RegistryClient, repository: str, reference: str, shown: str
         children.append(Child(child.digest, child.media_type, platform,
                               child.size or 0, size))
     return Inspection(shown, manifest.digest, manifest.media_type, manifest.size, walk.size,
-                      children=children)
+                      children=children, pushed=manifest.pushed)
 
 
 # -- disk usage ---------------------------------------------------------------------------
