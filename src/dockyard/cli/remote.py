@@ -32,7 +32,6 @@ from dockyard.client import (
     Reference,
     Registry,
     RegistryClient,
-    Unsupported,
     find_credentials,
     parse_image,
     parse_reference,
@@ -41,13 +40,9 @@ from dockyard.client.auth import ENV_PASSWORD
 from dockyard.client.loopback import choose_scheme
 from dockyard.client.operations import (
     Inspection,
-    Removal,
     Usage,
     inspect,
     iso_time,
-    remove_all,
-    remove_digest,
-    remove_tag,
     usage,
 )
 from dockyard.client.reference import parse_registry
@@ -323,73 +318,6 @@ def show_inspection(output: Output, result: Inspection) -> None:
                       for n, layer in enumerate(result.layers, 1)], right=["#", "SIZE"])
 
 
-# -- rm -----------------------------------------------------------------------------------
-
-DELETES_DISABLED = ("deletes are disabled on {host}: set storage.delete.enabled: true in its "
-                    "config.yml (or REGISTRY_STORAGE_DELETE_ENABLED=true) and restart it")
-
-
-@click.command("rm")
-@click.argument("image")
-@click.option("-f", "--force", is_flag=True,
-              help="Where the registry cannot delete a tag alone, delete its manifest even "
-                   "though other tags point at it (they go too).")
-@click.option("--all-tags", is_flag=True,
-              help="Delete every tagged manifest of REGISTRY/REPO (and its indexes' children).")
-@connection_options
-@run
-def rm(image: str, force: bool, all_tags: bool, **kwargs: Any) -> None:
-    """Delete REGISTRY/REPO:TAG, REGISTRY/REPO@DIGEST, or with --all-tags all of REGISTRY/REPO.
-
-    A tag is deleted on its own where the registry can (dockyard, OCI 1.1); where it refuses
-    (distribution 2.8), its manifest is deleted by digest, which removes every tag pointing
-    at it: if that includes other tags, nothing is deleted unless --force is given. Deleting
-    by digest removes the manifest and all its tags, and says which.
-    """
-    connection, output = make_connection(kwargs)
-    reference = parse_image(image, connection.insecure)
-    if all_tags and reference.reference is not None:
-        raise click.BadParameter("--all-tags takes REGISTRY/REPO, without a tag or digest")
-    if not all_tags and reference.reference is None:
-        raise click.BadParameter("give REGISTRY/REPO:TAG or REGISTRY/REPO@DIGEST "
-                                 "(or --all-tags to delete the whole repository's content)")
-    with connection.open(reference.registry) as client:
-        try:
-            if all_tags:
-                removal = remove_all(client, reference.repository)
-            elif reference.digest is not None:
-                removal = remove_digest(client, reference.repository, reference.digest)
-            else:
-                assert reference.tag is not None
-                removal = remove_tag(client, reference.repository, reference.tag, force)
-        except Unsupported as error:
-            if error.status == 405:
-                fail(DELETES_DISABLED.format(host=reference.registry.host))
-            raise
-    if output.as_json:
-        output.json({"reference": str(reference), **removal.as_dict()})
-        return
-    describe_removal(output, reference, removal)
-
-
-def describe_removal(output: Output, reference: Reference, removal: Removal) -> None:
-    repository = f"{reference.registry.host}/{removal.repository}"
-    if removal.method == "tag":
-        output.line(f"Removed tag {repository}:{removal.removed_tags[0]}; manifest "
-                    f"{removal.digests[0]} is kept, with any other tags pointing at it")
-        return
-    if not removal.removed_manifests:
-        output.line(f"{repository} has no tagged manifests: nothing to remove")
-        return
-    for digest in removal.removed_manifests:
-        output.line(f"Deleted manifest {repository}@{digest}")
-    if removal.removed_tags:
-        output.line(f"Removed tag{'s' if len(removal.removed_tags) > 1 else ''}: "
-                    + ", ".join(removal.removed_tags))
-    else:
-        output.line("It had no tags")
-
-
 # -- du -----------------------------------------------------------------------------------
 
 @click.command("du")
@@ -439,4 +367,4 @@ def show_usage(output: Output, registry: Registry, result: Usage) -> None:
                     "in the total")
 
 
-COMMANDS = [ls, tags, inspect_command, rm, du]
+COMMANDS = [ls, tags, inspect_command, du]
