@@ -315,6 +315,11 @@ def test_du_counts_shared_blobs_once(cli: Any, any_registry: RunningRegistry) ->
     multi = {**blobs(first, arm), digest_of(index): len(index)}
     two = blobs(second)
     total = {**one, **multi, **two}
+    # In more than one repository: the first image (its manifest, config and both layers)
+    # and the base layer.
+    shared = {digest: size for digest, size in total.items()
+              if sum(digest in repository for repository in (one, multi, two)) > 1}
+    assert len(shared) == 4
     result = cli("du", "--insecure", "--json", any_registry.host)
     assert result.code == 0, result.err
     assert result.json() == {
@@ -329,7 +334,8 @@ def test_du_counts_shared_blobs_once(cli: Any, any_registry: RunningRegistry) ->
         ],
         "total": {"size": sum(total.values()), "manifests": 4, "blobs": 7,
                   "shared": sum(one.values()) + sum(multi.values()) + sum(two.values())
-                  - sum(total.values())},
+                  - sum(total.values()),
+                  "sharedBlobs": len(shared), "sharedSize": sum(shared.values())},
     }
     assert sum(total.values()) < sum(one.values()) + sum(multi.values()) + sum(two.values())
 
@@ -342,7 +348,10 @@ def test_du_counts_shared_blobs_once(cli: Any, any_registry: RunningRegistry) ->
     assert table.code == 0, table.err
     assert "KiB" in table.out and "total" in table.out
     exact = cli("du", "--insecure", "--bytes", any_registry.host)
-    assert f"{sum(total.values())} B" in exact.out
+    repositories_sum = sum(one.values()) + sum(multi.values()) + sum(two.values())
+    assert (f"total {sum(total.values())} B; {sum(shared.values())} B of it (4 blobs) is "
+            "shared by several repositories and counted once (the repository sizes above "
+            f"add up to {repositories_sum} B)") in " ".join(exact.out.split())
 
 
 # -- errors -------------------------------------------------------------------------------

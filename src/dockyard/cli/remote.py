@@ -361,10 +361,20 @@ def show_usage(output: Output, registry: Registry, result: Usage) -> None:
               output.size(result.total)]
     output.table(["REPOSITORY", "TAGS", "MANIFESTS", "BLOBS", "SIZE"], rows,
                  right=["TAGS", "MANIFESTS", "BLOBS", "SIZE"], footer=footer)
-    shared = result.sum_of_repositories - result.total
-    if shared:
-        output.line(f"{output.size(shared)} shared between repositories is counted once "
-                    "in the total")
+    output.line(sharing_text(output, result))
+
+
+def sharing_text(output: Output, result: Usage) -> str:
+    """What the total counts, said so that it cannot be read two ways."""
+    total = f"total {output.size(result.total)}"
+    shared = result.shared
+    if not shared:
+        return f"{total}; no blob is shared between repositories"
+    count = len(shared)
+    return (f"{total}; {output.size(sum(shared.values()))} of it ({count} "
+            f"blob{'' if count == 1 else 's'}) is shared by several repositories and "
+            f"counted once (the repository sizes above add up to "
+            f"{output.size(result.sum_of_repositories)})")
 
 
 COMMANDS = [ls, tags, inspect_command, du]

@@ -236,11 +236,29 @@ class Usage:
     def sum_of_repositories(self) -> int:
         return sum(r.size for r in self.repositories)
 
+    @property
+    def shared(self) -> dict[str, int]:
+        """The blobs (manifests included) that more than one repository keeps: each is in
+        several repositories' sizes, and once in the total."""
+        seen: set[str] = set()
+        shared: dict[str, int] = {}
+        for repository in self.repositories:
+            for digest, size in repository.blobs.items():
+                if digest in seen:
+                    shared[digest] = size
+                seen.add(digest)
+        return shared
+
     def as_dict(self) -> dict[str, Any]:
+        shared = self.shared
         return {"repositories": [r.as_dict() for r in self.repositories],
                 "total": {"size": self.total, "manifests": len(self.unique_manifests),
                           "blobs": len(self.unique_layers),
-                          "shared": self.sum_of_repositories - self.total}}
+                          # Bytes the repositories' sizes count more than once.
+                          "shared": self.sum_of_repositories - self.total,
+                          # The blobs behind that: in several repositories, in the
+                          # total once.
+                          "sharedBlobs": len(shared), "sharedSize": sum(shared.values())}}
 
 
 def repository_usage(client: RegistryClient, repository: str) -> RepositoryUsage:
