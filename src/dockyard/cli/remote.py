@@ -320,19 +320,36 @@ def show_inspection(output: Output, result: Inspection) -> None:
 
 # -- du -----------------------------------------------------------------------------------
 
+CONFIG_SUFFIXES = (".yml", ".yaml")
+
+
 @click.command("du")
 @click.argument("target", required=False)
 @click.option("--bytes", "exact", is_flag=True, help="Sizes in bytes rather than KiB/MiB.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Read the store this config.yml names directly instead of asking a "
+                   "registry over HTTP; also reports untagged manifests, unreferenced blobs "
+                   "and uploads. Writes nothing to the store.")
 @connection_options
 @run
-def du(target: str | None, exact: bool, **kwargs: Any) -> None:
-    """Storage used per repository of REGISTRY (or by REGISTRY/REPO), and in total.
+def du(target: str | None, exact: bool, config_path: str | None, **kwargs: Any) -> None:
+    """Storage used per repository of REGISTRY (or by REGISTRY/REPO), and in total; or,
+    with --config CONFIG (or a TARGET that is a .yml file), of the store that config names.
 
     A repository's size is every distinct blob its tags keep: manifests (and index
     children), configs and layers. The total counts blobs shared between repositories once.
     """
     connection, output = make_connection(kwargs)
     output.exact_sizes = exact
+    if config_path is None and target is not None and \
+            target.lower().endswith(CONFIG_SUFFIXES) and os.path.isfile(target):
+        config_path, target = target, None
+    if config_path is not None:
+        if target is not None:
+            raise click.UsageError("--config reads a whole store: give no REGISTRY with it")
+        from dockyard.cli.store_usage import store_disk_usage
+        store_disk_usage(config_path, output)
+        return
     parsed = parse_reference(target or default_registry(), connection.insecure,
                              require_repository=False)
     if isinstance(parsed, Reference) and parsed.reference is not None:
@@ -355,13 +372,17 @@ def show_usage(output: Output, registry: Registry, result: Usage) -> None:
     if not result.repositories:
         output.line(f"{registry.host} has no repositories")
         return
+    show_usage_table(output, result)
+    output.line(sharing_text(output, result))
+
+
+def show_usage_table(output: Output, result: Usage) -> None:
     rows = [[r.name, str(r.tags), str(len(r.walk.manifests)), str(len(r.walk.blobs)),
              output.size(r.size)] for r in result.repositories]
     footer = ["total", "", str(len(result.unique_manifests)), str(len(result.unique_layers)),
               output.size(result.total)]
     output.table(["REPOSITORY", "TAGS", "MANIFESTS", "BLOBS", "SIZE"], rows,
                  right=["TAGS", "MANIFESTS", "BLOBS", "SIZE"], footer=footer)
-    output.line(sharing_text(output, result))
 
 
 def sharing_text(output: Output, result: Usage) -> str:
