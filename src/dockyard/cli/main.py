@@ -21,7 +21,7 @@ COMMANDS = {
     "ls": "dockyard.cli.remote:ls",
     "tags": "dockyard.cli.remote:tags",
     "inspect": "dockyard.cli.remote:inspect_command",
-    "rm": "dockyard.cli.remote:rm",
+    "rm": "dockyard.cli.remove:rm",
     "du": "dockyard.cli.remote:du",
 }
 

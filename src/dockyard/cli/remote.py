@@ -28,27 +28,25 @@ from dockyard.client import (
     ClientError,
     Credentials,
     InvalidReference,
+    NotFound,
     Reference,
     Registry,
     RegistryClient,
-    Unsupported,
     find_credentials,
     parse_image,
     parse_reference,
 )
 from dockyard.client.auth import ENV_PASSWORD
+from dockyard.client.loopback import choose_scheme
 from dockyard.client.operations import (
     Inspection,
-    Removal,
     Usage,
     inspect,
-    remove_all,
-    remove_digest,
-    remove_tag,
+    iso_time,
     usage,
 )
 from dockyard.client.reference import parse_registry
-from dockyard.client.registry import DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT
+from dockyard.client.registry import DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT, ManifestHead
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -135,15 +133,17 @@ class Connection:
 
     @contextmanager
     def open(self, registry: Registry) -> Iterator[RegistryClient]:
-        verify: bool | str = True
-        if registry.scheme == "https":
-            verify = self.ca_cert if self.ca_cert else not self.insecure
+        verify: bool | ssl.SSLContext = True
         try:
-            client = RegistryClient(registry, self.credentials_for(registry.host), verify,
-                                    self.timeout, self.page_size)
+            if registry.scheme == "https":
+                verify = (ssl.create_default_context(cafile=self.ca_cert) if self.ca_cert
+                          else not self.insecure)
         except (OSError, ssl.SSLError) as error:
             raise click.BadParameter(f"cannot use {self.ca_cert}: {error}",
                                      param_hint="--ca-cert") from None
+        registry = choose_scheme(registry, verify, self.timeout)
+        client = RegistryClient(registry, self.credentials_for(registry.host), verify,
+                                self.timeout, self.page_size)
         with client:
             yield client
 
@@ -224,25 +224,47 @@ def ls(registry: str | None, **kwargs: Any) -> None:
 @connection_options
 @run
 def tags(repository: str, digests: bool, **kwargs: Any) -> None:
-    """List the tags of REGISTRY/REPO."""
+    """List the tags of REGISTRY/REPO. With --digests or --json, each tag's digest is
+    looked up too (a HEAD per tag), and its push time where the registry gives it."""
     connection, output = make_connection(kwargs)
     reference = parse_image(repository, connection.insecure)
     if reference.reference is not None:
         raise click.BadParameter("expected REGISTRY/REPO without a tag or digest")
     with connection.open(reference.registry) as client:
         names = client.tags(reference.repository)
-        resolved = {tag: client.resolve(reference.repository, tag) for tag in names
-                    } if digests else {}
+        # A HEAD per tag: its digest, and its push time where the registry says.
+        heads = tag_heads(client, reference.repository, names
+                          ) if digests or output.as_json else {}
+    pushed = {tag: iso_time(head.pushed) for tag, head in heads.items()
+              if head.pushed is not None}
     if output.as_json:
         result: dict[str, Any] = {"repository": str(reference), "tags": names}
         if digests:
-            result["digests"] = resolved
+            result["digests"] = {tag: head.digest for tag, head in heads.items()}
+        if pushed:
+            result["pushed"] = pushed
         output.json(result)
     elif not names:
         output.line(f"{reference} has no tags")
+    elif not digests:
+        output.table(["TAG"], [[tag] for tag in names])
+    elif not pushed:
+        output.table(["TAG", "DIGEST"], [[tag, head.digest] for tag, head in heads.items()])
     else:
-        columns = ["TAG", "DIGEST"] if digests else ["TAG"]
-        output.table(columns, [[tag, resolved[tag]] if digests else [tag] for tag in names])
+        output.table(["TAG", "DIGEST", "PUSHED"],
+                     [[tag, head.digest, pushed.get(tag, "?")] for tag, head in heads.items()])
+
+
+def tag_heads(client: RegistryClient, repository: str, names: list[str]
+              ) -> dict[str, ManifestHead]:
+    """Digest and push time of each tag; a tag deleted since the listing is left out."""
+    heads: dict[str, ManifestHead] = {}
+    for tag in names:
+        try:
+            heads[tag] = client.head(repository, tag)
+        except NotFound:
+            continue
+    return heads
 
 
 # -- inspect ------------------------------------------------------------------------------
@@ -270,6 +292,8 @@ def inspect_command(image: str, exact: bool, **kwargs: Any) -> None:
 def show_inspection(output: Output, result: Inspection) -> None:
     pairs = [("Reference", result.reference), ("Digest", result.digest),
              ("Media type", result.media_type or "?")]
+    if result.pushed is not None:
+        pairs.append(("Pushed", iso_time(result.pushed)))
     if result.children is not None:
         pairs.append(("Platforms", str(len(result.children))))
         pairs.append(("Size", f"{output.size(result.size)} (all platforms, shared layers "
@@ -294,88 +318,38 @@ def show_inspection(output: Output, result: Inspection) -> None:
                       for n, layer in enumerate(result.layers, 1)], right=["#", "SIZE"])
 
 
-# -- rm -----------------------------------------------------------------------------------
-
-DELETES_DISABLED = ("deletes are disabled on {host}: set storage.delete.enabled: true in its "
-                    "config.yml (or REGISTRY_STORAGE_DELETE_ENABLED=true) and restart it")
-
-
-@click.command("rm")
-@click.argument("image")
-@click.option("-f", "--force", is_flag=True,
-              help="Where the registry cannot delete a tag alone, delete its manifest even "
-                   "though other tags point at it (they go too).")
-@click.option("--all-tags", is_flag=True,
-              help="Delete every tagged manifest of REGISTRY/REPO (and its indexes' children).")
-@connection_options
-@run
-def rm(image: str, force: bool, all_tags: bool, **kwargs: Any) -> None:
-    """Delete REGISTRY/REPO:TAG, REGISTRY/REPO@DIGEST, or with --all-tags all of REGISTRY/REPO.
-
-    A tag is deleted on its own where the registry can (dockyard, OCI 1.1); where it refuses
-    (distribution 2.8), its manifest is deleted by digest, which removes every tag pointing
-    at it: if that includes other tags, nothing is deleted unless --force is given. Deleting
-    by digest removes the manifest and all its tags, and says which.
-    """
-    connection, output = make_connection(kwargs)
-    reference = parse_image(image, connection.insecure)
-    if all_tags and reference.reference is not None:
-        raise click.BadParameter("--all-tags takes REGISTRY/REPO, without a tag or digest")
-    if not all_tags and reference.reference is None:
-        raise click.BadParameter("give REGISTRY/REPO:TAG or REGISTRY/REPO@DIGEST "
-                                 "(or --all-tags to delete the whole repository's content)")
-    with connection.open(reference.registry) as client:
-        try:
-            if all_tags:
-                removal = remove_all(client, reference.repository)
-            elif reference.digest is not None:
-                removal = remove_digest(client, reference.repository, reference.digest)
-            else:
-                assert reference.tag is not None
-                removal = remove_tag(client, reference.repository, reference.tag, force)
-        except Unsupported as error:
-            if error.status == 405:
-                fail(DELETES_DISABLED.format(host=reference.registry.host))
-            raise
-    if output.as_json:
-        output.json({"reference": str(reference), **removal.as_dict()})
-        return
-    describe_removal(output, reference, removal)
-
-
-def describe_removal(output: Output, reference: Reference, removal: Removal) -> None:
-    repository = f"{reference.registry.host}/{removal.repository}"
-    if removal.method == "tag":
-        output.line(f"Removed tag {repository}:{removal.removed_tags[0]}; manifest "
-                    f"{removal.digests[0]} is kept, with any other tags pointing at it")
-        return
-    if not removal.removed_manifests:
-        output.line(f"{repository} has no tagged manifests: nothing to remove")
-        return
-    for digest in removal.removed_manifests:
-        output.line(f"Deleted manifest {repository}@{digest}")
-    if removal.removed_tags:
-        output.line(f"Removed tag{'s' if len(removal.removed_tags) > 1 else ''}: "
-                    + ", ".join(removal.removed_tags))
-    else:
-        output.line("It had no tags")
-
-
 # -- du -----------------------------------------------------------------------------------
+
+CONFIG_SUFFIXES = (".yml", ".yaml")
+
 
 @click.command("du")
 @click.argument("target", required=False)
 @click.option("--bytes", "exact", is_flag=True, help="Sizes in bytes rather than KiB/MiB.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Read the store this config.yml names directly instead of asking a "
+                   "registry over HTTP; also reports untagged manifests, unreferenced blobs "
+                   "and uploads. Writes nothing to the store.")
 @connection_options
 @run
-def du(target: str | None, exact: bool, **kwargs: Any) -> None:
-    """Storage used per repository of REGISTRY (or by REGISTRY/REPO), and in total.
+def du(target: str | None, exact: bool, config_path: str | None, **kwargs: Any) -> None:
+    """Storage used per repository of REGISTRY (or by REGISTRY/REPO), and in total; or,
+    with --config CONFIG (or a TARGET that is a .yml file), of the store that config names.
 
     A repository's size is every distinct blob its tags keep: manifests (and index
     children), configs and layers. The total counts blobs shared between repositories once.
     """
     connection, output = make_connection(kwargs)
     output.exact_sizes = exact
+    if config_path is None and target is not None and \
+            target.lower().endswith(CONFIG_SUFFIXES) and os.path.isfile(target):
+        config_path, target = target, None
+    if config_path is not None:
+        if target is not None:
+            raise click.UsageError("--config reads a whole store: give no REGISTRY with it")
+        from dockyard.cli.store_usage import store_disk_usage
+        store_disk_usage(config_path, output)
+        return
     parsed = parse_reference(target or default_registry(), connection.insecure,
                              require_repository=False)
     if isinstance(parsed, Reference) and parsed.reference is not None:
@@ -398,16 +372,30 @@ def show_usage(output: Output, registry: Registry, result: Usage) -> None:
     if not result.repositories:
         output.line(f"{registry.host} has no repositories")
         return
+    show_usage_table(output, result)
+    output.line(sharing_text(output, result))
+
+
+def show_usage_table(output: Output, result: Usage) -> None:
     rows = [[r.name, str(r.tags), str(len(r.walk.manifests)), str(len(r.walk.blobs)),
              output.size(r.size)] for r in result.repositories]
     footer = ["total", "", str(len(result.unique_manifests)), str(len(result.unique_layers)),
               output.size(result.total)]
     output.table(["REPOSITORY", "TAGS", "MANIFESTS", "BLOBS", "SIZE"], rows,
                  right=["TAGS", "MANIFESTS", "BLOBS", "SIZE"], footer=footer)
-    shared = result.sum_of_repositories - result.total
-    if shared:
-        output.line(f"{output.size(shared)} shared between repositories is counted once "
-                    "in the total")
 
 
-COMMANDS = [ls, tags, inspect_command, rm, du]
+def sharing_text(output: Output, result: Usage) -> str:
+    """What the total counts, said so that it cannot be read two ways."""
+    total = f"total {output.size(result.total)}"
+    shared = result.shared
+    if not shared:
+        return f"{total}; no blob is shared between repositories"
+    count = len(shared)
+    return (f"{total}; {output.size(sum(shared.values()))} of it ({count} "
+            f"blob{'' if count == 1 else 's'}) is shared by several repositories and "
+            f"counted once (the repository sizes above add up to "
+            f"{output.size(result.sum_of_repositories)})")
+
+
+COMMANDS = [ls, tags, inspect_command, du]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from dockyard.client.errors import ManifestError
@@ -76,6 +77,7 @@ class Manifest:
     data: bytes
     digest: str
     media_type: str
+    pushed: datetime | None = None  # the registry's Last-Modified, where it sends one
 
     @property
     def document(self) -> dict[str, Any]:

@@ -7,8 +7,11 @@ also counts the manifests themselves, since the store keeps them as blobs too.
 
 from __future__ import annotations
 
+import fnmatch
 import json
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from dockyard.client.errors import ClientError, ManifestError, NotFound, Unsupported
@@ -102,6 +105,11 @@ class Walker:
         return platform_text(document)
 
 
+def iso_time(moment: datetime) -> str:
+    """UTC, to the second (what an HTTP date carries): 2024-05-01T12:00:00Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 # -- inspect ------------------------------------------------------------------------------
 
 @dataclass
@@ -124,6 +132,7 @@ class Inspection:
     config: Descriptor | None = None
     layers: list[Descriptor] = field(default_factory=list)
     children: list[Child] | None = None  # set for an index
+    pushed: datetime | None = None  # where the registry says (dockyard's Last-Modified)
 
     def as_dict(self) -> dict[str, Any]:
         def desc(d: Descriptor) -> dict[str, Any]:
@@ -142,6 +151,8 @@ class Inspection:
             result["config"] = None if self.config is None else desc(self.config)
             result["layers"] = [desc(layer) for layer in self.layers]
         result["size"] = self.size
+        if self.pushed is not None:
+            result["pushed"] = iso_time(self.pushed)
         return result
 
 
@@ -155,7 +166,8 @@ def inspect(client: RegistryClient, repository: str, reference: str, shown: str
         layers = [Descriptor(d.media_type, d.digest, walker.size_of(d), d.platform)
                   for d in manifest.layers()]
         return Inspection(shown, manifest.digest, manifest.media_type, manifest.size,
-                          walk.size, walker.platform(manifest), manifest.config(), layers)
+                          walk.size, walker.platform(manifest), manifest.config(), layers,
+                          pushed=manifest.pushed)
     children: list[Child] = []
     for child in manifest.children():
         size: int | None = None
@@ -170,7 +182,7 @@ def inspect(client: RegistryClient, repository: str, reference: str, shown: str
         children.append(Child(child.digest, child.media_type, platform,
                               child.size or 0, size))
     return Inspection(shown, manifest.digest, manifest.media_type, manifest.size, walk.size,
-                      children=children)
+                      children=children, pushed=manifest.pushed)
 
 
 # -- disk usage ---------------------------------------------------------------------------
@@ -224,11 +236,29 @@ class Usage:
     def sum_of_repositories(self) -> int:
         return sum(r.size for r in self.repositories)
 
+    @property
+    def shared(self) -> dict[str, int]:
+        """The blobs (manifests included) that more than one repository keeps: each is in
+        several repositories' sizes, and once in the total."""
+        seen: set[str] = set()
+        shared: dict[str, int] = {}
+        for repository in self.repositories:
+            for digest, size in repository.blobs.items():
+                if digest in seen:
+                    shared[digest] = size
+                seen.add(digest)
+        return shared
+
     def as_dict(self) -> dict[str, Any]:
+        shared = self.shared
         return {"repositories": [r.as_dict() for r in self.repositories],
                 "total": {"size": self.total, "manifests": len(self.unique_manifests),
                           "blobs": len(self.unique_layers),
-                          "shared": self.sum_of_repositories - self.total}}
+                          # Bytes the repositories' sizes count more than once.
+                          "shared": self.sum_of_repositories - self.total,
+                          # The blobs behind that: in several repositories, in the
+                          # total once.
+                          "sharedBlobs": len(shared), "sharedSize": sum(shared.values())}}
 
 
 def repository_usage(client: RegistryClient, repository: str) -> RepositoryUsage:
@@ -257,10 +287,15 @@ class Removal:
     method: str  # "tag": only tags were deleted; "digest": manifests were deleted
     removed_tags: list[str] = field(default_factory=list)
     removed_manifests: list[str] = field(default_factory=list)
+    dry_run: bool = False  # a plan: what would be removed; nothing was
 
     def as_dict(self) -> dict[str, Any]:
-        return {"repository": self.repository, "method": self.method,
-                "removedTags": self.removed_tags, "removedManifests": self.removed_manifests}
+        result: dict[str, Any] = {"repository": self.repository, "method": self.method,
+                                  "removedTags": self.removed_tags,
+                                  "removedManifests": self.removed_manifests}
+        if self.dry_run:
+            result["dryRun"] = True
+        return result
 
 
 class WouldRemoveOtherTags(ClientError):
@@ -292,16 +327,19 @@ def remove_digest(client: RegistryClient, repository: str, digest: str) -> Remov
     return Removal(repository, [digest], "digest", tags, [digest])
 
 
-def remove_tag(client: RegistryClient, repository: str, tag: str, force: bool) -> Removal:
+def remove_tag(client: RegistryClient, repository: str, tag: str, force: bool,
+               deleting: Collection[str] = ()) -> Removal:
     """Delete one tag: ``DELETE`` by tag; where the registry refuses that (distribution 2.8),
     delete the manifest by digest, which removes every tag pointing at it too, so that needs
-    ``force`` when other tags would go."""
+    ``force`` when other tags would go (other than those in ``deleting``, which the caller
+    removes anyway)."""
     digest = client.resolve(repository, tag)
     try:
         client.delete_manifest(repository, tag)
         return Removal(repository, [digest], "tag", [tag], [])
     except Unsupported as refusal:
-        others = [t for t in tags_pointing_at(client, repository, digest) if t != tag]
+        along = [t for t in tags_pointing_at(client, repository, digest) if t != tag]
+        others = [t for t in along if t not in deleting]
         if others and not force:
             why = ("tag deletes are not supported there, or deletes are disabled"
                    if refusal.status == 405 else "it does not support deleting tags")
@@ -311,11 +349,33 @@ def remove_tag(client: RegistryClient, repository: str, tag: str, force: bool) -
                 f"tag{'s' if len(others) > 1 else ''} {', '.join(others)}. Pass --force to "
                 "delete them all.", digest, others) from None
     client.delete_manifest(repository, digest)
-    return Removal(repository, [digest], "digest", [tag, *others], [digest])
+    return Removal(repository, [digest], "digest", [tag, *along], [digest])
 
 
-def remove_all(client: RegistryClient, repository: str) -> Removal:
-    """Delete every tagged manifest of a repository (and the children of its indexes)."""
+def matching_tags(client: RegistryClient, repository: str, patterns: Sequence[str]
+                  ) -> list[str]:
+    """The repository's tags matching any of the glob ``patterns`` (case-sensitive, as tags
+    are; ``*`` matches dots too: ``v1.*`` takes v1.0 and v1.2.3)."""
+    return [tag for tag in client.tags(repository)
+            if any(fnmatch.fnmatchcase(tag, pattern) for pattern in patterns)]
+
+
+def plan_tag(client: RegistryClient, repository: str, tag: str) -> Removal:
+    """What `remove_tag` would remove, deleting nothing."""
+    digest = client.resolve(repository, tag)
+    return Removal(repository, [digest], "tag", [tag], [], dry_run=True)
+
+
+def plan_digest(client: RegistryClient, repository: str, digest: str) -> Removal:
+    """What `remove_digest` would remove, deleting nothing."""
+    client.resolve(repository, digest)
+    tags = tags_pointing_at(client, repository, digest)
+    return Removal(repository, [digest], "digest", tags, [digest], dry_run=True)
+
+
+def _tagged_manifests(client: RegistryClient, repository: str
+                      ) -> tuple[dict[str, list[str]], list[str]]:
+    """Digest to tags of every tagged manifest, and the children of those that are indexes."""
     by_digest: dict[str, list[str]] = {}
     for tag in client.tags(repository):
         try:
@@ -328,6 +388,21 @@ def remove_all(client: RegistryClient, repository: str) -> Removal:
         manifest = walker.manifest(digest)
         if manifest.is_index:
             children += [c.digest for c in manifest.children()]
+    return by_digest, children
+
+
+def plan_all(client: RegistryClient, repository: str) -> Removal:
+    """What `remove_all` would remove, deleting nothing."""
+    by_digest, children = _tagged_manifests(client, repository)
+    manifests = list(dict.fromkeys([*by_digest, *children]))
+    return Removal(repository, list(by_digest), "digest",
+                   [tag for tags in by_digest.values() for tag in tags], manifests,
+                   dry_run=True)
+
+
+def remove_all(client: RegistryClient, repository: str) -> Removal:
+    """Delete every tagged manifest of a repository (and the children of its indexes)."""
+    by_digest, children = _tagged_manifests(client, repository)
     removal = Removal(repository, list(by_digest), "digest")
     for digest, tags in by_digest.items():
         try:

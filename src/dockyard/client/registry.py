@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import ssl
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any
 from urllib.parse import urljoin
@@ -60,14 +63,35 @@ def next_link(response: httpx.Response) -> str | None:
     return None
 
 
+def last_modified(response: httpx.Response) -> datetime | None:
+    """``Last-Modified`` as an aware UTC datetime; None when absent or unreadable. dockyard
+    sends it on manifests (when the tag or manifest was pushed); distribution does not."""
+    value = response.headers.get("Last-Modified")
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class ManifestHead:
+    digest: str
+    pushed: datetime | None
+
+
 class RegistryClient:
     """One registry; methods raise `dockyard.client.errors.ClientError` subclasses.
 
-    ``verify`` is httpx's: True, False, or a CA bundle path.
+    ``verify`` is httpx's: True, False, an `ssl.SSLContext`, or a CA bundle path.
     """
 
     def __init__(self, registry: Registry, credentials: Credentials | None = None,
-                 verify: bool | str = True, timeout: float = DEFAULT_TIMEOUT,
+                 verify: bool | str | ssl.SSLContext = True, timeout: float = DEFAULT_TIMEOUT,
                  page_size: int = DEFAULT_PAGE_SIZE) -> None:
         self.registry = registry
         self.credentials = credentials
@@ -224,15 +248,20 @@ class RegistryClient:
 
     def resolve(self, repository: str, reference: str) -> str:
         """The digest a tag (or digest) points at, by ``HEAD`` on the manifest."""
+        return self.head(repository, reference).digest
+
+    def head(self, repository: str, reference: str) -> ManifestHead:
+        """The digest a tag (or digest) points at and when it was pushed, by ``HEAD``."""
         response = self.request("HEAD", f"/v2/{repository}/manifests/{reference}",
                                 _manifest_what(repository, reference),
                                 headers={"Accept": MANIFEST_ACCEPT})
         digest = response.headers.get("Docker-Content-Digest")
+        pushed = last_modified(response)
         if digest:
-            return str(digest)
+            return ManifestHead(str(digest), pushed)
         if DIGEST.fullmatch(reference):
-            return reference
-        return self.manifest(repository, reference).digest
+            return ManifestHead(reference, pushed)
+        return ManifestHead(self.manifest(repository, reference).digest, pushed)
 
     def manifest(self, repository: str, reference: str) -> Manifest:
         response = self.request("GET", f"/v2/{repository}/manifests/{reference}",
@@ -249,7 +278,7 @@ class RegistryClient:
                 media_type = document["mediaType"]
         digest = response.headers.get("Docker-Content-Digest") or (
             reference if DIGEST.fullmatch(reference) else sha256_digest(data))
-        return Manifest(data, digest, media_type)
+        return Manifest(data, digest, media_type, last_modified(response))
 
     def blob_size(self, repository: str, digest: str) -> int:
         response = self.request("HEAD", f"/v2/{repository}/blobs/{digest}",

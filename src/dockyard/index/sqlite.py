@@ -290,6 +290,29 @@ class SQLiteIndex:
             "SELECT digest FROM manifest_references WHERE repository = ? AND manifest = ?",
             (repository, digest))]
 
+    # Whole-store reads for disk usage: a few queries, whatever the number of repositories.
+    def tag_counts(self) -> dict[str, int]:
+        return {row[0]: int(row[1]) for row in self.db.execute(
+            "SELECT repository, count(*) FROM tags GROUP BY repository")}
+
+    def manifest_entries(self) -> dict[tuple[str, str], tuple[int, str | None]]:
+        """(repository, digest) of every manifest -> (size, subject)."""
+        return {(row[0], row[1]): (int(row[2]), row[3]) for row in self.db.execute(
+            "SELECT repository, digest, size, subject FROM manifests")}
+
+    def all_references(self) -> dict[tuple[str, str], list[str]]:
+        """(repository, manifest) -> what it needs (config, layers, an index's children)."""
+        found: dict[tuple[str, str], list[str]] = {}
+        for repository, manifest, digest in self.db.execute(
+                "SELECT repository, manifest, digest FROM manifest_references"):
+            found.setdefault((repository, manifest), []).append(digest)
+        return found
+
+    def all_blobs_created(self) -> dict[str, float]:
+        """When each blob committed through dockyard was committed."""
+        return {row[0]: float(row[1]) for row in self.db.execute(
+            "SELECT digest, created FROM blobs")}
+
     # Reads.
     def repositories(self, last: str | None = None, limit: int | None = None) -> list[str]:
         return [row[0] for row in self.db.execute(

@@ -43,6 +43,12 @@ async def purge_uploads(driver: StorageDriver, locks: StoreLocks, age: float,
 
 async def _idle_for(driver: StorageDriver, name: str, upload_id: str, now: datetime,
                     age: float) -> bool:
+    last = await last_activity(driver, name, upload_id)
+    return last is not None and (now - last).total_seconds() >= age
+
+
+async def last_activity(driver: StorageDriver, name: str, upload_id: str) -> datetime | None:
+    """When an upload last received data, or started if it has none; None if it is gone."""
     # Age counts from the last data received, so a slow upload that is still going is not
     # cut off; an upload with no data counts from its start.
     started = await read_started_at(driver, name, upload_id)
@@ -50,11 +56,11 @@ async def _idle_for(driver: StorageDriver, name: str, upload_id: str, now: datet
     if info is None:
         info = await driver.stat(layout.upload_dir(name, upload_id))
     if info is None:
-        return False
+        return None
     last = datetime.fromtimestamp(info.modified, UTC)
     if started is not None:
         last = max(last, started)
-    return (now - last).total_seconds() >= age
+    return last
 
 
 async def purge_uploads_forever(driver: StorageDriver, locks: StoreLocks, age: float,

@@ -37,6 +37,9 @@ class StoredManifest:
     digest: Digest
     media_type: str
     data: bytes
+    # When the reference was last pushed (its link's mtime): a tag's own push, or for a
+    # digest the last push of that manifest. None where the store cannot say.
+    modified: float | None = None
 
     @property
     def size(self) -> int:
@@ -124,9 +127,20 @@ class RepositoryManifests:
                 raise ManifestUnknown(detail={"reference": reference}) from None
             media_type = await self._media_type(digest, data)
             self.cache.put(self.name, digest, media_type, data)
+        modified = await self._pushed_at(reference, digest)
         if media_type in mediatypes.SCHEMA1 and schema1.needs_signature(data):
-            return StoredManifest(digest, mediatypes.DOCKER_SCHEMA1_SIGNED, schema1.sign(data))
-        return StoredManifest(digest, media_type, data)
+            return StoredManifest(digest, mediatypes.DOCKER_SCHEMA1_SIGNED, schema1.sign(data),
+                                  modified)
+        return StoredManifest(digest, media_type, data, modified)
+
+    async def _pushed_at(self, reference: str, digest: Digest) -> float | None:
+        """Every push rewrites the tag's current link and the revision link, so their
+        mtimes say when the tag, or the manifest, was last pushed (distribution's layout
+        records no more; the index is not needed for it)."""
+        link = (layout.tag_current_link(self.name, reference) if is_tag(reference)
+                else layout.revision_link(self.name, digest))
+        info = await self.driver.stat(link)
+        return None if info is None else info.modified
 
 
     async def _media_type(self, digest: Digest, data: bytes) -> str:

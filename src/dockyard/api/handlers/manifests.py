@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from email.utils import formatdate
+
 from dockyard.api.handlers.context import Context
 from dockyard.api.http import Response
 from dockyard.registry import mediatypes
@@ -48,6 +50,10 @@ async def get_manifest(ctx: Context, name: str, reference: str) -> Response:
     etag = f'"{digest}"'
     headers = {"Docker-Content-Digest": str(digest), "ETag": etag, "Content-Type": media_type,
                "Content-Length": str(size)}
+    if stored.modified is not None:
+        # When the tag (or the manifest, by digest) was last pushed; distribution sends
+        # none, and clients that do not use it ignore it.
+        headers["Last-Modified"] = formatdate(stored.modified, usegmt=True)
     if request.header("if-none-match") == etag:
         return Response(304, headers=headers)
     return Response(200, body, headers)
