@@ -121,3 +121,5 @@ class Config:
     token: TokenConfig | None = None
     token_issuer: IssuerConfig | None = None
     source: str = "defaults"  # where the settings came from, for the start-up message
+    unknown_keys: tuple[str, ...] = ()  # a warning per key nobody knows (typos)
+    ignored_keys: tuple[str, ...] = ()  # distribution's keys set here that have no effect

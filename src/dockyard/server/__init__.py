@@ -113,7 +113,9 @@ def serve(config: Config, config_path: str | None) -> None:
           f"  storage: {where}\n"
           f"  config:  {config.source}\n"
           f"  deletes: {'enabled' if config.storage.delete_enabled else 'disabled'}"
-          f"{'  (read-only maintenance mode)' if config.storage.read_only else ''}",
+          f"{'  (read-only maintenance mode)' if config.storage.read_only else ''}"
+          + (f"\n  ignored: {', '.join(config.ignored_keys)} (accepted for compatibility "
+             "with distribution, not implemented)" if config.ignored_keys else ""),
           file=sys.stderr, flush=True)
     server_config = uvicorn.Config(
         "dockyard.api.app:create_app",
