@@ -222,10 +222,18 @@ def parse_duration(value: Any, key: str) -> float:
 
 
 def parse_addr(addr: str, key: str) -> tuple[str, int]:
+    """`host:port`, `[v6]:port` or `:port` as (host, port); an empty host means every
+    interface, IPv6 and IPv4 alike, as in distribution."""
     host, sep, port_text = addr.rpartition(":")
     if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ConfigError(f"{key}: expected host:port or :port, got {addr!r}")
-    host = host.strip("[]") or "0.0.0.0"
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if not host:
+            raise ConfigError(f"{key}: empty brackets in {addr!r}")
+    elif "[" in host or "]" in host or ":" in host:
+        raise ConfigError(f"{key}: write an IPv6 address in brackets, like [::1]:5000, "
+                          f"got {addr!r}")
     return host, int(port_text)
 
 

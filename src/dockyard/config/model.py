@@ -28,7 +28,7 @@ class TLSConfig:
 
 @dataclass(frozen=True)
 class HTTPConfig:
-    host: str = "0.0.0.0"
+    host: str = ""  # http.addr's host; empty: every interface, IPv6 and IPv4
     port: int = 5000
     prefix: str = ""
     base_url: str = ""  # http.host: the externally visible URL used in Location headers
