@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -19,7 +20,6 @@ from dockyard.api.handlers.token import issue_token
 from dockyard.api.http import (
     ClientDisconnected,
     Headers,
-    JSONResponse,
     Receive,
     Request,
     Response,
@@ -168,8 +168,10 @@ class RegistryApp:
         except FileNotFoundError:
             pass
         except Exception as error:
-            return JSONResponse(503, {f"storagedriver_{self.driver.name}": str(error)})
-        return JSONResponse(200, {})
+            failure = {f"storagedriver_{self.driver.name}": str(error)}
+            return Response(503, json.dumps(failure).encode(), content_type="application/json")
+        # As distribution's health check writes it: no trailing newline.
+        return Response(200, b"{}", content_type="application/json")
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:
