@@ -31,6 +31,8 @@ def serve_and_fail(tmp_path: Path, config: object, env: dict[str, str] | None = 
       "http": {"addr": "nowhere"}}, "http.addr"),
     ({"version": 0.1, "storage": {"filesystem": {"rootdirectory": "/tmp/x"}},
       "log": {"level": "loud"}}, "log.level"),
+    ({"version": 0.1, "storage": {"filesystem": {"rootdirectory": "/tmp/x"}},
+      "http": {"addr": "::1:5000"}}, "http.addr"),
     ({"version": 0.1}, "storage"),
     ({"version": 0.1, "storage": {"filesystem": {"rootdirectory": "/tmp/x"}},
       "http": {"tls": {"certificate": "/nonexistent.pem", "key": "/nonexistent.key"}}},
@@ -65,6 +67,8 @@ def test_a_port_in_use_fails_once_with_a_message(tmp_path: Path, workers: int) -
     assert result.returncode == 1, result.stderr
     assert result.stderr.count(f"dockyard: cannot listen on 127.0.0.1:{port}: ") == 1
     assert "Traceback" not in result.stderr
+    # The start banner says "serving": it must not appear when nothing is served.
+    assert "serving" not in result.stderr
 
 
 def test_environment_override_is_checked_too(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -19,7 +20,6 @@ from dockyard.api.handlers.token import issue_token
 from dockyard.api.http import (
     ClientDisconnected,
     Headers,
-    JSONResponse,
     Receive,
     Request,
     Response,
@@ -181,18 +181,20 @@ class RegistryApp:
     async def health(self) -> Response:
         """200, or 503 naming the failing check with a fixed phrase: the endpoint answers
         anyone (load balancers), so the cause, which may name paths, goes to the log.
-        A store in read-only maintenance mode is not probed with a write."""
+        A store in read-only maintenance mode is not probed with a write. Bodies have no
+        trailing newline, as distribution's health check writes them."""
         health = await check_storage(self.driver, probe_writes=not self.config.storage.read_only)
         if not health.ok:
             if health.cause != self._health_failure:  # once per cause, not once per probe
                 log.error("health check: storage driver %s: %s (%s)", self.driver.name,
                           health.problem, health.cause)
                 self._health_failure = health.cause
-            return JSONResponse(503, {f"storagedriver_{self.driver.name}": health.problem})
+            failure = {f"storagedriver_{self.driver.name}": health.problem}
+            return Response(503, json.dumps(failure).encode(), content_type="application/json")
         if self._health_failure is not None:
             log.info("health check: storage driver %s works again", self.driver.name)
             self._health_failure = None
-        return JSONResponse(200, {})
+        return Response(200, b"{}", content_type="application/json")
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -142,11 +142,15 @@ class Response:
         await send({"type": "http.response.body", "body": body})
 
 
+def encode_json(document: Any) -> bytes:
+    """Compact JSON ending in a newline, as distribution's encoder writes its answers."""
+    return json.dumps(document, separators=(",", ":")).encode() + b"\n"
+
+
 class JSONResponse(Response):
     def __init__(self, status: int, document: Any, headers: dict[str, str] | None = None,
                  content_type: str = "application/json") -> None:
-        body = json.dumps(document, separators=(",", ":")).encode()
-        super().__init__(status, body, headers, content_type)
+        super().__init__(status, encode_json(document), headers, content_type)
 
 
 class StreamResponse(Response):

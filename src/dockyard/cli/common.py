@@ -13,12 +13,21 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 
 
-def load_or_exit(path: str | None) -> Config:
+def load_or_exit(path: str | None, strict: bool | None = None) -> Config:
+    """The config, after warning about each unknown key; exit 2 if it cannot be used."""
     try:
-        return load_config(path)
+        config = load_config(path, strict=strict)
     except ConfigError as error:
+        warn_unknown(error.unknown_keys)
         click.echo(f"dockyard: configuration error: {error}", err=True)
         sys.exit(EXIT_CONFIG)
+    warn_unknown(config.unknown_keys)
+    return config
+
+
+def warn_unknown(messages: tuple[str, ...]) -> None:
+    for message in messages:
+        click.echo(f"dockyard: warning: {message}", err=True)
 
 
 def require_filesystem(config: Config, what: str) -> None:

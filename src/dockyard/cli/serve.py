@@ -9,8 +9,11 @@ from dockyard.cli.common import load_or_exit
 
 @click.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
-def serve(config: str | None) -> None:
+@click.option("--strict-config", is_flag=True, default=None,
+              help="Refuse to start if the config has unknown keys (also "
+                   "DOCKYARD_STRICT_CONFIG=1); without it they are warnings.")
+def serve(config: str | None, strict_config: bool | None) -> None:
     """Serve the registry. CONFIG is a distribution-style config.yml (optional)."""
     from dockyard.server import serve as run_server
 
-    run_server(load_or_exit(config), config)
+    run_server(load_or_exit(config, strict=strict_config), config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -12,6 +13,7 @@ from typing import Any
 import yaml
 
 from dockyard.auth.policy import ACTIONS, REGISTRY_ACTIONS, REGISTRY_RESOURCES, AccessRule
+from dockyard.config.keys import KeyReport, check_keys
 from dockyard.config.model import (
     Config,
     GCSchedule,
@@ -28,6 +30,8 @@ from dockyard.config.model import (
 )
 
 ENV_PREFIX = "REGISTRY_"
+# Set to 1 (or pass `dockyard serve --strict-config`) to make unknown keys an error.
+STRICT_ENV = "DOCKYARD_STRICT_CONFIG"
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "fatal", "panic")
 LOG_FORMATTERS = ("text", "json", "logstash")
 # ASCII digits: `\d` would also take other scripts' digits (float() reads them).
@@ -38,6 +42,12 @@ DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m"
 
 class ConfigError(ValueError):
     """A setting that cannot be used; the message names the key."""
+
+    def __init__(self, message: str, unknown_keys: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        # Warnings about misspelled keys found before the error, worth showing with it
+        # (a misspelled driver name is what makes "no storage driver" happen).
+        self.unknown_keys = unknown_keys
 
 
 def default_data_dir() -> Path:
@@ -52,8 +62,14 @@ def default_config() -> Config:
 
 
 def load_config(path: str | os.PathLike[str] | None,
-                environ: Mapping[str, str] | None = None) -> Config:
+                environ: Mapping[str, str] | None = None,
+                strict: bool | None = None) -> Config:
+    """The settings in `path` (None: defaults) with REGISTRY_* overrides applied. Unknown
+    keys are reported in `Config.unknown_keys`, or refused when `strict` (default: the
+    DOCKYARD_STRICT_CONFIG variable)."""
     environ = os.environ if environ is None else environ
+    if strict is None:
+        strict = environ.get(STRICT_ENV, "").lower() in ("1", "true", "yes")
     if path is None:
         raw: dict[str, Any] = {
             "version": "0.1",
@@ -65,8 +81,30 @@ def load_config(path: str | os.PathLike[str] | None,
     else:
         raw = _read_yaml(Path(path))
         source = str(path)
-    apply_environment(raw, environ)
-    return _build(raw, source)
+    env_paths = apply_environment(raw, environ)
+    report = check_keys(raw, env_paths)
+    unknown = tuple(key.message() for key in report.unknown)
+    _refuse(report, strict)
+    try:
+        config = _build(raw, source)
+    except ConfigError as error:
+        raise ConfigError(str(error), unknown) from None
+    return dataclasses.replace(config, unknown_keys=unknown,
+                               ignored_keys=tuple(report.ignored))
+
+
+def _refuse(report: KeyReport, strict: bool) -> None:
+    """Settings that cannot be honoured stop the start: always for security sections and
+    refused keys, for every unknown key when strict."""
+    if report.refused:
+        raise ConfigError(report.refused[0])
+    fatal = [key for key in report.unknown if strict or key.security]
+    if fatal:
+        messages = [key.message().replace("; it has no effect", "") for key in fatal]
+        why = ("unknown keys are errors with --strict-config or DOCKYARD_STRICT_CONFIG=1"
+               if strict and not fatal[0].security else
+               "unknown keys in a security section are errors")
+        raise ConfigError(f"{'; '.join(messages)} ({why})")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -85,8 +123,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return document
 
 
-def apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
-    """REGISTRY_A_B_C=value sets a.b.c, matching existing keys case-insensitively."""
+def apply_environment(raw: dict[str, Any], environ: Mapping[str, str]
+                      ) -> dict[tuple[str, ...], str]:
+    """REGISTRY_A_B_C=value sets a.b.c, matching existing keys case-insensitively. Returns
+    the key path each variable set, so warnings can name the variable."""
+    env_paths: dict[tuple[str, ...], str] = {}
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX:
             continue
@@ -103,16 +144,22 @@ def apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
                     if driver != value:
                         storage.pop(driver, None)
                 storage.setdefault(value, {})
+                env_paths[("storage", value)] = name
             continue
         node: dict[str, Any] = raw
+        path: list[str] = []
         for part in parts[:-1]:
             key = _find_key(node, part)
+            path.append(key)
             child = node.get(key)
             if not isinstance(child, dict):
                 child = {}
                 node[key] = child
             node = child
-        node[_find_key(node, parts[-1])] = value
+        last = _find_key(node, parts[-1])
+        node[last] = value
+        env_paths[(*path, last)] = name
+    return env_paths
 
 
 def _find_key(node: dict[str, Any], lowered: str) -> str:
@@ -180,10 +227,18 @@ def parse_duration(value: Any, key: str) -> float:
 
 
 def parse_addr(addr: str, key: str) -> tuple[str, int]:
+    """`host:port`, `[v6]:port` or `:port` as (host, port); an empty host means every
+    interface, IPv6 and IPv4 alike, as in distribution."""
     host, sep, port_text = addr.rpartition(":")
     if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ConfigError(f"{key}: expected host:port or :port, got {addr!r}")
-    host = host.strip("[]") or "0.0.0.0"
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if not host:
+            raise ConfigError(f"{key}: empty brackets in {addr!r}")
+    elif "[" in host or "]" in host or ":" in host:
+        raise ConfigError(f"{key}: write an IPv6 address in brackets, like [::1]:5000, "
+                          f"got {addr!r}")
     return host, int(port_text)
 
 
@@ -461,7 +516,18 @@ def _http(raw: dict[str, Any]) -> HTTPConfig:
         headers[str(name)] = [str(item) for item in values]
     tls_raw = _section(http, "tls", "http.")
     tls = None
-    if tls_raw.get("certificate") or tls_raw.get("key"):
+    if not tls_raw.get("certificate") and not tls_raw.get("key"):
+        # distribution serves plain HTTP here, whatever else the section asks for; the
+        # operator plainly wants TLS, so refuse rather than serve it unencrypted.
+        for name in ("letsencrypt", "clientcas", "minimumtls"):
+            if _has_value(tls_raw.get(name)):
+                reason = ("Let's Encrypt is not supported; give http.tls.certificate and "
+                          "http.tls.key (or terminate TLS in a proxy)"
+                          if name == "letsencrypt" else
+                          "requires http.tls.certificate and http.tls.key")
+                raise ConfigError(f"http.tls.{name}: {reason}; dockyard will not serve "
+                                  "plain HTTP in place of the TLS configured here")
+    else:
         certificate = _str(tls_raw, "certificate", "http.tls.", "")
         key = _str(tls_raw, "key", "http.tls.", "")
         for name, value in (("certificate", certificate), ("key", key)):
@@ -517,9 +583,16 @@ def _timeouts(section: dict[str, Any]) -> HTTPTimeouts:
     return HTTPTimeouts(**values)
 
 
+def _has_value(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_value(item) for item in value.values())
+    return value not in (None, "", [], False)
+
+
 def _log(raw: dict[str, Any]) -> LogConfig:
     log = _section(raw, "log", "")
-    level = _str(log, "level", "log.", "info").lower()
+    # `loglevel` at the top is distribution's older spelling, used when log.level is not set.
+    level = _str(log, "level", "log.", _str(raw, "loglevel", "", "info")).lower()
     if level not in LOG_LEVELS:
         raise ConfigError(f"log.level: expected one of {', '.join(LOG_LEVELS)}, got {level!r}")
     formatter = _str(log, "formatter", "log.", "text").lower()

@@ -37,7 +37,7 @@ class HTTPTimeouts:
 
 @dataclass(frozen=True)
 class HTTPConfig:
-    host: str = "0.0.0.0"
+    host: str = ""  # http.addr's host; empty: every interface, IPv6 and IPv4
     port: int = 5000
     prefix: str = ""
     base_url: str = ""  # http.host: the externally visible URL used in Location headers
@@ -134,3 +134,5 @@ class Config:
     token: TokenConfig | None = None
     token_issuer: IssuerConfig | None = None
     source: str = "defaults"  # where the settings came from, for the start-up message
+    unknown_keys: tuple[str, ...] = ()  # a warning per key nobody knows (typos)
+    ignored_keys: tuple[str, ...] = ()  # distribution's keys set here that have no effect

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import math
 import os
@@ -25,6 +26,7 @@ SERVER_LOG_LEVELS = {"debug": "debug", "info": "warning", "warn": "warning",
                      "panic": "critical"}
 TLS_MINIMUM = {"tls1.2": ssl.TLSVersion.TLSv1_2, "tls1.3": ssl.TLSVersion.TLSv1_3}
 BACKLOG = 2048
+IPV6_UNAVAILABLE = (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT)
 
 
 def prepare_storage(config: Config) -> None:
@@ -82,13 +84,35 @@ def prepare_index(config: Config) -> None:
 
 def listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound before any worker starts: a busy port or a bad address
-    fails once, with a message, instead of in every worker."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    fails once, with a message, instead of in every worker. No host, or `::`, listens on
+    IPv6 and IPv4 alike (as distribution does), or IPv4 alone where IPv6 is unavailable."""
     try:
+        if host in ("", "::"):
+            return _listen_everywhere(port, ipv4_fallback=host == "")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         return socket.create_server((host, port), family=family, backlog=BACKLOG)
     except OSError as error:
-        raise SystemExit(f"dockyard: cannot listen on {host}:{port}: "
+        raise SystemExit(f"dockyard: cannot listen on {url_host(host)}:{port}: "
                          f"{error.strerror or error}") from None
+
+
+def _listen_everywhere(port: int, ipv4_fallback: bool) -> socket.socket:
+    if socket.has_ipv6 and socket.has_dualstack_ipv6():
+        try:
+            return socket.create_server(("::", port), family=socket.AF_INET6,
+                                        backlog=BACKLOG, dualstack_ipv6=True)
+        except OSError as error:
+            # IPv6 switched off in this kernel or namespace: IPv4 alone still serves.
+            if not ipv4_fallback or error.errno not in IPV6_UNAVAILABLE:
+                raise
+    if not ipv4_fallback:
+        raise OSError(errno.EAFNOSUPPORT, "IPv6 is not available here")
+    return socket.create_server(("0.0.0.0", port), family=socket.AF_INET, backlog=BACKLOG)
+
+
+def url_host(host: str) -> str:
+    """The host as written in a URL: IPv6 addresses in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 def tls_context(tls: TLSConfig, _config: Any = None, _default: Any = None) -> ssl.SSLContext:
@@ -120,17 +144,10 @@ def serve(config: Config, config_path: str | None) -> None:
     scheme = "https" if http.tls else "http"
     where = (config.storage.root_directory if config.storage.driver == "filesystem"
              else "memory (lost at exit)")
-    print(f"dockyard {__version__} serving {scheme}://{http.host}:{http.port}{http.prefix}/v2/ "
-          f"({workers} worker{'s' if workers > 1 else ''})\n"
-          f"  storage: {where}\n"
-          f"  config:  {config.source}\n"
-          f"  deletes: {'enabled' if config.storage.delete_enabled else 'disabled'}"
-          f"{'  (read-only maintenance mode)' if config.storage.read_only else ''}",
-          file=sys.stderr, flush=True)
     server_config = uvicorn.Config(
         "dockyard.api.app:create_app",
         factory=True,
-        host=http.host,
+        host=http.host or "::",
         port=http.port,
         workers=workers,
         loop="uvloop",
@@ -148,7 +165,18 @@ def serve(config: Config, config_path: str | None) -> None:
         backlog=BACKLOG,
         ssl_context_factory=functools.partial(tls_context, http.tls) if http.tls else None,
     )
+    # Bound before the banner, so "serving" is never printed for a port that is not.
     listener = listen(http.host, http.port)
+    address = f"{url_host(str(listener.getsockname()[0]))}:{http.port}"
+    print(f"dockyard {__version__} serving {scheme}://{address}{http.prefix}/v2/ "
+          f"({workers} worker{'s' if workers > 1 else ''})\n"
+          f"  storage: {where}\n"
+          f"  config:  {config.source}\n"
+          f"  deletes: {'enabled' if config.storage.delete_enabled else 'disabled'}"
+          f"{'  (read-only maintenance mode)' if config.storage.read_only else ''}"
+          + (f"\n  ignored: {', '.join(config.ignored_keys)} (accepted for compatibility "
+             "with distribution, not implemented)" if config.ignored_keys else ""),
+          file=sys.stderr, flush=True)
     if workers > 1:
         Multiprocess(server_config, sockets=[listener]).run()
         return

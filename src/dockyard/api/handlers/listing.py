@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlencode
 
 from dockyard.api.handlers.context import Context
 from dockyard.api.handlers.params import pagination
-from dockyard.api.http import JSONResponse, Response
+from dockyard.api.http import Response, encode_json
 from dockyard.api.listing_cache import EncodedPage
 from dockyard.registry import mediatypes
 from dockyard.registry.reference import Digest, is_name, is_tag
@@ -16,7 +15,8 @@ from dockyard.registry.referrers import referrers_page
 
 
 async def api_base(ctx: Context) -> Response:
-    return JSONResponse(200, {})
+    # Byte for byte distribution's answer, which (unlike its other JSON) has no newline.
+    return Response(200, b"{}", content_type="application/json")
 
 
 def _next_link(ctx: Context, path: str, last: str, limit: int) -> dict[str, str]:
@@ -64,8 +64,7 @@ async def tags(ctx: Context, name: str) -> Response:
 
 
 def _encode(document: dict[str, Any], names: list[str], more: bool) -> EncodedPage:
-    return EncodedPage(json.dumps(document, separators=(",", ":")).encode(),
-                       names[-1] if more and names else None)
+    return EncodedPage(encode_json(document), names[-1] if more and names else None)
 
 
 def _respond(ctx: Context, path: str, page: EncodedPage, limit: int | None) -> Response:

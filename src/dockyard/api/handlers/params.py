@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from dockyard.api.http import Request
-from dockyard.registry.errors import PaginationInvalid, RangeInvalid, SizeInvalid
+from dockyard.registry.errors import RangeInvalid, SizeInvalid
 
 # ASCII digits only: `\d`, str.isdigit() and int() also take other scripts' digits (and
 # isdigit() superscripts, which int() then refuses).
@@ -21,7 +21,8 @@ def pagination(request: Request) -> tuple[int | None, str | None]:
     limit = None
     if raw is not None and raw != "":
         if not NUMBER_RE.fullmatch(raw):
-            raise PaginationInvalid("n must be a non-negative integer", {"n": raw[:50]})
+            # distribution 2.8 ignores an n it cannot read (abc, -1, ²), as if none was given.
+            return None, request.query_value("last") or None
         limit = min(int(raw), MAX_PAGE)
     return limit, request.query_value("last") or None
 
