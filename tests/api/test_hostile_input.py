@@ -382,19 +382,15 @@ LENGTHS = [
 
 # isdigit() is true for these, int() refuses them (superscripts), or int() reads them
 # (Arabic-Indic digits) where the spec means ASCII digits.
-PAGES = ("PAGINATION_NUMBER_INVALID",)
 PAGINATION = [
-    Hostile("catalog n of a superscript two", send("GET", "/v2/_catalog?n=%C2%B2"), (400,),
-            PAGES),
-    Hostile("tags n of a superscript two", send("GET", "/v2/{repo}/tags/list?n=%C2%B2"),
-            (400,), PAGES),
-    Hostile("tags n of Arabic-Indic digits",
-            send("GET", "/v2/{repo}/tags/list?n=%D9%A3%D9%A4"), (400,), PAGES),
-    Hostile("catalog n with a sign", send("GET", "/v2/_catalog?n=-1"), (400,), PAGES),
     Hostile("Content-Length of a superscript two",
             send("PATCH", "{upload}", [("Content-Length", b"\xb2")], b"xy"), (400,),
             ("SIZE_INVALID", PROTOCOL)),
 ]
+# Page sizes distribution cannot read are ignored, as distribution 2.8 ignores them: the
+# whole listing, never a 500 (isdigit() takes a superscript two that int() refuses).
+UNREADABLE_PAGE_SIZES = [("/v2/_catalog", "%C2%B2"), ("/v2/{repo}/tags/list", "%C2%B2"),
+                         ("/v2/{repo}/tags/list", "%D9%A3%D9%A4"), ("/v2/_catalog", "-1")]
 
 REQUEST_LINES = [
     Hostile("10 MB header", send("GET", "/v2/", [("X-Padding", "a" * 10_000_000)]),
@@ -494,6 +490,17 @@ CASES = [*NAMES, *TAGS, *DIGESTS, *MANIFESTS, *RANGES, *LENGTHS, *PAGINATION,
 def test_refused_with_a_4xx(target: Target, case: Hostile) -> None:
     response = exchange(target.running.host, case.request(target), half_close=case.half_close)
     check_answer(target, case, response)
+    assert_serving(target.running)
+
+
+@pytest.mark.parametrize(("path", "n"), UNREADABLE_PAGE_SIZES)
+def test_unreadable_page_sizes_are_ignored(target: Target, path: str, n: str) -> None:
+    url = path.format(repo=REPO)
+    whole = exchange(target.running.host, build_request("GET", url, target.running.host))
+    response = exchange(target.running.host,
+                        build_request("GET", f"{url}?n={n}", target.running.host))
+    assert response.status == whole.status == 200
+    assert response.body == whole.body
     assert_serving(target.running)
 
 
