@@ -4,6 +4,7 @@ be refused (nor throttled) because of that, and a finished edit must still take 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -96,7 +97,12 @@ def test_empty_or_torn_file_keeps_the_last_users(tmp_path: Path, users: Path) ->
 def check_broken_files_keep_users(served: RunningRegistry, users: Path) -> None:
     good = users.read_text()
     alice = ("alice", "wonderland")
-    for broken in (b"", b"\n", b"alice:$2y$05$cut-short", b"ali", b"\xff\xfe garbage"):
+    # A copy cut short: torn inside a name or a hash, including the first characters of a
+    # bcrypt hash, which on their own do not say which scheme the line is.
+    other = good.splitlines()[0].replace("alice:", "bob:", 1).encode() + b"\n"
+    cut = [b"alice:$2y$05$cut-short", b"ali"] + [other + b"alice" + tail for tail in (
+        b":", b":$", b":$2", b":$2y", b":$2y$", b":$2y$05$abc")]
+    for broken in (b"", b"\n", *cut, b"\xff\xfe garbage"):
         users.write_bytes(broken)
         time.sleep(1.5)  # long enough for the server to take a settled file
         statuses = [httpx.get(served.url + "/v2/", auth=alice).status_code for _ in range(3)]
@@ -105,3 +111,56 @@ def check_broken_files_keep_users(served: RunningRegistry, users: Path) -> None:
     htpasswd(users, "carol", "reader")
     wait_for_status(served.url, ("carol", "reader"), 200)
     assert httpx.get(served.url + "/v2/", auth=alice).status_code == 200
+
+
+def test_a_server_started_during_an_edit_waits_for_the_users(tmp_path: Path, users: Path
+                                                            ) -> None:
+    """A server (or a worker) that starts while the file is truncated half-way through an
+    in-place edit must not take it as a file without users."""
+    content = users.read_bytes()
+    users.write_bytes(b"")
+    # An mtime ahead of the clock: the file looks changed just now for as long as the server
+    # takes to start, however slowly this machine runs.
+    ahead = time.time() + 60
+    os.utime(users, (ahead, ahead))
+    written = threading.Event()
+
+    def finish_the_edit() -> None:
+        time.sleep(3)  # the server starts meanwhile, and finds the file empty
+        with users.open("r+b") as handle:
+            handle.write(content)
+        written.set()
+
+    writer = threading.Thread(target=finish_the_edit)
+    writer.start()
+    config = {"http": {"workers": 1},
+              "auth": {"htpasswd": {"realm": "Dockyard Test", "path": str(users)}}}
+    try:
+        with run_registry(tmp_path, config=config) as served, \
+                served.client(auth=("alice", "wonderland")) as http:
+            statuses: Counter[int] = Counter()
+            deadline = None
+            while deadline is None or time.monotonic() < deadline:
+                statuses[http.get("/v2/").status_code] += 1
+                if deadline is None and written.is_set():
+                    deadline = time.monotonic() + 1.5  # past the settling time of an edit
+            assert set(statuses) == {200}, statuses
+    finally:
+        writer.join(timeout=60)
+
+
+def test_a_file_without_users_takes_an_edit_at_once(tmp_path: Path, users: Path) -> None:
+    """With no users read yet there is nothing an edit could take away: the first users
+    written to the file count at once, without waiting for the file to settle."""
+    content = users.read_bytes()
+    users.write_bytes(b"")
+    past = time.time() - 60
+    os.utime(users, (past, past))  # empty for long: not an edit under way
+    config = {"http": {"workers": 1},
+              "auth": {"htpasswd": {"realm": "Dockyard Test", "path": str(users)}}}
+    with run_registry(tmp_path, config=config) as served, \
+            served.client(auth=("alice", "wonderland")) as http:
+        assert http.get("/v2/").status_code == 401
+        with users.open("r+b") as handle:  # in place, as htpasswd does
+            handle.write(content)
+        assert http.get("/v2/").status_code == 200

@@ -33,6 +33,11 @@ DEFAULT_COST = 10
 # `htpasswd` and editors truncate it and write it again, and a reader in between finds it
 # empty or cut short. A file renamed into place is complete and is read at once.
 SETTLE_SECONDS = 1.0
+# A process starting while the file is empty or torn half-way through such an edit has no
+# users to keep: it waits for the edit to finish, for at most this long.
+START_WAIT_SECONDS = 10.0
+START_POLL_SECONDS = 0.05
+BCRYPT_MARKERS = ("$2a$", "$2b$", "$2y$")
 BCRYPT_HASH = re.compile(rb"\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}")
 
 log = logging.getLogger("dockyard.auth")
@@ -51,7 +56,25 @@ class HtpasswdFile:
         self._stamp: tuple[int, ...] | None = None  # of the version last read
         self._users: dict[str, bytes] = {}
         self._changed: tuple[tuple[int, ...], float] | None = None  # seen, not yet settled
-        self.users()  # at start, so that an edit under way later finds users to keep
+        self._read_at_start()
+
+    def _read_at_start(self) -> None:
+        """The first read, so that an edit under way later finds users to keep. A file found
+        without users just after a change may be half-way through an in-place edit
+        (truncated, not yet written again): wait until it has users or is still."""
+        deadline = time.monotonic() + START_WAIT_SECONDS
+        while not self.users() and self._changed_lately() and time.monotonic() < deadline:
+            time.sleep(START_POLL_SECONDS)
+        if not self._users:
+            log.warning("htpasswd file %s has no users", self.path)
+
+    def _changed_lately(self) -> bool:
+        """Whether the file changed less than SETTLE_SECONDS ago (or has an mtime ahead of
+        the clock), so that an edit of it may be under way."""
+        try:
+            return time.time() - os.stat(self.path).st_mtime < SETTLE_SECONDS
+        except OSError:
+            return False
 
     @property
     def settled(self) -> bool:
@@ -67,7 +90,9 @@ class HtpasswdFile:
         if stamp == self._stamp:
             self._changed = None
             return self._users
-        if self._stamp is not None and stamp[:2] == self._stamp[:2] \
+        # Waiting protects the users read before; with none there is nothing to protect,
+        # and a process that started on a file without users takes its first ones at once.
+        if self._users and self._stamp is not None and stamp[:2] == self._stamp[:2] \
                 and not self._still_since(stamp, status.st_mtime):
             return self._users
         try:
@@ -106,17 +131,24 @@ def parse_htpasswd(text: str) -> dict[str, bytes]:
     """The bcrypt users of an htpasswd file; entries of other schemes are skipped, as
     dockyard checks bcrypt only. TornFile for a file that cannot be whole."""
     users = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    lines = text.splitlines()
+    # Every tool ends its lines with a newline; a last line without one may be cut short.
+    unterminated = len(lines) if lines and not text.endswith(("\n", "\r")) else 0
+    for number, line in enumerate(lines, start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         if ":" not in line:
             raise TornFile(f"line {number} has no ':'")
         user, _, hashed = line.partition(":")
-        if hashed.startswith(("$2a$", "$2b$", "$2y$")):
+        if hashed.startswith(BCRYPT_MARKERS):
             if not BCRYPT_HASH.fullmatch(hashed.encode()):
                 raise TornFile(f"line {number} has a malformed bcrypt hash")
             users[user] = hashed.encode()
+        elif number == unterminated and any(marker.startswith(hashed)
+                                            for marker in BCRYPT_MARKERS):
+            # Cut before its hash said which scheme it is: not a line of another scheme.
+            raise TornFile(f"line {number} is cut short")
     return users
 
 
