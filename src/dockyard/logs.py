@@ -1,9 +1,14 @@
-"""Logging as text or JSON (distribution's log.formatter), with configured extra fields."""
+"""Logging as text or JSON (distribution's log.formatter), with configured extra fields.
+
+Every logger of the process goes through the one handler set here: dockyard's own, the
+HTTP server's (uvicorn's `uvicorn.error`), and any library's, so that with the JSON
+formatter every line a server writes is JSON."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -13,6 +18,16 @@ from dockyard.config.model import LogConfig
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
           "warning": logging.WARNING, "error": logging.ERROR, "fatal": logging.CRITICAL,
           "panic": logging.CRITICAL}
+# uvicorn says at info what dockyard says itself (started, listening, stopping): its
+# chatter shows only at debug.
+SERVER_LEVELS = {"debug": logging.DEBUG, "info": logging.WARNING, "warn": logging.WARNING,
+                 "warning": logging.WARNING, "error": logging.ERROR,
+                 "fatal": logging.CRITICAL, "panic": logging.CRITICAL}
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.asgi")
+
+
+def _timestamp(created: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + "Z"
 
 
 class JSONFormatter(logging.Formatter):
@@ -22,7 +37,7 @@ class JSONFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
+            "time": _timestamp(record.created),
             "level": record.levelname.lower(),
             "msg": record.getMessage(),
             **self.fields,
@@ -34,15 +49,18 @@ class JSONFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """logfmt-style `key=value` lines; a value that could end the line or forge a field
+    (spaces, quotes, `=`, line breaks, other control characters) is quoted and escaped."""
+
     def __init__(self, fields: dict[str, str]) -> None:
         super().__init__()
         self.fields = fields
 
     def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         extra = {**self.fields, **getattr(record, "fields", {})}
         pairs = " ".join(f"{key}={_quote(value)}" for key, value in extra.items())
-        line = f"time={stamp}Z level={record.levelname.lower()} msg={_quote(record.getMessage())}"
+        line = (f"time={_timestamp(record.created)} level={record.levelname.lower()} "
+                f"msg={_quote(record.getMessage())}")
         if pairs:
             line = f"{line} {pairs}"
         if record.exc_info:
@@ -50,9 +68,14 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+# Anything but visible ASCII is escaped (as JSON does), so no value can break a line.
+NEEDS_QUOTES = re.compile(r'[^\x21-\x7e]|["=\\]')
+
+
 def _quote(value: object) -> str:
     text = str(value)
-    return json.dumps(text) if (" " in text or '"' in text or not text) else text
+    return json.dumps(text) if (not text or NEEDS_QUOTES.search(text)) \
+        else text
 
 
 def configure(config: LogConfig) -> None:
@@ -60,7 +83,18 @@ def configure(config: LogConfig) -> None:
     formatter: logging.Formatter = (JSONFormatter(config.fields) if config.formatter != "text"
                                     else TextFormatter(config.fields))
     handler.setFormatter(formatter)
-    root = logging.getLogger("dockyard")
+    root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[config.level])
-    root.propagate = False
+    dockyard = logging.getLogger("dockyard")
+    dockyard.handlers.clear()
+    dockyard.propagate = True
+    dockyard.setLevel(LEVELS[config.level])
+    for name in SERVER_LOGGERS:
+        server = logging.getLogger(name)
+        server.handlers.clear()  # uvicorn's own, plain-text, handlers
+        server.propagate = True
+        server.setLevel(SERVER_LEVELS[config.level])
+    access = logging.getLogger("uvicorn.access")  # dockyard writes its own access log
+    access.handlers.clear()
+    access.propagate = False

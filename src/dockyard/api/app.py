@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from dockyard.api import routing
+from dockyard.api.access_log import log_access, request_id
 from dockyard.api.errors import HTTPError, error_response, internal_error_response
 from dockyard.api.handlers.context import Context
 from dockyard.api.handlers.token import issue_token
@@ -83,7 +84,10 @@ class RegistryApp:
                 path = "/__outside_prefix__"
             else:
                 path = path[len(self.prefix):] or "/"
-        request = Request(scope, receive, path)
+        peer = scope.get("client")
+        request = Request(scope, receive, path, peer[0] if peer else "unknown")
+        request.id = request_id(request.header("x-request-id"))
+        headers = [*self.common_headers, (b"x-request-id", request.id.encode())]
         try:
             response = await self.respond(request)
         except asyncio.CancelledError:
@@ -92,15 +96,13 @@ class RegistryApp:
             with contextlib.suppress(Exception):
                 await error_response(HTTPError(
                     503, "UNAVAILABLE", "the registry is shutting down; try again",
-                    headers={"Retry-After": "5"})).send(send, scope, self.common_headers)
+                    headers={"Retry-After": "5"})).send(send, scope, headers)
             raise
         # The client may leave while we answer; there is nobody left to tell.
         with contextlib.suppress(OSError, ClientDisconnected):
-            await response.send(send, scope, self.common_headers)
+            await response.send(send, scope, headers)
         if self.access_log:
-            log.info("%s %s %d", request.method, scope["path"], response.status,
-                     extra={"fields": {"duration_ms": round((time.perf_counter() - started)
-                                                             * 1000, 2)}})
+            log_access(request, response, time.perf_counter() - started)
 
     async def respond(self, request: Request) -> Response:
         try:
@@ -147,6 +149,7 @@ class RegistryApp:
             raise HTTPError(405, "UNSUPPORTED", f"method {request.method} is not allowed here",
                             {"method": request.method},
                             {"Allow": ", ".join(sorted(route.methods))})
+        request.params = params
         if "name" in params:
             # Before authentication: the name goes into the challenge's scope, and a name
             # that is not one (control characters, quotes) is refused as such.
@@ -154,6 +157,7 @@ class RegistryApp:
         identity = None
         if self.authenticator is not None:
             identity = await self.authenticate(request, params, route.resource)
+            request.user = identity.user
         context = Context(request, self.registry, URLBuilder(
             request, self.prefix, self.config.http.base_url, self.config.http.relative_urls),
             self.listings, identity)
@@ -163,10 +167,9 @@ class RegistryApp:
                            resource: str | None) -> Identity:
         assert self.authenticator is not None
         access = required_access(request.method, params, resource)
-        client = request.scope.get("client") or ("unknown", 0)
         try:
-            return await self.authenticator.authenticate(request.header("authorization"), client[0],
-                                                  access)
+            return await self.authenticator.authenticate(request.header("authorization"),
+                                                          request.client, access)
         except AuthDenied as denied:
             headers = {"WWW-Authenticate": denied.challenge} if denied.challenge else {}
             if denied.throttled:

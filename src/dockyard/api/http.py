@@ -24,13 +24,20 @@ class ClientDisconnected(Exception):
 
 
 class Request:
-    __slots__ = ("_body_started", "_headers", "_query", "method", "path", "receive", "scope")
+    __slots__ = ("_body_started", "_headers", "_query", "client", "id", "method", "params",
+                 "path", "receive", "scope", "user")
 
-    def __init__(self, scope: Scope, receive: Receive, path: str) -> None:
+    def __init__(self, scope: Scope, receive: Receive, path: str, client: str = "unknown",
+                 request_id: str = "") -> None:
         self.scope = scope
         self.receive = receive
         self.method: str = scope["method"]
         self.path = path
+        self.client = client  # the client's address (behind a trusted proxy, the real one)
+        self.id = request_id  # X-Request-Id
+        # For the access log: who sent it (once authenticated) and the route's parameters.
+        self.user: str | None = None
+        self.params: dict[str, str] | None = None
         self._headers: dict[str, str] | None = None
         self._query: dict[str, list[str]] | None = None
         self._body_started = False
@@ -128,6 +135,7 @@ class Response:
         if content_type is not None:
             self.headers["Content-Type"] = content_type
         self.headers.setdefault("Content-Length", str(len(body)))
+        self.written = 0  # body bytes sent, for the access log
 
     def raw_headers(self, extra: Headers) -> Headers:
         raw = [(name.lower().encode("latin-1"), value.encode("latin-1"))
@@ -140,6 +148,7 @@ class Response:
                     "headers": self.raw_headers(extra)})
         body = b"" if scope["method"] == "HEAD" else self.body
         await send({"type": "http.response.body", "body": body})
+        self.written = len(body)
 
 
 def encode_json(document: Any) -> bytes:
@@ -166,4 +175,5 @@ class StreamResponse(Response):
         if scope["method"] != "HEAD":
             async for chunk in self.chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                self.written += len(chunk)
         await send({"type": "http.response.body", "body": b""})

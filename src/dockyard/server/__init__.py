@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import errno
 import functools
+import logging
 import math
 import os
 import socket
 import sqlite3
 import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,6 +29,7 @@ SERVER_LOG_LEVELS = {"debug": "debug", "info": "warning", "warn": "warning",
 TLS_MINIMUM = {"tls1.2": ssl.TLSVersion.TLSv1_2, "tls1.3": ssl.TLSVersion.TLSv1_3}
 BACKLOG = 2048
 IPV6_UNAVAILABLE = (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT)
+log = logging.getLogger("dockyard.server")
 
 
 def prepare_storage(config: Config) -> None:
@@ -61,17 +64,17 @@ def prepare_login_throttle(config: Config) -> None:
     make_login_throttle(config).close()
 
 
-def prepare_index(config: Config) -> None:
+def prepare_index(config: Config, say: Callable[[str], None]) -> None:
     """Check the metadata index against the store before serving (rebuilding what differs)."""
     if config.storage.driver != "filesystem":
         return
-    from dockyard.console import err, synchronize_index
+    from dockyard.console import synchronize_index
     from dockyard.stores import make_driver, make_index
 
     try:
         index = make_index(config)
         try:
-            synchronize_index(make_driver(config), index, full=False, log=err)
+            synchronize_index(make_driver(config), index, full=False, log=say)
         finally:
             index.close()
     except (sqlite3.OperationalError, PermissionError) as error:
@@ -80,6 +83,33 @@ def prepare_index(config: Config) -> None:
             f"dockyard: cannot write the index {path} ({error}); it and its directory must "
             f"be writable by the user the registry runs as (uid {os.geteuid()}): chown -R "
             f"that user {os.path.dirname(path)}") from None
+
+
+def announce(config: Config, workers: int, address: str, as_json: bool) -> None:
+    """The start banner: what is served, from where, with which settings."""
+    http = config.http
+    scheme = "https" if http.tls else "http"
+    where = (config.storage.root_directory if config.storage.driver == "filesystem"
+             else "memory (lost at exit)")
+    serving = (f"dockyard {__version__} serving {scheme}://{address}{http.prefix}/v2/ "
+               f"({workers} worker{'s' if workers > 1 else ''})")
+    deletes = "enabled" if config.storage.delete_enabled else "disabled"
+    if as_json:
+        fields: dict[str, object] = {
+            "storage": where, "config": config.source, "deletes": deletes,
+            "readonly": config.storage.read_only, "workers": workers}
+        if config.ignored_keys:
+            fields["ignored"] = ", ".join(config.ignored_keys)
+        log.info(serving, extra={"fields": fields})
+        return
+    print(f"{serving}\n"
+          f"  storage: {where}\n"
+          f"  config:  {config.source}\n"
+          f"  deletes: {deletes}"
+          f"{'  (read-only maintenance mode)' if config.storage.read_only else ''}"
+          + (f"\n  ignored: {', '.join(config.ignored_keys)} (accepted for compatibility "
+             "with distribution, not implemented)" if config.ignored_keys else ""),
+          file=sys.stderr, flush=True)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -129,21 +159,34 @@ def tls_context(tls: TLSConfig, _config: Any = None, _default: Any = None) -> ss
 
 
 def serve(config: Config, config_path: str | None) -> None:
+    from dockyard import logs
+
+    logs.configure(config.log)
+    as_json = config.log.formatter != "text"
+    try:
+        _serve(config, config_path, as_json)
+    except SystemExit as stop:
+        if not (as_json and isinstance(stop.code, str)):
+            raise
+        # A start-up failure is one more line of the log, in its format.
+        log.error(stop.code.removeprefix("dockyard: "))
+        raise SystemExit(1) from None
+
+
+def _serve(config: Config, config_path: str | None, as_json: bool) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from dockyard.console import err
     from dockyard.server.protocol import RegistryHttpProtocol
 
     prepare_storage(config)
-    prepare_index(config)
+    prepare_index(config, log.info if as_json else err)
     prepare_login_throttle(config)
     os.environ[CONFIG_ENV] = os.path.abspath(config_path) if config_path else ""
     os.environ[SUPERVISOR_ENV] = str(os.getpid())
     http = config.http
     workers = 1 if config.storage.driver == "inmemory" else http.workers
-    scheme = "https" if http.tls else "http"
-    where = (config.storage.root_directory if config.storage.driver == "filesystem"
-             else "memory (lost at exit)")
     server_config = uvicorn.Config(
         "dockyard.api.app:create_app",
         factory=True,
@@ -156,7 +199,10 @@ def serve(config: Config, config_path: str | None) -> None:
                   functools.partial(RegistryHttpProtocol, timeouts=http.timeouts)),
         ws="none",
         log_level=SERVER_LOG_LEVELS.get(config.log.level, "warning"),
-        access_log=False,  # dockyard writes its own, in the configured format
+        # uvicorn's lines go through dockyard's handler (dockyard.logs), in its format;
+        # its access log is off, as dockyard writes its own.
+        log_config=None,
+        access_log=False,
         # The app reads X-Forwarded-*/Forwarded itself, and only where the config says so.
         proxy_headers=False,
         server_header=False,
@@ -167,16 +213,8 @@ def serve(config: Config, config_path: str | None) -> None:
     )
     # Bound before the banner, so "serving" is never printed for a port that is not.
     listener = listen(http.host, http.port)
-    address = f"{url_host(str(listener.getsockname()[0]))}:{http.port}"
-    print(f"dockyard {__version__} serving {scheme}://{address}{http.prefix}/v2/ "
-          f"({workers} worker{'s' if workers > 1 else ''})\n"
-          f"  storage: {where}\n"
-          f"  config:  {config.source}\n"
-          f"  deletes: {'enabled' if config.storage.delete_enabled else 'disabled'}"
-          f"{'  (read-only maintenance mode)' if config.storage.read_only else ''}"
-          + (f"\n  ignored: {', '.join(config.ignored_keys)} (accepted for compatibility "
-             "with distribution, not implemented)" if config.ignored_keys else ""),
-          file=sys.stderr, flush=True)
+    announce(config, workers, f"{url_host(str(listener.getsockname()[0]))}:{http.port}",
+             as_json)
     if workers > 1:
         Multiprocess(server_config, sockets=[listener]).run()
         return

@@ -25,6 +25,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from dockyard.api.access_log import new_request_id
 from dockyard.api.http import BODY_INCOMPLETE
 from dockyard.config.model import HTTPTimeouts
 from dockyard.server.header_case import CanonicalHeadTransport
@@ -179,8 +180,9 @@ class RegistryHttpProtocol(HttpToolsProtocol):
         """Answer at the connection level (no application involved) and close."""
         kind = b"application/json" if body.startswith(b"{") else b"text/plain; charset=utf-8"
         self.transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-                             b"Connection: close\r\n\r\n%s"
-                             % (status, REASONS[status], kind, len(body), body))
+                             b"X-Request-Id: %s\r\nConnection: close\r\n\r\n%s"
+                             % (status, REASONS[status], kind, len(body),
+                                new_request_id().encode(), body))
         self.transport.close()
 
     def eof_received(self) -> bool | None:  # type: ignore[override]

@@ -14,15 +14,15 @@ async def issue_token(request: Request, issuer: TokenIssuer) -> Response:
     if request.method != "GET":
         raise HTTPError(405, "UNSUPPORTED", f"method {request.method} is not allowed here",
                         {"method": request.method}, {"Allow": "GET"})
-    client = (request.scope.get("client") or ("unknown", 0))[0]
     try:
-        user = await issuer.login(request.header("authorization"), client)
+        user = await issuer.login(request.header("authorization"), request.client)
     except AuthDenied as denied:
         headers = {"WWW-Authenticate": denied.challenge} if denied.challenge else {}
         if denied.throttled:
             raise HTTPError(429, "TOOMANYREQUESTS", denied.message, None,
                             {"Retry-After": "60", **headers}) from None
         raise HTTPError(401, "UNAUTHORIZED", denied.message, None, headers) from None
+    request.user = user
     account = request.query_value("account")
     if account and user is not None and account != user:
         raise HTTPError(400, "INVALID_PARAMETER",
