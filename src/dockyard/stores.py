@@ -24,13 +24,17 @@ def make_driver(config: Config) -> StorageDriver:
     return FilesystemDriver(config.storage.root_directory)
 
 
-def make_login_throttle(config: Config) -> LoginThrottle:
-    """Failed logins counted where every worker sees them."""
-    if config.storage.driver == "inmemory":
-        return LoginThrottle()
-    directory = os.path.join(config.storage.root_directory, INDEX_DIR)
-    os.makedirs(directory, exist_ok=True)
-    return LoginThrottle(os.path.join(directory, "logins.sqlite"))
+def make_login_throttle(config: Config) -> LoginThrottle | None:
+    """Failed logins counted where every worker sees them; None with auth.throttle off."""
+    limits = config.login_throttle
+    if not limits.enabled:
+        return None
+    path = ":memory:"
+    if config.storage.driver != "inmemory":
+        directory = os.path.join(config.storage.root_directory, INDEX_DIR)
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, "logins.sqlite")
+    return LoginThrottle(path, limits.per_account, limits.per_client, limits.window)
 
 
 def make_index(config: Config) -> SQLiteIndex:

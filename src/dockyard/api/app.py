@@ -15,6 +15,7 @@ from typing import Any
 
 from dockyard.api import routing
 from dockyard.api.access_log import log_access, request_id
+from dockyard.api.clients import TrustedProxies
 from dockyard.api.errors import HTTPError, error_response, internal_error_response
 from dockyard.api.handlers.context import Context
 from dockyard.api.handlers.token import issue_token
@@ -65,6 +66,7 @@ class RegistryApp:
             for value in values:
                 self.common_headers.append((name.lower().encode(), value.encode()))
         self.access_log = config.log.access_log
+        self.proxies = TrustedProxies(config.http.trusted_proxies)
         self.authenticator, self.token_issuer = make_authentication(config)
         self._tasks: list[asyncio.Task[None]] = []
         self.listings = ListingCache()
@@ -86,6 +88,8 @@ class RegistryApp:
                 path = path[len(self.prefix):] or "/"
         peer = scope.get("client")
         request = Request(scope, receive, path, peer[0] if peer else "unknown")
+        if self.proxies.networks:
+            request.client = self.proxies.client(request.client, request.headers)
         request.id = request_id(request.header("x-request-id"))
         headers = [*self.common_headers, (b"x-request-id", request.id.encode())]
         try:
@@ -174,7 +178,7 @@ class RegistryApp:
             headers = {"WWW-Authenticate": denied.challenge} if denied.challenge else {}
             if denied.throttled:
                 raise HTTPError(429, "TOOMANYREQUESTS", denied.message, None,
-                                {"Retry-After": "60", **headers}) from None
+                                {"Retry-After": str(denied.retry_after), **headers}) from None
             if denied.forbidden:
                 raise HTTPError(403, "DENIED", denied.message,
                                 [item.scope for item in access]) from None

@@ -34,12 +34,13 @@ class AuthDenied(Exception):
     """Credentials missing or wrong (401, with a challenge) or not enough (403)."""
 
     def __init__(self, message: str, challenge: str | None, forbidden: bool = False,
-                 throttled: bool = False) -> None:
+                 throttled: bool = False, retry_after: int = 60) -> None:
         super().__init__(message)
         self.message = message
         self.challenge = challenge
         self.forbidden = forbidden
         self.throttled = throttled
+        self.retry_after = retry_after  # seconds, for a throttled client
 
 
 class Authenticator(abc.ABC):

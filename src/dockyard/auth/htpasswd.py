@@ -8,6 +8,7 @@ import base64
 import binascii
 import hashlib
 import logging
+import math
 import os
 import re
 import secrets
@@ -167,7 +168,7 @@ class HtpasswdAuthenticator(Authenticator):
     def __init__(self, realm: str, path: str, throttle: LoginThrottle | None = None) -> None:
         self.realm = realm
         self.file = HtpasswdFile(path)
-        self.throttle = throttle or LoginThrottle()
+        self.throttle = throttle  # None: failed logins are not limited (auth.throttle)
         self._verified: OrderedDict[str, tuple[str, float, bytes]] = OrderedDict()
         # Checks in flight, by client and credentials: the same credentials sent on many
         # connections at once (a client's parallel first requests) are checked once.
@@ -184,7 +185,9 @@ class HtpasswdAuthenticator(Authenticator):
             raise AuthDenied("authentication required", self.challenge)
         user, password = credentials
         hashed = self.file.users().get(user)
-        key = hashlib.sha256(f"{user}\0{password}".encode()).hexdigest()
+        # Remembered per client: a hit answers without the throttle, so credentials one
+        # client proved must not answer another client's guesses while it is blocked.
+        key = hashlib.sha256(f"{client}\0{user}\0{password}".encode()).hexdigest()
         remembered = self._verified.get(key)
         if remembered is not None and hashed is not None and remembered[2] == hashed \
                 and remembered[1] > time.monotonic():
@@ -197,8 +200,9 @@ class HtpasswdAuthenticator(Authenticator):
         # Shielded: a client that hangs up does not leave its attempt counted half-way.
         verdict = await asyncio.shield(checking)
         if verdict is None:
+            window = self.throttle.window if self.throttle is not None else 60
             raise AuthDenied("too many failed logins; try again later", self.challenge,
-                             throttled=True)
+                             throttled=True, retry_after=max(1, math.ceil(window)))
         if not verdict:
             raise AuthDenied("invalid username or password", self.challenge)
         return Identity(user)
@@ -207,7 +211,7 @@ class HtpasswdAuthenticator(Authenticator):
                      key: str) -> bool | None:
         """Whether the password is right; None if the client may not try now. The attempt
         is counted before bcrypt runs and forgotten if it succeeds."""
-        attempt = self.throttle.begin(client, user)
+        attempt = self.throttle.begin(client, user) if self.throttle is not None else 0
         if attempt is None:
             return None
         # An unknown user is checked against a hash of the same cost, so that answering
@@ -216,11 +220,12 @@ class HtpasswdAuthenticator(Authenticator):
         against = hashed if hashed is not None else unknown_user_hash(self.file.users())
         right = await asyncio.to_thread(check_password, password, against)
         if hashed is None or not right:
-            if not self.file.settled:
+            if not self.file.settled and self.throttle is not None:
                 # Perhaps refused by the file as it was before an edit: not the client's fault.
                 self.throttle.forget(attempt)
             return False
-        self.throttle.forget(attempt)
+        if self.throttle is not None:
+            self.throttle.forget(attempt)
         self._verified[key] = (user, time.monotonic() + CACHE_SECONDS, hashed)
         while len(self._verified) > CACHE_ENTRIES:
             self._verified.popitem(last=False)

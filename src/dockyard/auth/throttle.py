@@ -9,17 +9,25 @@ Attempts are counted per client address and account, so one guesser does not loc
 user behind the same proxy out, and per client address over all accounts, with a higher
 limit, so trying a few passwords on many accounts is slowed down too. They live in a small
 SQLite file beside the store, so every worker process sees the same count (an in-memory
-database for a store without a directory)."""
+database for a store without a directory).
+
+A client that reaches a limit is logged once per block (account, client, failures), not
+once per refused request: the first refusal records the block, in the same transaction,
+until the failures that caused it expire."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
+from datetime import UTC, datetime
 
 WINDOW = 60.0
 MAX_FAILURES = 10  # per client and account
 MAX_CLIENT_FAILURES = 100  # per client, all accounts together
 ACCOUNT_CHARS = 256  # of a user name, as the key it is counted under
+
+log = logging.getLogger("dockyard.auth")
 
 
 class LoginThrottle:
@@ -37,6 +45,10 @@ class LoginThrottle:
                         "account TEXT NOT NULL, at REAL NOT NULL)")
         self.db.execute("CREATE INDEX IF NOT EXISTS attempts_by_account "
                         "ON login_attempts (client, account, at)")
+        # kind: "account" (the client's failures on that account) or "client" (its failures
+        # on all accounts, recorded with account "").
+        self.db.execute("CREATE TABLE IF NOT EXISTS login_blocks (client TEXT NOT NULL, "
+                        "kind TEXT NOT NULL, account TEXT NOT NULL, until REAL NOT NULL)")
 
     def close(self) -> None:
         self.db.close()
@@ -55,8 +67,10 @@ class LoginThrottle:
                 (client, account))
             (for_client,), = self.db.execute(
                 "SELECT COUNT(*) FROM login_attempts WHERE client = ?", (client,))
+            blocked = None
             if for_account >= self.max_failures or for_client >= self.max_client_failures:
                 attempt = None
+                blocked = self._record_block(client, account, for_account, for_client, now)
             else:
                 attempt = self.db.execute(
                     "INSERT INTO login_attempts (client, account, at) VALUES (?, ?, ?)",
@@ -65,7 +79,37 @@ class LoginThrottle:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+        if blocked is not None:
+            failures, until, limit = blocked
+            log.warning("login throttled: too many failed logins", extra={"fields": {
+                "account": account, "client": client, "failures": failures,
+                "limit": limit, "window": f"{self.window:g}s",
+                "until": datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}})
         return attempt
+
+    def _record_block(self, client: str, account: str, for_account: int, for_client: int,
+                      now: float) -> tuple[int, float, str] | None:
+        """Note that `client` is blocked (for `account`, or for all accounts): the failures,
+        when the block lifts and which limit it is, if this is the block's first refusal;
+        None if it was noted already. Runs inside begin's transaction."""
+        if for_account >= self.max_failures:
+            limit, key, failures = "account", account, for_account
+            (oldest,), = self.db.execute("SELECT MIN(at) FROM login_attempts "
+                                         "WHERE client = ? AND account = ?", (client, account))
+        else:
+            limit, key, failures = "client", "", for_client
+            (oldest,), = self.db.execute("SELECT MIN(at) FROM login_attempts WHERE client = ?",
+                                         (client,))
+        self.db.execute("DELETE FROM login_blocks WHERE until <= ?", (now,))
+        known = self.db.execute("SELECT 1 FROM login_blocks WHERE client = ? AND kind = ? "
+                                "AND account = ?", (client, limit, key)).fetchone()
+        if known is not None:
+            return None
+        # It lifts when the oldest failure counted leaves the window.
+        until = (oldest if oldest is not None else now) + self.window
+        self.db.execute("INSERT INTO login_blocks (client, kind, account, until) "
+                        "VALUES (?, ?, ?, ?)", (client, limit, key, until))
+        return failures, until, limit
 
     def forget(self, attempt: int) -> None:
         """An attempt that turned out not to be a failure (the password was right)."""

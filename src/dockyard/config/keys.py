@@ -85,6 +85,9 @@ SCHEMA = used(
                   strict=True),
         # The loader checks the issuer's keys and refuses other methods (silly, ...).
         issuer=ANY_MAPPING,
+        # dockyard only: failed-login limits.
+        throttle=Key(Use.USED, {"enabled": LEAF, "peraccount": LEAF, "perclient": LEAF,
+                                "window": LEAF}, strict=True),
     ),
     middleware=ignored(registry=IGNORED, repository=IGNORED, storage=IGNORED),
     reporting=ignored(bugsnag=IGNORED, newrelic=IGNORED),
@@ -117,6 +120,7 @@ SCHEMA = used(
         workers=LEAF,
         admin=used(enabled=LEAF),
         timeouts=used(head=LEAF, idle=LEAF, body=LEAF),
+        trustedproxies=LEAF,
     ),
     notifications=ignored(events=ignored(includereferences=IGNORED), endpoints=IGNORED),
     redis=ignored(),  # many keys, differing between distribution versions; all unused

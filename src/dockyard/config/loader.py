@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -23,6 +24,7 @@ from dockyard.config.model import (
     HTTPTimeouts,
     IssuerConfig,
     LogConfig,
+    LoginThrottleConfig,
     StorageConfig,
     TLSConfig,
     TokenConfig,
@@ -256,6 +258,7 @@ def _build(raw: dict[str, Any], source: str) -> Config:
         htpasswd=htpasswd,
         token=token,
         token_issuer=token_issuer,
+        login_throttle=_login_throttle(_section(raw, "auth", "")),
         storage=_storage(raw),
         http=_http(raw),
         log=_log(raw),
@@ -278,7 +281,7 @@ RULE_KEYS = ("user", "group", "repository", "registry", "actions")
 def _auth(raw: dict[str, Any]
           ) -> tuple[HtpasswdConfig | None, TokenConfig | None, IssuerConfig | None]:
     auth = _section(raw, "auth", "")
-    others = sorted(set(auth) - {*AUTH_METHODS, "issuer"})
+    others = sorted(set(auth) - {*AUTH_METHODS, "issuer", "throttle"})
     if others:
         raise ConfigError(f"auth.{others[0]}: unsupported authentication method "
                           "(supported: htpasswd, token)")
@@ -294,6 +297,29 @@ def _auth(raw: dict[str, Any]
     token = _token(auth, "issuer" in auth) if "token" in auth else None
     issuer = _issuer(auth, token) if token is not None and "issuer" in auth else None
     return htpasswd, token, issuer
+
+
+THROTTLE_KEYS = ("enabled", "peraccount", "perclient", "window")
+
+
+def _login_throttle(auth: dict[str, Any]) -> LoginThrottleConfig:
+    section = _section(auth, "throttle", "auth.")
+    where = "auth.throttle."
+    unknown = sorted(set(section) - set(THROTTLE_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}{unknown[0]}: unknown key (known: {', '.join(THROTTLE_KEYS)})")
+    defaults = LoginThrottleConfig()
+    per_account = _int(section, "peraccount", where, defaults.per_account)
+    per_client = _int(section, "perclient", where, defaults.per_client)
+    for key, value in (("peraccount", per_account), ("perclient", per_client)):
+        if value < 1:
+            raise ConfigError(f"{where}{key}: must be at least 1 (to switch the throttle off: "
+                              f"{where}enabled: false)")
+    window = parse_duration(section.get("window", "1m"), where + "window")
+    if window <= 0:
+        raise ConfigError(f"{where}window: must be longer than zero")
+    return LoginThrottleConfig(_bool(section, "enabled", where, defaults.enabled),
+                               per_account, per_client, window)
 
 
 def _htpasswd(auth: dict[str, Any]) -> HtpasswdConfig:
@@ -562,7 +588,29 @@ def _http(raw: dict[str, Any]) -> HTTPConfig:
         admin=_bool(_section(http, "admin", "http."), "enabled", "http.admin.", False),
         workers=workers,
         drain_timeout=drain_timeout,
+        trusted_proxies=_trusted_proxies(http.get("trustedproxies")),
     )
+
+
+def _trusted_proxies(value: Any) -> tuple[str, ...]:
+    """http.trustedproxies: a list of addresses or CIDR networks (a comma-separated string
+    too, as an environment variable gives it)."""
+    key = "http.trustedproxies"
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ConfigError(f"{key}: expected a list of addresses or networks like "
+                          f"[127.0.0.1/32, 10.0.0.0/8], got {value!r}")
+    networks = []
+    for item in items:
+        text = str(item).strip()
+        try:
+            networks.append(str(ipaddress.ip_network(text, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{key}: {text!r} is not an IP address or network like "
+                              "10.0.0.0/8") from None
+    return tuple(networks)
 
 
 TIMEOUT_KEYS = ("head", "idle", "body")

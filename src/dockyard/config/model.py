@@ -51,6 +51,9 @@ class HTTPConfig:
     # http.draintimeout: on SIGTERM, how long requests in flight may take to finish.
     drain_timeout: float = 30.0
     timeouts: HTTPTimeouts = field(default_factory=HTTPTimeouts)
+    # http.trustedproxies: networks (CIDR) whose X-Forwarded-For / Forwarded name the
+    # client; from anyone else those headers are ignored (dockyard only).
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,16 @@ class IssuerConfig:
 
 
 @dataclass(frozen=True)
+class LoginThrottleConfig:
+    """auth.throttle: how many failed logins a client may have (dockyard only)."""
+
+    enabled: bool = True
+    per_account: int = 10  # per client address and account, within the window
+    per_client: int = 100  # per client address, all accounts together
+    window: float = 60.0
+
+
+@dataclass(frozen=True)
 class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     http: HTTPConfig = field(default_factory=HTTPConfig)
@@ -133,6 +146,7 @@ class Config:
     htpasswd: HtpasswdConfig | None = None
     token: TokenConfig | None = None
     token_issuer: IssuerConfig | None = None
+    login_throttle: LoginThrottleConfig = field(default_factory=LoginThrottleConfig)
     source: str = "defaults"  # where the settings came from, for the start-up message
     unknown_keys: tuple[str, ...] = ()  # a warning per key nobody knows (typos)
     ignored_keys: tuple[str, ...] = ()  # distribution's keys set here that have no effect

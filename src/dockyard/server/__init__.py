@@ -61,7 +61,9 @@ def prepare_login_throttle(config: Config) -> None:
         return
     from dockyard.stores import make_login_throttle
 
-    make_login_throttle(config).close()
+    throttle = make_login_throttle(config)
+    if throttle is not None:
+        throttle.close()
 
 
 def prepare_index(config: Config, say: Callable[[str], None]) -> None:

@@ -20,7 +20,7 @@ async def issue_token(request: Request, issuer: TokenIssuer) -> Response:
         headers = {"WWW-Authenticate": denied.challenge} if denied.challenge else {}
         if denied.throttled:
             raise HTTPError(429, "TOOMANYREQUESTS", denied.message, None,
-                            {"Retry-After": "60", **headers}) from None
+                            {"Retry-After": str(denied.retry_after), **headers}) from None
         raise HTTPError(401, "UNAUTHORIZED", denied.message, None, headers) from None
     request.user = user
     account = request.query_value("account")
