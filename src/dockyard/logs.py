@@ -68,14 +68,17 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-# Anything but visible ASCII is escaped (as JSON does), so no value can break a line.
-NEEDS_QUOTES = re.compile(r'[^\x21-\x7e]|["=\\]')
+NEEDS_QUOTES = re.compile(r'[ "=\\]')
 
 
 def _quote(value: object) -> str:
+    """A value as it is, or quoted and escaped as JSON (line breaks, control characters
+    and non-ASCII as escapes) if it is empty, holds a space, quote, `=` or backslash, or
+    anything unprintable (which includes every line and paragraph separator)."""
     text = str(value)
-    return json.dumps(text) if (not text or NEEDS_QUOTES.search(text)) \
-        else text
+    if not text or not text.isprintable() or NEEDS_QUOTES.search(text):
+        return json.dumps(text)
+    return text
 
 
 def configure(config: LogConfig) -> None:

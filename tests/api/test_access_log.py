@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +15,17 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.support.oci import make_image, push_image
 from tests.support.rawhttp import build_request
-from tests.support.server import RunningRegistry, require_tool, run_registry
+from tests.support.server import (
+    RunningRegistry,
+    free_port,
+    require_tool,
+    run_registry,
+    wait_until_serving,
+)
 
 GENERATED_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -150,11 +158,13 @@ def test_text_access_log_is_one_line_per_request(tmp_path: Path) -> None:
     assert " http.response.status=400 " in line
     assert ' http.request.useragent="tool \\"quoted\\" 1.0"' in line
     assert f"http.request.id={request_id}" in line
+    assert re.search(r" http\.response\.duration=[0-9.]+(ns|µs|ms|s)( |$)", line), line
     assert not any(line.startswith("forged") for line in lines)
 
 
 def test_every_line_is_json_with_the_json_formatter(tmp_path: Path) -> None:
-    config = {"log": {"formatter": "json", "level": "debug"}, "http": {"workers": 2}}
+    config = {"log": {"formatter": "json", "level": "debug"}, "http": {"workers": 2},
+              "extras": {"colour": "blue"}}  # an unknown key: warned about, as JSON too
     with run_registry(tmp_path, config=config) as running, running.client() as client:
         assert client.get("/v2/").status_code == 200
         client.get("/v2/_catalog")
@@ -171,3 +181,28 @@ def test_every_line_is_json_with_the_json_formatter(tmp_path: Path) -> None:
     assert any("Started server process" in message for message in messages), messages
     banner = next(json.loads(line) for line in lines if "serving http://" in line)
     assert banner["storage"] == str(running.root)
+    assert any("extras" in entry["msg"] and entry["level"] == "warning"
+               for entry in map(json.loads, lines)), lines
+
+
+def test_ipv4_clients_of_a_dual_stack_socket_are_logged_as_ipv4(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({
+        "version": 0.1, "log": {"formatter": "json"}, "http": {"addr": f":{port}"},
+        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "store")}}}))
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen([sys.executable, "-m", "dockyard", "serve", str(config)],
+                                   stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            running = RunningRegistry("dockyard", f"http://127.0.0.1:{port}",
+                                      f"127.0.0.1:{port}", tmp_path / "store", config,
+                                      process, log_path)
+            wait_until_serving(running)
+            answered = httpx.get(running.url + "/v2/", timeout=60)
+            [entry] = access_entries(running, answered.headers["X-Request-Id"])
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    assert entry["http.request.remoteaddr"] == "127.0.0.1"

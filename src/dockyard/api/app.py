@@ -15,7 +15,7 @@ from typing import Any
 
 from dockyard.api import routing
 from dockyard.api.access_log import log_access, request_id
-from dockyard.api.clients import TrustedProxies
+from dockyard.api.clients import TrustedProxies, peer_address
 from dockyard.api.errors import HTTPError, error_response, internal_error_response
 from dockyard.api.handlers.context import Context
 from dockyard.api.handlers.token import issue_token
@@ -86,8 +86,7 @@ class RegistryApp:
                 path = "/__outside_prefix__"
             else:
                 path = path[len(self.prefix):] or "/"
-        peer = scope.get("client")
-        request = Request(scope, receive, path, peer[0] if peer else "unknown")
+        request = Request(scope, receive, path, peer_address(scope))
         if self.proxies.networks:
             request.client = self.proxies.client(request.client, request.headers)
         request.id = request_id(request.header("x-request-id"))

@@ -11,8 +11,22 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from typing import Any
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPV4_MAPPED = "::ffff:"
+
+
+def peer_address(scope: Mapping[str, Any]) -> str:
+    """The socket peer's address; an IPv4 client of a dual-stack socket as plain IPv4
+    (`::ffff:192.0.2.1` is 192.0.2.1), so it is logged and throttled as one client."""
+    peer = scope.get("client")
+    if not peer:
+        return "unknown"
+    address: str = peer[0]
+    if address.startswith(IPV4_MAPPED) and "." in address:
+        return address[len(IPV4_MAPPED):]
+    return address
 
 
 def parse_address(text: str) -> IPAddress | None:

@@ -13,15 +13,17 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 
 
-def load_or_exit(path: str | None, strict: bool | None = None) -> Config:
-    """The config, after warning about each unknown key; exit 2 if it cannot be used."""
+def load_or_exit(path: str | None, strict: bool | None = None, warn: bool = True) -> Config:
+    """The config, after warning about each unknown key (unless `warn` is off: the caller
+    reports `config.unknown_keys`); exit 2 if it cannot be used."""
     try:
         config = load_config(path, strict=strict)
     except ConfigError as error:
         warn_unknown(error.unknown_keys)
         click.echo(f"dockyard: configuration error: {error}", err=True)
         sys.exit(EXIT_CONFIG)
-    warn_unknown(config.unknown_keys)
+    if warn:
+        warn_unknown(config.unknown_keys)
     return config
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dockyard.cli.common import load_or_exit
+from dockyard.cli.common import load_or_exit, warn_unknown
 
 
 @click.command()
@@ -16,4 +16,7 @@ def serve(config: str | None, strict_config: bool | None) -> None:
     """Serve the registry. CONFIG is a distribution-style config.yml (optional)."""
     from dockyard.server import serve as run_server
 
-    run_server(load_or_exit(config, strict=strict_config), config)
+    settings = load_or_exit(config, strict=strict_config, warn=False)
+    if settings.log.formatter == "text":
+        warn_unknown(settings.unknown_keys)  # with JSON logs, the server logs them
+    run_server(settings, config)

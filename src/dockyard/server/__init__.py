@@ -165,6 +165,9 @@ def serve(config: Config, config_path: str | None) -> None:
 
     logs.configure(config.log)
     as_json = config.log.formatter != "text"
+    if as_json:
+        for message in config.unknown_keys:
+            log.warning(message)
     try:
         _serve(config, config_path, as_json)
     except SystemExit as stop:
