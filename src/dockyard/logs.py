@@ -68,6 +68,7 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+PLAIN = re.compile(r'[!#-<>-\[\]-~]+')  # visible ASCII but `"`, `=` and `\`
 NEEDS_QUOTES = re.compile(r'[ "=\\]')
 
 
@@ -75,13 +76,21 @@ def _quote(value: object) -> str:
     """A value as it is, or quoted and escaped as JSON (line breaks, control characters
     and non-ASCII as escapes) if it is empty, holds a space, quote, `=` or backslash, or
     anything unprintable (which includes every line and paragraph separator)."""
+    if type(value) is int:
+        return str(value)
     text = str(value)
-    if not text or not text.isprintable() or NEEDS_QUOTES.search(text):
-        return json.dumps(text)
-    return text
+    if PLAIN.fullmatch(text) or (text.isprintable() and text
+                                 and not NEEDS_QUOTES.search(text)):
+        return text
+    return json.dumps(text)
 
 
 def configure(config: LogConfig) -> None:
+    # No formatter here shows thread or process names: not collecting them makes every
+    # record (an access log line per request) cheaper.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     formatter: logging.Formatter = (JSONFormatter(config.fields) if config.formatter != "text"
                                     else TextFormatter(config.fields))
