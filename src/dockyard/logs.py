@@ -97,6 +97,7 @@ def configure(config: LogConfig) -> None:
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    logging.captureWarnings(True)  # Python's warnings too, as log lines
     root.setLevel(LEVELS[config.level])
     dockyard = logging.getLogger("dockyard")
     dockyard.handlers.clear()

@@ -628,3 +628,21 @@ def test_invalid_names_get_name_invalid_not_a_challenge(setup: TokenSetup, name:
         response = client.post("/v2/team/x/blobs/uploads/",
                                params={"mount": digest_of(b"x"), "from": name})
         assert response.status_code == 202
+
+
+def test_access_log_names_the_tokens_subject(setup: TokenSetup) -> None:
+    fetched = setup.token_response("repository:alice/logged:pull,push",
+                                   auth=("alice", "wonderland"))
+    token = fetched.json()["token"]
+    with setup.registry.client(headers=bearer(token)) as client:
+        listed = client.get("/v2/alice/logged/tags/list", headers={"X-Request-Id": "by-token"})
+    assert listed.headers["X-Request-Id"] == "by-token"
+    deadline = time.monotonic() + 30
+    lines: list[str] = []
+    while time.monotonic() < deadline and len(lines) < 2:
+        lines = [line for line in setup.registry.logs().splitlines()
+                 if "http.request.id=by-token" in line
+                 or f"http.request.id={fetched.headers['X-Request-Id']}" in line]
+        time.sleep(0.05)
+    assert len(lines) == 2, setup.registry.logs()[-3000:]
+    assert all(" auth.user.name=alice" in line for line in lines), lines
