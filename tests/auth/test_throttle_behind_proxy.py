@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.support.nginx import Proxy, run_nginx
 from tests.support.oci import error_codes
@@ -163,3 +165,25 @@ def test_forwarded_addresses_from_a_trusted_proxy(tmp_path: Path, headers: dict[
         answered = httpx.get(running.url + "/v2/", headers=headers, timeout=60)
         assert answered.status_code == 200
         assert logged_request(running, answered)["http.request.remoteaddr"] == client
+
+
+def test_trusted_proxies_from_the_environment(tmp_path: Path) -> None:
+    env = {"REGISTRY_HTTP_TRUSTEDPROXIES": "10.0.0.0/8, 127.0.0.1"}
+    with run_registry(tmp_path, config={"log": {"formatter": "json"}}, env=env) as running:
+        answered = httpx.get(running.url + "/v2/", timeout=60,
+                             headers={"X-Forwarded-For": "203.0.113.5, 10.1.1.1"})
+        assert logged_request(running, answered)["http.request.remoteaddr"] == "203.0.113.5"
+
+
+@pytest.mark.parametrize("value", [["nonsense"], ["10.0.0.0/33"], "127.0.0.1/32, bad",
+                                   {"a": 1}])
+def test_invalid_trusted_proxies_name_the_key(tmp_path: Path, value: object) -> None:
+    config = {"version": 0.1, "storage": {"filesystem": {"rootdirectory": str(tmp_path)}},
+              "http": {"trustedproxies": value}}
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-m", "dockyard", "serve", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "http.trustedproxies" in result.stderr
+    assert "Traceback" not in result.stderr
