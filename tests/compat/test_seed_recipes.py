@@ -57,8 +57,8 @@ def test_head_recipe_shows_the_same_header_names(served: RunningRegistry,
     assert headers["Etag"] == f'"{image.digest}"'
     assert headers["Content-Length"] == str(len(image.manifest))
     # X-Content-Type-Options comes from http.headers (dockyard's default has it), and
-    # Last-Modified (the push time) only from dockyard.
-    assert set(headers) - {"X-Content-Type-Options", "Last-Modified"} == {
+    # Last-Modified (the push time) and X-Request-Id (the access log's id) only from dockyard.
+    assert set(headers) - {"X-Content-Type-Options", "Last-Modified", "X-Request-Id"} == {
         "Content-Length", "Content-Type", "Date", "Docker-Content-Digest",
         "Docker-Distribution-Api-Version", "Etag"}
 
