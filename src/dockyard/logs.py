@@ -19,11 +19,31 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
           "warning": logging.WARNING, "error": logging.ERROR, "fatal": logging.CRITICAL,
           "panic": logging.CRITICAL}
 # uvicorn says at info what dockyard says itself (started, listening, stopping): its
-# chatter shows only at debug.
-SERVER_LEVELS = {"debug": logging.DEBUG, "info": logging.WARNING, "warn": logging.WARNING,
+# chatter shows only at debug. It also says at info that a worker died (and is replaced),
+# which an operator must see: that line is kept, as a warning.
+SERVER_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
                  "warning": logging.WARNING, "error": logging.ERROR,
                  "fatal": logging.CRITICAL, "panic": logging.CRITICAL}
 SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.asgi")
+
+
+class ServerChatter(logging.Filter):
+    """Drops uvicorn's info lines, except a worker dying, which becomes a warning."""
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        message = record.getMessage()
+        if message.startswith("Child process") and "died" in message:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = f"worker {message[len('Child process '):]}; " \
+                                      "starting another", None
+            return True
+        return self.verbose
 
 
 def _timestamp(created: float) -> str:
@@ -108,6 +128,7 @@ def configure(config: LogConfig) -> None:
         server.handlers.clear()  # uvicorn's own, plain-text, handlers
         server.propagate = True
         server.setLevel(SERVER_LEVELS[config.level])
+        server.filters[:] = [ServerChatter(verbose=config.level == "debug")]
     access = logging.getLogger("uvicorn.access")  # dockyard writes its own access log
     access.handlers.clear()
     access.propagate = False

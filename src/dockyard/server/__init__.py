@@ -23,7 +23,7 @@ from dockyard.config import Config
 from dockyard.config.model import TLSConfig
 from dockyard.index.sqlite import index_path
 
-SERVER_LOG_LEVELS = {"debug": "debug", "info": "warning", "warn": "warning",
+SERVER_LOG_LEVELS = {"debug": "debug", "info": "info", "warn": "warning",
                      "warning": "warning", "error": "error", "fatal": "critical",
                      "panic": "critical"}
 TLS_MINIMUM = {"tls1.2": ssl.TLSVersion.TLSv1_2, "tls1.3": ssl.TLSVersion.TLSv1_3}
