@@ -22,10 +22,10 @@ from tests.support.rawhttp import build_request
 from tests.support.server import (
     RunningRegistry,
     free_port,
-    require_tool,
     run_registry,
     wait_until_serving,
 )
+from tests.support.users import htpasswd_with_alice
 
 GENERATED_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -48,11 +48,7 @@ def access_entries(running: RunningRegistry, request_id: str,
 
 @pytest.fixture
 def users(tmp_path: Path) -> Path:
-    htpasswd = require_tool("htpasswd")
-    path = tmp_path / "htpasswd"
-    subprocess.run([htpasswd, "-Bbc", str(path), "alice", "wonderland"], check=True,
-                   capture_output=True)
-    return path
+    return htpasswd_with_alice(tmp_path)
 
 
 @pytest.fixture

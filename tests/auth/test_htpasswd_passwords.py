@@ -14,6 +14,7 @@ import pytest
 from tests.auth.test_htpasswd import passwd
 from tests.support.oci import error_codes
 from tests.support.server import RunningRegistry, require_tool, run_registry
+from tests.support.users import htpasswd_with_alice
 
 LONG = "correct horse battery staple " * 3 + "and then some"  # 100 characters
 WIDE = "\u00e9" * 50  # 100 bytes of UTF-8
@@ -23,9 +24,7 @@ SLOW_COST = 12
 @pytest.fixture
 def users(tmp_path: Path) -> Path:
     htpasswd = require_tool("htpasswd")
-    path = tmp_path / "htpasswd"
-    subprocess.run([htpasswd, "-Bbc", str(path), "alice", "wonderland"], check=True,
-                   capture_output=True)
+    path = htpasswd_with_alice(tmp_path)
     subprocess.run([htpasswd, "-Bb", str(path), "long", LONG], check=True, capture_output=True)
     subprocess.run([htpasswd, "-Bb", "-C", str(SLOW_COST), str(path), "slow", "sluggish"],
                    check=True, capture_output=True)

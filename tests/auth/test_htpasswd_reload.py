@@ -16,15 +16,12 @@ import httpx
 import pytest
 
 from tests.support.server import RunningRegistry, require_tool, run_registry
+from tests.support.users import htpasswd_with_alice
 
 
 @pytest.fixture
 def users(tmp_path: Path) -> Path:
-    htpasswd = require_tool("htpasswd")
-    path = tmp_path / "htpasswd"
-    subprocess.run([htpasswd, "-Bbc", str(path), "alice", "wonderland"], check=True,
-                   capture_output=True)
-    return path
+    return htpasswd_with_alice(tmp_path)
 
 
 @pytest.fixture

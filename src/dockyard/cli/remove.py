@@ -217,35 +217,25 @@ def finish_single(output: Output, outcome: Outcome) -> None:
 
 
 def describe_removal(output: Output, reference: Reference, removal: Removal) -> None:
+    """What was removed, or with a dry run what would be, in the same order."""
     repository = f"{reference.registry.host}/{removal.repository}"
-    if removal.dry_run:
-        describe_plan(output, repository, removal)
-        return
+    dry = removal.dry_run
     if removal.method == "tag":
-        output.line(f"Removed tag {repository}:{removal.removed_tags[0]}; manifest "
-                    f"{removal.digests[0]} is kept, with any other tags pointing at it")
+        tag, digest = removal.removed_tags[0], removal.digests[0]
+        output.line(f"Would remove tag {repository}:{tag} (manifest {digest})" if dry else
+                    f"Removed tag {repository}:{tag}; manifest {digest} is kept, with any "
+                    "other tags pointing at it")
         return
     if not removal.removed_manifests:
         output.line(f"{repository} has no tagged manifests: nothing to remove")
         return
     for digest in removal.removed_manifests:
-        output.line(f"Deleted manifest {repository}@{digest}")
-    if removal.removed_tags:
-        output.line(f"Removed tag{'s' if len(removal.removed_tags) > 1 else ''}: "
-                    + ", ".join(removal.removed_tags))
+        output.line(f"{'Would delete' if dry else 'Deleted'} manifest {repository}@{digest}")
+    tags = ", ".join(removal.removed_tags)
+    if dry:
+        if removal.removed_tags:
+            output.line(f"Would remove tags: {tags}")
+    elif removal.removed_tags:
+        output.line(f"Removed tag{'s' if len(removal.removed_tags) > 1 else ''}: {tags}")
     else:
         output.line("It had no tags")
-
-
-def describe_plan(output: Output, repository: str, removal: Removal) -> None:
-    if removal.method == "tag":
-        output.line(f"Would remove tag {repository}:{removal.removed_tags[0]} "
-                    f"(manifest {removal.digests[0]})")
-        return
-    if not removal.removed_manifests:
-        output.line(f"{repository} has no tagged manifests: nothing to remove")
-        return
-    for digest in removal.removed_manifests:
-        output.line(f"Would delete manifest {repository}@{digest}")
-    if removal.removed_tags:
-        output.line("Would remove tags: " + ", ".join(removal.removed_tags))
