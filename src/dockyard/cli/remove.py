@@ -15,9 +15,9 @@ from typing import Any
 
 import click
 
+from dockyard.cli.output import Output
 from dockyard.cli.remote import (
     EXIT_FAILURE,
-    Output,
     connection_options,
     fail,
     make_connection,

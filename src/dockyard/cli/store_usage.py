@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from dockyard.cli.common import EXIT_FAILURE, load_or_exit, require_filesystem
-from dockyard.cli.remote import Output, sharing_text, show_usage_table
+from dockyard.cli.output import Output, sharing_text, show_usage_table
 from dockyard.client.operations import RepositoryUsage, Usage, Walk
 from dockyard.registry.usage import Amount, StoreUsage
 
