@@ -37,6 +37,9 @@ def _label(metric: Metric, settings: Settings) -> str:
             label += f" in {settings.chunk_size // MiB} MiB chunks"
     elif metric.key.startswith("small"):
         label += f", {settings.small_blobs:,} of 1-16 KiB, {settings.small_clients} clients"
+    elif metric.key.startswith("dl_"):
+        label += (f", {settings.download_clients} clients, "
+                  f"{settings.download_size // MiB} MiB blob")
     elif metric.key.startswith("tags"):
         label += f", {settings.tags:,} tags"
     elif metric.key.startswith("catalog"):
