@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import statistics
 from functools import partial
 from pathlib import Path
 
@@ -102,7 +103,11 @@ def run_downloads_phase(
                 measured(results, f"downloads_{mode}", name, each,
                          partial(run_once, each, blob, settings, mode), settings.quiet_wait,
                          prepare=partial(fresh_server, each, blob.digest, blob.size))
-    for server in servers.values():
+    for name, server in servers.items():
         server.stop()
+        idle = [value for mode in MODES
+                for value in results.values.get(f"dl_{mode}_before_mib", {}).get(name, [])]
+        if idle:
+            results.fact(name, "idle_downloads_mib", statistics.median(idle))
     blob.path.unlink(missing_ok=True)
 

@@ -101,6 +101,8 @@ FACT_ROWS = (
     ("hwm_main_mib", "… sum of each process's VmHWM, main server", "MiB"),
     ("peak_auth_mib", "Peak RSS of the process tree, server with basic auth", "MiB"),
     ("peak_auth_bearer_mib", "Peak RSS of the process tree, server with bearer tokens", "MiB"),
+    ("idle_downloads_mib", "RSS of the process tree before a concurrent-downloads run "
+     "(restarted, warmed; median)", "MiB"),
     ("peak_meta_mib", "Peak RSS of the process tree, tags/catalog server", "MiB"),
     ("hwm_meta_mib", "… sum of each process's VmHWM, tags/catalog server", "MiB"),
     ("gc_store_blobs", "GC store: blobs before deleting half the images", "blobs"),

@@ -238,6 +238,7 @@ def with_peak_memory(
         f"{prefix}_peak_mib": peak / 1024,
         f"{prefix}_sampled_mib": sampled.peak_kib / 1024,
         f"{prefix}_conn_mib": max(0, peak - before) / 1024 / clients,
+        f"{prefix}_before_mib": before / 1024,  # not a table row: the idle fact's source
     })
     return values
 
