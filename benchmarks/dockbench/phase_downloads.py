@@ -81,7 +81,14 @@ def run_downloads_phase(
     settings: Settings, workdir: Path, results: Results, started_servers: list[Server]
 ) -> None:
     clients = settings.download_clients
-    limit = raise_open_files_limit(clients)
+    try:
+        limit = raise_open_files_limit(clients)
+    except BenchError as exc:
+        for name in SERVERS:
+            for mode in MODES:
+                results.fail(f"downloads_{mode}", name, f"set-up failed: {exc}")
+        log(f"concurrent downloads skipped: {exc}")
+        return
     log(f"concurrent downloads: {clients} clients, a {settings.download_size // MiB} MiB blob "
         f"(open files limit {limit}); slow: {describe_slow(clients, settings.slow_seconds)}")
     blob = make_blob(workdir, settings.download_size, "downloads.bin")
