@@ -77,7 +77,7 @@ def method_text(s: Settings) -> str:
         f"{s.download_clients} clients open connections at once and GET the blob: *fast*, "
         "each read as fast as an asyncio client can (every body counted to its "
         "Content-Length; MB/s is all bytes ÷ the time from the first connect to the last "
-        f"byte); *slow*, {describe_slow(s.download_clients, s.slow_seconds)}, then closing "
+        f"byte); *slow*, {describe_slow(s.slow_seconds)}, then closing "
         "before the end. Peak RSS is the sum of each process's VmHWM over the server's "
         "process tree (an upper bound: each process's own peak), next to the largest sum of "
         "VmRSS sampled every 0.1 s (a lower bound); growth per connection is (peak - RSS "

@@ -90,7 +90,7 @@ def run_downloads_phase(
         log(f"concurrent downloads skipped: {exc}")
         return
     log(f"concurrent downloads: {clients} clients, a {settings.download_size // MiB} MiB blob "
-        f"(open files limit {limit}); slow: {describe_slow(clients, settings.slow_seconds)}")
+        f"(open files limit {limit}); slow: {describe_slow(settings.slow_seconds)}")
     blob = make_blob(workdir, settings.download_size, "downloads.bin")
     commands = {DISTRIBUTION: settings.distribution_cmd, DOCKYARD: settings.dockyard_cmd}
     servers: dict[str, Server] = {}

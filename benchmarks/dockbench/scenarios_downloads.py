@@ -258,8 +258,8 @@ def fresh_server(server: Server, digest: str, size: int) -> None:
     time.sleep(1.0)
 
 
-def describe_slow(clients: int, seconds: float) -> str:
+def describe_slow(seconds: float) -> str:
     rate = SLOW_READ / SLOW_INTERVAL / 1024
-    return (f"{clients} clients, SO_RCVBUF {SLOW_RCVBUF // 1024} KiB, "
-            f"{SLOW_READ // 1024} KiB every {SLOW_INTERVAL} s ({rate:.0f} KiB/s) for {seconds:g} s")
+    return (f"SO_RCVBUF {SLOW_RCVBUF // 1024} KiB, {SLOW_READ // 1024} KiB read every "
+            f"{SLOW_INTERVAL} s ({rate:.0f} KiB/s) for {seconds:g} s")
 
