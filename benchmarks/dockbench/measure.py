@@ -69,6 +69,7 @@ def measured(
     quiet_wait: float,
     also: Server | None = None,
     attempts: int = ATTEMPTS,
+    prepare: Callable[[], None] | None = None,
 ) -> bool:
     """Run one timed action, recording its metrics and the server's CPU time, or its failure.
 
@@ -76,8 +77,10 @@ def measured(
     and repeated (ATTEMPTS in all; the last one counts whatever the load). `server` is None
     for measurements of the machine itself; `also` is a second server the action loads
     (its CPU time counts as the server's); `attempts` 1 for an action that cannot be
-    repeated. Runs shorter than SHORT_RUN are never discarded: /proc/stat counts in clock
-    ticks, too coarse to tell their background load. True when the run succeeded.
+    repeated; `prepare`, untimed, runs before every attempt (a server restart, so a repeat
+    starts from the same state). Runs shorter than SHORT_RUN are never discarded:
+    /proc/stat counts in clock ticks, too coarse to tell their background load. True when
+    the run succeeded.
     """
     servers = [s for s in (server, also) if s is not None]
 
@@ -86,6 +89,8 @@ def measured(
 
     for attempt in range(1, attempts + 1):
         try:
+            if prepare is not None:
+                prepare()
             for each in servers:
                 each.ensure_running()
             os.sync()  # earlier writes must not be flushed during this run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .common import MiB
+from .scenarios_downloads import describe_slow
 from .scenarios_gc import FLOOR_PROCESSES
 from .settings import Settings
 
@@ -68,6 +69,20 @@ def method_text(s: Settings) -> str:
         f"{s.layer_count} gzip layers of {s.layer_size // MiB} MiB random content (fresh every "
         "run) is pushed with `skopeo copy oci:DIR:v1 docker://127.0.0.1:PORT/...` and copied "
         "back into a fresh OCI directory.",
+        f"**Concurrent downloads.** A {s.download_size // MiB} MiB random blob is pushed once "
+        "to one more server per side (default worker count; checked by a hashed GET). Before "
+        "every run, untimed, the server is restarted and warmed by 8 downloads (so each run "
+        "starts from the same idle state, the blob in the page cache), its RSS read, and each "
+        "of its processes' VmHWM reset (`clear_refs` 5). Then "
+        f"{s.download_clients} clients open connections at once and GET the blob: *fast*, "
+        "each read as fast as an asyncio client can (every body counted to its "
+        "Content-Length; MB/s is all bytes ÷ the time from the first connect to the last "
+        f"byte); *slow*, {describe_slow(s.slow_seconds)}, then closing "
+        "before the end. Peak RSS is the sum of each process's VmHWM over the server's "
+        "process tree (an upper bound: each process's own peak), next to the largest sum of "
+        "VmRSS sampled every 0.1 s (a lower bound); growth per connection is (peak - RSS "
+        "before) ÷ clients. The benchmark raises its open-files limit to the hard limit when "
+        "the clients need it; the servers inherit it.",
         f"**Tags list and catalog.** One store of {s.repositories:,} repositories is written "
         "directly on disk in distribution's layout (blobs, `_layers`, `_manifests/revisions`, "
         "`_manifests/tags/<tag>/{current,index}` links) from Python, once: one repository "

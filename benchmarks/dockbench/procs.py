@@ -131,3 +131,49 @@ class MemorySampler:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+
+
+def reset_peak_rss(pids: list[int]) -> bool:
+    """Make each process's VmHWM start again from its current RSS (clear_refs 5, Linux 4.0+).
+    False when any process refused it (another user's, or an older kernel)."""
+    done = True
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/clear_refs", "w") as handle:
+                handle.write("5")
+        except FileNotFoundError:
+            continue  # exited meanwhile
+        except OSError:
+            done = False
+    return done
+
+
+def memory_sum_kib(pids: list[int], key: str) -> int:
+    """VmRSS or VmHWM of these processes, added up (KiB)."""
+    return sum(memory_kib(pid).get(key, 0) for pid in pids)
+
+
+class RssPeak:
+    """Samples the summed VmRSS of a fixed set of processes every `interval` seconds, in a
+    thread: a lower bound of their peak, where the sum of VmHWM is an upper bound (each
+    process's own peak, whenever it came)."""
+
+    def __init__(self, pids: list[int], interval: float = 0.1) -> None:
+        self.pids = pids
+        self.interval = interval
+        self.peak_kib = memory_sum_kib(pids, "VmRSS")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-peak", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak_kib = max(self.peak_kib, memory_sum_kib(self.pids, "VmRSS"))
+
+    def __enter__(self) -> RssPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.peak_kib = max(self.peak_kib, memory_sum_kib(self.pids, "VmRSS"))

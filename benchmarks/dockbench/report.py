@@ -37,6 +37,9 @@ def _label(metric: Metric, settings: Settings) -> str:
             label += f" in {settings.chunk_size // MiB} MiB chunks"
     elif metric.key.startswith("small"):
         label += f", {settings.small_blobs:,} of 1-16 KiB, {settings.small_clients} clients"
+    elif metric.key.startswith("dl_"):
+        label += (f", {settings.download_clients} clients, "
+                  f"{settings.download_size // MiB} MiB blob")
     elif metric.key.startswith("tags"):
         label += f", {settings.tags:,} tags"
     elif metric.key.startswith("catalog"):
@@ -98,6 +101,8 @@ FACT_ROWS = (
     ("hwm_main_mib", "… sum of each process's VmHWM, main server", "MiB"),
     ("peak_auth_mib", "Peak RSS of the process tree, server with basic auth", "MiB"),
     ("peak_auth_bearer_mib", "Peak RSS of the process tree, server with bearer tokens", "MiB"),
+    ("idle_downloads_mib", "RSS of the process tree before a concurrent-downloads run "
+     "(restarted, warmed; median)", "MiB"),
     ("peak_meta_mib", "Peak RSS of the process tree, tags/catalog server", "MiB"),
     ("hwm_meta_mib", "… sum of each process's VmHWM, tags/catalog server", "MiB"),
     ("gc_store_blobs", "GC store: blobs before deleting half the images", "blobs"),

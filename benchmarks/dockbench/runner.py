@@ -15,6 +15,7 @@ from pathlib import Path
 from .common import DISTRIBUTION, DOCKYARD, BenchError, MiB, log
 from .machine import machine_info
 from .measure import Results
+from .phase_downloads import run_downloads_phase
 from .phase_main import MainPhase, record_idle_memory, run_main_rounds
 from .phase_stores import run_gc_phase, run_metadata_phase
 from .procs import MemorySampler
@@ -142,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             sampler.start()
             if settings.wants(*MAIN_SCENARIOS):
                 run_main_phase(settings, workdir, results, sampler, started, nginx_box)
+            if settings.wants("downloads"):
+                run_downloads_phase(settings, workdir, results, started)
             if settings.wants("tags", "catalog"):
                 run_metadata_phase(settings, workdir, results, sampler, started)
             if settings.wants("gc"):

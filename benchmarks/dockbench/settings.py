@@ -21,6 +21,7 @@ SCENARIOS = (
     "auth",
     "small",
     "skopeo",
+    "downloads",
     "tags",
     "catalog",
     "gc",
@@ -47,6 +48,9 @@ class Settings:
     repositories: int
     gc_repositories: int
     limit_size: int
+    download_clients: int
+    download_size: int
+    slow_seconds: int
     dockyard_cmd: list[str]
     distribution_cmd: list[str]
     dockyard_gc_cmd: list[str]
@@ -101,6 +105,17 @@ def parse_args(argv: list[str]) -> Settings:
     parser.add_argument("--gc-repositories", type=int, help="GC store images (default 2000)")
     parser.add_argument(
         "--limit-mib", type=int, help="bytes hashed/written for machine limits (default 1024)"
+    )
+    parser.add_argument(
+        "--download-clients", type=int,
+        help="concurrent downloads of one blob (default 400, quick 100)",
+    )
+    parser.add_argument(
+        "--download-mib", type=int, default=30, help="size of the downloaded blob in MiB"
+    )
+    parser.add_argument(
+        "--slow-seconds", type=int,
+        help="how long the slow downloads read before closing (default 10, quick 5)",
     )
     parser.add_argument(
         "--scenarios",
@@ -164,6 +179,12 @@ def parse_args(argv: list[str]) -> Settings:
     }
     if not all(1 <= value <= 100_000 for value in sizes.values()) or sizes["repos"] < 2:
         parser.error("sizes must be between 1 (2 for --repositories) and 100000")
+    download_clients = _sized(args.download_clients, 400, 100, quick)
+    slow_seconds = _sized(args.slow_seconds, 10, 5, quick)
+    if not (1 <= download_clients <= 10_000 and 1 <= args.download_mib <= 4096
+            and 1 <= slow_seconds <= 300):
+        parser.error("--download-clients must be 1-10000, --download-mib 1-4096, "
+                     "--slow-seconds 1-300")
     return Settings(
         quick=quick,
         rounds=rounds,
@@ -182,6 +203,9 @@ def parse_args(argv: list[str]) -> Settings:
         repositories=sizes["repos"],
         gc_repositories=sizes["gc"],
         limit_size=_sized(args.limit_mib, 1024, 256, quick) * MiB,
+        download_clients=download_clients,
+        download_size=int(args.download_mib) * MiB,
+        slow_seconds=slow_seconds,
         dockyard_cmd=shlex.split(args.dockyard_cmd),
         distribution_cmd=shlex.split(args.distribution_cmd),
         dockyard_gc_cmd=shlex.split(args.dockyard_gc_cmd),
