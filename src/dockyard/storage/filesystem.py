@@ -27,10 +27,11 @@ THREAD_THRESHOLD = 256 * 1024
 # path, so 4 MiB pieces keep a pull near what the socket allows.
 READ_CHUNK = 4 * 1024 * 1024
 # Each download holds about two pieces (one being sent, one read ahead). A download starts
-# with small pieces and doubles them while its client keeps up (as TCP's slow start does);
-# a client slow to take a piece is back to the smallest, and with many downloads at once
-# in a process the pieces shrink so those in flight stay near this total. Hundreds of slow
-# readers must not hold 8 MiB each.
+# with small pieces, and they grow with what it has sent while its client keeps up (to an
+# eighth of it, so a client whose kernel buffers swallowed the first megabytes and then
+# stalls holds little); a client slow to take a piece is back to the smallest; and with many
+# downloads at once in a process the pieces shrink so those in flight stay near this total.
+# Hundreds of slow readers must not hold 8 MiB each.
 READ_BUDGET = 32 * 1024 * 1024
 MIN_READ_CHUNK = 256 * 1024
 SLOW_READER_S = 0.05
@@ -337,6 +338,7 @@ def read_chunk_size() -> int:
 async def _pieces(fd: int, offset: int, end: int) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     ramp = MIN_READ_CHUNK
+    sent = 0
     while offset < end:
         size = min(ramp, read_chunk_size(), end - offset)
         # Data in the page cache is copied on the event loop (a thread hand-off per
@@ -350,8 +352,9 @@ async def _pieces(fd: int, offset: int, end: int) -> AsyncIterator[bytes]:
         offset += len(chunk)
         handed = loop.time()
         yield chunk
+        sent += len(chunk)
         slow = loop.time() - handed > SLOW_READER_S
-        ramp = MIN_READ_CHUNK if slow else min(ramp * 2, READ_CHUNK)
+        ramp = MIN_READ_CHUNK if slow else min(READ_CHUNK, max(MIN_READ_CHUNK, sent // 8))
 
 
 class _ParentCheck:
