@@ -213,6 +213,18 @@ async def test_list_of_an_emptied_directory(driver: StorageDriver) -> None:
     assert await is_empty_directory_or_missing(driver, "/dir/sub")
 
 
+async def test_list_shows_names_ending_in_tmp(driver: StorageDriver) -> None:
+    """Only a driver's own in-flight temporary files are hidden: `.tmp` is a valid ending
+    for a tag or a repository name, and those must be listed like any other."""
+    await driver.put_content("/tags/v1.tmp/current/link", b"sha256:1")
+    await driver.put_content("/tags/v2/current/link", b"sha256:2")
+    await driver.put_content("/tags/x.tmp", b"a file")
+    assert await listing(driver, "/tags") == ["v1.tmp", "v2", "x.tmp"]
+    assert [info.path async for info in driver.walk("/tags")] == [
+        "/tags/v1.tmp", "/tags/v1.tmp/current", "/tags/v1.tmp/current/link",
+        "/tags/v2", "/tags/v2/current", "/tags/v2/current/link", "/tags/x.tmp"]
+
+
 # move
 
 
@@ -445,7 +457,7 @@ async def test_free_space_is_a_count_or_unknown(driver: StorageDriver) -> None:
 # paths
 
 
-ODD_NAMES = ["-", "_", "...", "a..b", ".hidden", "UPPER.Case", "0", "a-b_c.d",
+ODD_NAMES = ["-", "_", "...", "a..b", ".hidden", "v1.tmp", "UPPER.Case", "0", "a-b_c.d",
              "sha256", "x" * 200]
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import re
 import stat
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -49,6 +50,19 @@ def _in_page_cache(fd: int, position: int) -> bool:
         return os.preadv(fd, [bytearray(1)], position, _NO_WAIT) == 1
     except OSError:  # EAGAIN: on disk; EOPNOTSUPP: a filesystem without the flag
         return False
+
+
+# put_content writes beside its target under a name no driver path can have ("~" is never
+# valid in one), so `list` hides these and nothing else: ".tmp" is a valid end of a tag or
+# repository name. Names of the earlier form, "<name>.<32 hex>.tmp", are hidden too, since a
+# crash may have left some behind.
+_EARLIER_TEMPORARY = re.compile(r".+\.[0-9a-f]{32}\.tmp")
+
+
+def _is_temporary(name: str) -> bool:
+    return "~" in name or _EARLIER_TEMPORARY.fullmatch(name) is not None
+
+
 # Batches of metadata operations this small cost less inline than a trip to a thread.
 INLINE_BATCH = 8
 # Threads a large delete is spread over: unlink and rmdir mostly wait on the disk (journal,
@@ -169,7 +183,7 @@ class FilesystemDriver(StorageDriver):
         dir_fd, name = self._parent(path, create=True)
         try:
             # Write beside the target and rename over it: a crash never leaves a torn file.
-            temporary = f"{name}.{uuid.uuid4().hex}.tmp"
+            temporary = f"{name}~{uuid.uuid4().hex}.tmp"
             try:
                 fd = self._create(temporary, os.O_WRONLY | os.O_EXCL, 0o666, dir_fd, path)
                 with open(fd, "wb") as file:
@@ -203,7 +217,7 @@ class FilesystemDriver(StorageDriver):
     async def list(self, path: str) -> list[str]:
         fd = self._open(path, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            return [name for name in os.listdir(fd) if not name.endswith(".tmp")]
+            return [name for name in os.listdir(fd) if not _is_temporary(name)]
         finally:
             os.close(fd)
 
