@@ -403,6 +403,24 @@ async def test_stat_many_answers_in_order(driver: StorageDriver) -> None:
     assert list(await driver.stat_many([])) == []
 
 
+@pytest.mark.parametrize("count", [3, 40])  # small batches and large ones may differ
+async def test_delete_many_removes_files_and_trees_and_skips_missing(
+        driver: StorageDriver, count: int) -> None:
+    for n in range(count):
+        await driver.put_content(f"/blobs/b{n}/data", b"x")
+        await driver.put_content(f"/blobs/b{n}/nested/link", b"l")
+    await driver.put_content("/blobs/keep/data", b"kept")
+    await driver.put_content("/files/f1", b"1")
+    await driver.put_content("/files/f2", b"2")
+    doomed = [f"/blobs/b{n}" for n in range(count)] + [
+        "/blobs/never-existed", "/nowhere/at/all", "/files/f1", "/files/f2/below",
+        "/blobs/b0"]
+    await driver.delete_many(doomed)
+    assert await listing(driver, "/blobs") == ["keep"]
+    assert await listing(driver, "/files") == ["f2"]
+    assert await driver.get_content("/files/f2") == b"2"
+
+
 @pytest.mark.parametrize("count", [1, 40])
 async def test_prune_many_removes_empty_parents_up_to_stop(driver: StorageDriver,
                                                            count: int) -> None:

@@ -404,11 +404,13 @@ def _remove_entry(path: str, dir_fd: int | None = None, is_dir: bool = True) -> 
     target. Directories are opened with O_NOFOLLOW and emptied through their descriptor,
     which spares a stat and a path walk per entry. `is_dir` is a hint (from the parent's
     listing) that saves a failed open per file; a wrong hint costs one retry."""
+    # NotADirectoryError: a file stands where a directory on the path should be, so what
+    # the path names is not there either.
     if not is_dir:
         try:
             os.unlink(path, dir_fd=dir_fd)
             return
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return
         except IsADirectoryError:
             pass
@@ -419,7 +421,7 @@ def _remove_entry(path: str, dir_fd: int | None = None, is_dir: bool = True) -> 
     except OSError as exc:
         if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
             raise
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             os.unlink(path, dir_fd=dir_fd)  # a file, or a symlink
         return
     try:
