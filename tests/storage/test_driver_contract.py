@@ -344,6 +344,34 @@ async def test_writer_truncate_drops_a_broken_chunk(driver: StorageDriver) -> No
     assert await driver.get_content(path) == b"good part, then more"
 
 
+async def test_writer_truncate_never_grows_a_file(driver: StorageDriver) -> None:
+    """Only what `write` appended is ever visible: truncating past the end drops nothing
+    and adds nothing."""
+    path = "/_uploads/u5/data"
+    writer = await driver.writer(path)
+    await writer.write(b"12345")
+    await writer.truncate(5)
+    await writer.truncate(100)
+    assert writer.size == 5
+    await writer.write(b"6")
+    await writer.close()
+    assert await driver.get_content(path) == b"123456"
+
+
+async def test_writer_refuses_bad_truncation_and_use_after_close(driver: StorageDriver) -> None:
+    writer = await driver.writer("/_uploads/u6/data")
+    await writer.write(b"12345")
+    with pytest.raises(ValueError):
+        await writer.truncate(-1)
+    await writer.close()
+    await writer.close()  # closing twice is harmless
+    with pytest.raises(ValueError):
+        await writer.write(b"more")
+    with pytest.raises(ValueError):
+        await writer.truncate(0)
+    assert await driver.get_content("/_uploads/u6/data") == b"12345"
+
+
 async def test_writer_of_a_large_file(driver: StorageDriver) -> None:
     data = pattern(5 * 1024 * 1024 + 17, seed=3)
     writer = await driver.writer("/big")

@@ -50,11 +50,15 @@ class FileInfo:
 
 
 class FileWriter(abc.ABC):
-    """Appends to one file. Nothing is visible at `path` beyond what `write` appended."""
+    """Appends to one file. Nothing is visible at `path` beyond what `write` appended: a
+    reader meanwhile sees a prefix of it (an object store may show nothing new before
+    `close`). After `close`, `write` and `truncate` raise ValueError; closing again is
+    harmless."""
 
     @property
     @abc.abstractmethod
-    def size(self) -> int: ...
+    def size(self) -> int:
+        """Bytes in the file: what was there when it was opened, plus what was written."""
 
     @abc.abstractmethod
     async def write(self, data: bytes) -> None: ...
@@ -64,7 +68,9 @@ class FileWriter(abc.ABC):
 
     @abc.abstractmethod
     async def truncate(self, size: int) -> None:
-        """Drop everything after `size` bytes (undo a broken chunk)."""
+        """Drop everything after `size` bytes (undo a broken chunk); later writes append
+        there. A file is never grown (a `size` past the end drops nothing); a negative
+        `size` raises ValueError."""
 
 
 class StorageDriver(abc.ABC):

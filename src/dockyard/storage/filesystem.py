@@ -99,7 +99,12 @@ class FilesystemWriter(FileWriter):
     def size(self) -> int:
         return self._size
 
+    def _check_open(self) -> None:
+        if self._fd < 0:
+            raise ValueError("write to a closed FileWriter")
+
     async def write(self, data: bytes) -> None:
+        self._check_open()
         if len(data) >= THREAD_THRESHOLD:
             await asyncio.to_thread(self._write_all, data)
         else:
@@ -113,8 +118,12 @@ class FilesystemWriter(FileWriter):
             view = view[written:]
 
     async def truncate(self, size: int) -> None:
-        os.ftruncate(self._fd, size)
-        self._size = size
+        self._check_open()
+        if size < 0:
+            raise ValueError(f"negative size: {size}")
+        if size < self._size:  # ftruncate would grow a file with zeros nobody wrote
+            os.ftruncate(self._fd, size)
+            self._size = size
 
     async def close(self) -> None:
         if self._fd >= 0:

@@ -12,6 +12,7 @@ class MemoryWriter(FileWriter):
     def __init__(self, files: dict[str, tuple[bytearray, float]], path: str) -> None:
         self._files = files
         self._path = path
+        self._closed = False
         if path not in files:
             files[path] = (bytearray(), time.time())
 
@@ -19,16 +20,24 @@ class MemoryWriter(FileWriter):
     def size(self) -> int:
         return len(self._files[self._path][0])
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("write to a closed FileWriter")
+
     async def write(self, data: bytes) -> None:
+        self._check_open()
         buffer, _ = self._files[self._path]
         buffer += data
         self._files[self._path] = (buffer, time.time())
 
     async def truncate(self, size: int) -> None:
+        self._check_open()
+        if size < 0:  # a negative slice would drop bytes from the end instead
+            raise ValueError(f"negative size: {size}")
         del self._files[self._path][0][size:]
 
     async def close(self) -> None:
-        return None
+        self._closed = True
 
 
 class MemoryDriver(StorageDriver):
