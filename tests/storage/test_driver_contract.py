@@ -467,6 +467,18 @@ async def test_prune_many_removes_empty_parents_up_to_stop(driver: StorageDriver
         assert await driver.list("/repos") == []
 
 
+async def test_prune_many_stops_at_what_is_not_empty(driver: StorageDriver) -> None:
+    await driver.put_content("/repos/team/kept/_layers/link", b"l")
+    await driver.put_content("/repos/team/gone/_uploads/u/data", b"d")
+    await driver.put_content("/repos/team/file/data", b"a file is never pruned")
+    await driver.delete("/repos/team/gone/_uploads/u")
+    await driver.prune_many(["/repos/team/gone/_uploads", "/repos/team/file/data",
+                             "/repos/team/missing/below", "/elsewhere/x"], "/repos")
+    assert await listing(driver, "/repos/team") == ["file", "kept"]
+    assert await driver.get_content("/repos/team/file/data") == b"a file is never pruned"
+    assert await driver.get_content("/repos/team/kept/_layers/link") == b"l"
+
+
 async def test_prune_many_stays_below_stop(driver: StorageDriver) -> None:
     await driver.put_content("/a/b/c/file", b"1")
     await driver.delete("/a/b/c/file")

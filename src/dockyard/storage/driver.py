@@ -121,30 +121,36 @@ class StorageDriver(abc.ABC):
         return [await self.stat(path) for path in paths]
 
     async def delete_many(self, paths: Sequence[str]) -> None:
-        """`delete` each path in order, skipping those already gone."""
+        """`delete` each path in order, skipping those already gone (or below a file)."""
         for path in paths:
             with contextlib.suppress(PathNotFound):
                 await self.delete(path)
 
     async def prune_many(self, paths: Sequence[str], stop: str) -> None:
         """Remove each of `paths` and then its parents, up to but not including `stop`, while
-        they are empty directories (where directories exist at all)."""
+        they are empty directories (where directories exist at all): the first that is a file
+        or has entries ends it, missing ones are passed over, and nothing that is not below
+        `stop` is touched."""
         for path in paths:
             await self._prune(path, stop)
 
     async def _prune(self, path: str, stop: str) -> None:
         while path.startswith(stop.rstrip("/") + "/"):
-            try:
-                if await self.list(path):
-                    return
-            except PathNotFound:
-                pass
-            with contextlib.suppress(PathNotFound):
-                await self.delete(path)
+            info = await self.stat(path)
+            if info is not None:
+                if not info.is_dir:
+                    return  # a file is never pruned, nor the directories holding it
+                try:
+                    if await self.list(path):
+                        return
+                    await self.delete(path)
+                except PathNotFound:
+                    pass  # pruned meanwhile by someone else
             path = path.rsplit("/", 1)[0]
 
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:
-        """Every file and directory below `path`, depth first (default: built on `list`)."""
+        """Every file and directory below `path` (not `path` itself), depth first, names
+        in sorted order; nothing if `path` is missing (default: built on `list`)."""
         try:
             names = await self.list(path)
         except PathNotFound:
