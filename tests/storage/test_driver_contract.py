@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.storage import PathNotFound, StorageDriver
+from dockyard.storage.driver import InvalidPath
 from tests.support.drivers import DRIVER_KINDS, DriverKind
 
 pytestmark = pytest.mark.anyio
@@ -254,6 +255,20 @@ async def test_move_a_missing_source(driver: StorageDriver) -> None:
     assert await driver.get_content("/dst") == b"kept"
 
 
+async def test_move_a_directory_tree(driver: StorageDriver) -> None:
+    """As fsck quarantines a corrupt blob: its whole directory moves."""
+    await driver.put_content("/blobs/ab/abcd/data", b"corrupt")
+    await driver.put_content("/blobs/ab/abcd/extra/more", b"more")
+    await driver.put_content("/blobs/ab/abce/data", b"neighbour")
+    await driver.move("/blobs/ab/abcd", "/quarantine/abcd")
+    assert await driver.get_content("/quarantine/abcd/data") == b"corrupt"
+    assert await driver.get_content("/quarantine/abcd/extra/more") == b"more"
+    assert await driver.stat("/blobs/ab/abcd") is None
+    assert await driver.stat("/blobs/ab/abcd/data") is None
+    assert await listing(driver, "/blobs/ab") == ["abce"]
+    assert await driver.get_content("/blobs/ab/abce/data") == b"neighbour"
+
+
 # delete
 
 
@@ -384,6 +399,24 @@ async def test_writer_of_a_large_file(driver: StorageDriver) -> None:
 # read
 
 
+async def test_read_ranges(driver: StorageDriver) -> None:
+    data = pattern(1000)
+    await driver.put_content("/f", data)
+    for offset, length in [(0, None), (0, 1000), (10, None), (10, 20), (999, None),
+                           (999, 1), (500, 10_000), (0, 0), (1000, None), (1000, 5),
+                           (5000, None), (5000, 10)]:
+        pieces = await read_all(driver, "/f", offset, length)
+        end = None if length is None else offset + length
+        assert b"".join(pieces) == data[offset:end], (offset, length)
+        assert all(pieces), "no empty pieces"
+
+
+async def test_read_of_an_empty_file(driver: StorageDriver) -> None:
+    await driver.put_content("/empty", b"")
+    assert await read_all(driver, "/empty") == []
+    assert await read_all(driver, "/empty", 0, 10) == []
+
+
 async def test_read_of_a_large_file_in_pieces(driver: StorageDriver) -> None:
     size = 9 * 1024 * 1024 + 3  # more than one piece however a driver cuts them
     data = pattern(size, seed=1)
@@ -512,6 +545,25 @@ async def test_free_space_is_a_count_or_unknown(driver: StorageDriver) -> None:
 # directories and files
 
 
+async def test_a_file_cannot_be_written_where_a_directory_is(driver: StorageDriver,
+                                                             driver_kind: DriverKind) -> None:
+    if not driver_kind.directories:
+        pytest.skip(f"{driver_kind.name} has no directories")
+    await driver.put_content("/d/file", b"1")
+    with pytest.raises(IsADirectoryError):
+        await driver.put_content("/d", b"over a directory")
+    with pytest.raises(IsADirectoryError):
+        await driver.writer("/d")
+    with pytest.raises(NotADirectoryError):
+        await driver.put_content("/d/file/below", b"below a file")
+    with pytest.raises(NotADirectoryError):
+        await driver.writer("/d/file/below")
+    assert await listing(driver, "/d") == ["file"]
+    assert await driver.get_content("/d/file") == b"1"
+    info = await driver.stat("/d")
+    assert info is not None and info.is_dir
+
+
 # paths
 
 
@@ -538,3 +590,32 @@ async def test_names_with_odd_but_valid_characters(driver: StorageDriver, name: 
     await driver.delete(f"/odd/{name}")
     assert await driver.stat(f"/odd/{name}") is None
     assert await listing(driver, "/moved") == [name]
+
+
+BAD_PATHS = ["", "relative", "/a/", "//a", "/a//b", "/a/../b", "/..", "/.", "/a/./b",
+             "/a b", "/a\x00b", "/ä", "/a/b\n", "/a:b", "/a\\b"]
+
+
+@pytest.mark.parametrize("bad", BAD_PATHS)
+async def test_invalid_paths_are_refused_by_every_operation(driver: StorageDriver,
+                                                            bad: str) -> None:
+    await driver.put_content("/good", b"1")
+    attempts: list[Callable[[], Awaitable[object]]] = [
+        lambda: driver.get_content(bad),
+        lambda: driver.put_content(bad, b"x"),
+        lambda: driver.stat(bad),
+        lambda: driver.list(bad),
+        lambda: driver.move(bad, "/elsewhere"),
+        lambda: driver.move("/good", bad),
+        lambda: driver.delete(bad),
+        lambda: driver.writer(bad),
+        lambda: read_all(driver, bad),
+        lambda: driver.stat_many(["/good", bad]),
+        lambda: driver.delete_many([bad]),
+    ]
+    for attempt in attempts:
+        with pytest.raises(InvalidPath):
+            await attempt()
+    assert await driver.get_content("/good") == b"1"
+    assert await listing(driver, "/") == ["good"]
+

@@ -41,6 +41,11 @@ def check_path(path: str) -> str:
     return path
 
 
+def check_root_or_path(path: str) -> str:
+    """As check_path, but also "/", the store's root (for `stat`, `list` and `walk`)."""
+    return path if path == "/" else check_path(path)
+
+
 @dataclass(frozen=True, slots=True)
 class FileInfo:
     path: str
