@@ -76,6 +76,9 @@ async def test_put_content_creates_the_parents(driver: StorageDriver) -> None:
     assert await listing(driver, "/x") == ["y"]
     assert await listing(driver, "/x/y/z") == ["file"]
     assert await listing(driver, "/") == ["x"]
+    root = await driver.stat("/")
+    assert root is not None and root.is_dir
+    assert [info.path async for info in driver.walk("/")][:2] == ["/x", "/x/y"]
 
 
 async def test_get_content_of_what_is_not_a_file(driver: StorageDriver) -> None:

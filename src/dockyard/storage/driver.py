@@ -1,7 +1,15 @@
 """The interface every storage driver implements (filesystem, in-memory, later S3).
 
 Paths are absolute, slash-separated and driver-relative ("/docker/registry/v2/..."), the
-same address space distribution's drivers use, so the on-disk layout matches.
+same address space distribution's drivers use, so the on-disk layout matches. A path is made
+of names of letters, digits, ".", "_" and "-" (not "." or ".."); every operation refuses
+anything else with InvalidPath, and "/", the root, is valid for `stat`, `list` and `walk`.
+
+Directories: a driver that has them (filesystem, in-memory) makes them for the files written
+below, keeps one emptied until it is deleted or pruned, and refuses to write a file where a
+directory is (IsADirectoryError) or below a file (NotADirectoryError). An object store has
+none of its own: a directory is there while something is below it. A path below a file
+names nothing (PathNotFound, None) for every operation.
 """
 
 from __future__ import annotations
@@ -83,23 +91,31 @@ class StorageDriver(abc.ABC):
 
     @abc.abstractmethod
     async def get_content(self, path: str) -> bytes:
-        """The whole file; PathNotFound if missing."""
+        """The whole file; PathNotFound if missing or a directory."""
 
     @abc.abstractmethod
     async def put_content(self, path: str, data: bytes) -> None:
-        """Write a whole file atomically: readers see the old or the new content, never a mix."""
+        """Write a whole file atomically, making its parents: readers see the old or the new
+        content, never a mix or a partial file."""
 
     @abc.abstractmethod
     async def stat(self, path: str) -> FileInfo | None:
-        """Size and modification time, or None if nothing is there."""
+        """Size and modification time (seconds since the epoch; size 0 for a directory), or
+        None if nothing is there."""
 
     @abc.abstractmethod
     async def list(self, path: str) -> list[str]:
-        """Names of the direct children of a directory; PathNotFound if missing."""
+        """Names of the direct children of a directory, in no particular order;
+        PathNotFound if missing or a file. An emptied directory lists as [] where directories
+        exist (else it is missing). A driver's own temporary files are never listed; every
+        valid name is, whatever it ends with (a tag may be called "v1.tmp")."""
 
     @abc.abstractmethod
     async def move(self, source: str, destination: str) -> None:
-        """Atomically replace `destination` with `source`."""
+        """Atomically replace `destination` with `source`, a file or a whole directory (fsck
+        moves a blob's), making the destination's parents: readers of `destination` see the
+        old or the new file, never neither. PathNotFound, naming `source`, if it is
+        missing."""
 
     @abc.abstractmethod
     async def delete(self, path: str) -> None:
@@ -107,12 +123,15 @@ class StorageDriver(abc.ABC):
 
     @abc.abstractmethod
     async def writer(self, path: str) -> FileWriter:
-        """Open `path` for appending, creating it if needed."""
+        """Open `path` for appending, creating it (and its parents) if needed; an existing
+        file is continued from its end."""
 
     @abc.abstractmethod
     def read(self, path: str, offset: int = 0, length: int | None = None
              ) -> AsyncIterator[bytes]:
-        """Stream a byte range of a file; PathNotFound if missing."""
+        """Stream bytes `offset` to `offset + length` of a file (to its end if `length` is
+        None), clipped to the file's end, in pieces that are never empty: an empty range
+        yields nothing. PathNotFound, when iteration starts, if missing or a directory."""
 
     async def free_space(self) -> int | None:
         """Bytes still free for the store, where the driver can tell (None: unbounded or
