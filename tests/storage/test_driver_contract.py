@@ -503,6 +503,24 @@ async def test_prune_many_removes_empty_parents_up_to_stop(driver: StorageDriver
         assert await driver.list("/repos") == []
 
 
+@pytest.mark.parametrize("keep_one", [False, True])
+async def test_prune_many_of_siblings_at_once(driver: StorageDriver, keep_one: bool) -> None:
+    """A batch large enough to be spread over threads, whose members race for one parent."""
+    count = 40
+    for n in range(count):
+        await driver.put_content(f"/repos/team/r{n}/_layers/link", b"l")
+    await driver.put_content("/repos/other/_layers/link", b"l")
+    gone = range(count - 1) if keep_one else range(count)
+    await driver.delete_many([f"/repos/team/r{n}/_layers" for n in gone])
+    await driver.prune_many([f"/repos/team/r{n}" for n in gone], "/repos")
+    if keep_one:
+        assert await listing(driver, "/repos/team") == [f"r{count - 1}"]
+        assert await listing(driver, "/repos") == ["other", "team"]
+    else:
+        assert await driver.stat("/repos/team") is None
+        assert await listing(driver, "/repos") == ["other"]
+
+
 async def test_prune_many_stops_at_what_is_not_empty(driver: StorageDriver) -> None:
     await driver.put_content("/repos/team/kept/_layers/link", b"l")
     await driver.put_content("/repos/team/gone/_uploads/u/data", b"d")
