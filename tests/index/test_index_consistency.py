@@ -167,3 +167,20 @@ def test_index_rebuild_of_a_distribution_store(tmp_path: Path) -> None:
             assert index.tags(name) == expected[name]
     finally:
         index.close()
+
+
+def test_a_tag_ending_in_tmp_survives_an_index_rebuild(tmp_path: Path) -> None:
+    """".tmp" is a valid end of a tag; the store's listing must not take it for one of the
+    filesystem driver's temporary files, or a rebuild drops the tag."""
+    root = tmp_path / "store"
+    image = make_image()
+    with run_registry(tmp_path, root=root) as running, running.client() as client:
+        push_image(client, "team/app", "v1.tmp", image)
+        push_image(client, "team/app", "v2", image)
+    result = subprocess.run([sys.executable, "-m", "dockyard", "index", "rebuild",
+                             str(running.config_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    with run_registry(tmp_path, root=root) as running, running.client() as client:
+        assert client.get("/v2/team/app/tags/list").json()["tags"] == ["v1.tmp", "v2"]
+        assert client.head("/v2/team/app/manifests/v1.tmp").status_code == 200

@@ -1,7 +1,15 @@
 """The interface every storage driver implements (filesystem, in-memory, later S3).
 
 Paths are absolute, slash-separated and driver-relative ("/docker/registry/v2/..."), the
-same address space distribution's drivers use, so the on-disk layout matches.
+same address space distribution's drivers use, so the on-disk layout matches. A path is made
+of names of letters, digits, ".", "_" and "-" (not "." or ".."); every operation refuses
+anything else with InvalidPath, and "/", the root, is valid for `stat`, `list` and `walk`.
+
+Directories: a driver that has them (filesystem, in-memory) makes them for the files written
+below, keeps one emptied until it is deleted or pruned, and refuses to write a file where a
+directory is (IsADirectoryError) or below a file (NotADirectoryError). An object store has
+none of its own: a directory is there while something is below it. A path below a file
+names nothing (PathNotFound, None) for every operation.
 """
 
 from __future__ import annotations
@@ -41,6 +49,11 @@ def check_path(path: str) -> str:
     return path
 
 
+def check_root_or_path(path: str) -> str:
+    """As check_path, but also "/", the store's root (for `stat`, `list` and `walk`)."""
+    return path if path == "/" else check_path(path)
+
+
 @dataclass(frozen=True, slots=True)
 class FileInfo:
     path: str
@@ -50,11 +63,15 @@ class FileInfo:
 
 
 class FileWriter(abc.ABC):
-    """Appends to one file. Nothing is visible at `path` beyond what `write` appended."""
+    """Appends to one file. Nothing is visible at `path` beyond what `write` appended: a
+    reader meanwhile sees a prefix of it (an object store may show nothing new before
+    `close`). After `close`, `write` and `truncate` raise ValueError; closing again is
+    harmless."""
 
     @property
     @abc.abstractmethod
-    def size(self) -> int: ...
+    def size(self) -> int:
+        """Bytes in the file: what was there when it was opened, plus what was written."""
 
     @abc.abstractmethod
     async def write(self, data: bytes) -> None: ...
@@ -64,7 +81,9 @@ class FileWriter(abc.ABC):
 
     @abc.abstractmethod
     async def truncate(self, size: int) -> None:
-        """Drop everything after `size` bytes (undo a broken chunk)."""
+        """Drop everything after `size` bytes (undo a broken chunk); later writes append
+        there. A file is never grown (a `size` past the end drops nothing); a negative
+        `size` raises ValueError."""
 
 
 class StorageDriver(abc.ABC):
@@ -72,23 +91,31 @@ class StorageDriver(abc.ABC):
 
     @abc.abstractmethod
     async def get_content(self, path: str) -> bytes:
-        """The whole file; PathNotFound if missing."""
+        """The whole file; PathNotFound if missing or a directory."""
 
     @abc.abstractmethod
     async def put_content(self, path: str, data: bytes) -> None:
-        """Write a whole file atomically: readers see the old or the new content, never a mix."""
+        """Write a whole file atomically, making its parents: readers see the old or the new
+        content, never a mix or a partial file."""
 
     @abc.abstractmethod
     async def stat(self, path: str) -> FileInfo | None:
-        """Size and modification time, or None if nothing is there."""
+        """Size and modification time (seconds since the epoch; size 0 for a directory), or
+        None if nothing is there."""
 
     @abc.abstractmethod
     async def list(self, path: str) -> list[str]:
-        """Names of the direct children of a directory; PathNotFound if missing."""
+        """Names of the direct children of a directory, in no particular order;
+        PathNotFound if missing or a file. An emptied directory lists as [] where directories
+        exist (else it is missing). A driver's own temporary files are never listed; every
+        valid name is, whatever it ends with (a tag may be called "v1.tmp")."""
 
     @abc.abstractmethod
     async def move(self, source: str, destination: str) -> None:
-        """Atomically replace `destination` with `source`."""
+        """Atomically replace `destination` with `source`, a file or a whole directory (fsck
+        moves a blob's), making the destination's parents: readers of `destination` see the
+        old or the new file, never neither. PathNotFound, naming `source`, if it is
+        missing."""
 
     @abc.abstractmethod
     async def delete(self, path: str) -> None:
@@ -96,12 +123,15 @@ class StorageDriver(abc.ABC):
 
     @abc.abstractmethod
     async def writer(self, path: str) -> FileWriter:
-        """Open `path` for appending, creating it if needed."""
+        """Open `path` for appending, creating it (and its parents) if needed; an existing
+        file is continued from its end."""
 
     @abc.abstractmethod
     def read(self, path: str, offset: int = 0, length: int | None = None
              ) -> AsyncIterator[bytes]:
-        """Stream a byte range of a file; PathNotFound if missing."""
+        """Stream bytes `offset` to `offset + length` of a file (to its end if `length` is
+        None), clipped to the file's end, in pieces that are never empty: an empty range
+        yields nothing. PathNotFound, when iteration starts, if missing or a directory."""
 
     async def free_space(self) -> int | None:
         """Bytes still free for the store, where the driver can tell (None: unbounded or
@@ -115,30 +145,36 @@ class StorageDriver(abc.ABC):
         return [await self.stat(path) for path in paths]
 
     async def delete_many(self, paths: Sequence[str]) -> None:
-        """`delete` each path in order, skipping those already gone."""
+        """`delete` each path in order, skipping those already gone (or below a file)."""
         for path in paths:
             with contextlib.suppress(PathNotFound):
                 await self.delete(path)
 
     async def prune_many(self, paths: Sequence[str], stop: str) -> None:
         """Remove each of `paths` and then its parents, up to but not including `stop`, while
-        they are empty directories (where directories exist at all)."""
+        they are empty directories (where directories exist at all): the first that is a file
+        or has entries ends it, missing ones are passed over, and nothing that is not below
+        `stop` is touched."""
         for path in paths:
             await self._prune(path, stop)
 
     async def _prune(self, path: str, stop: str) -> None:
         while path.startswith(stop.rstrip("/") + "/"):
-            try:
-                if await self.list(path):
-                    return
-            except PathNotFound:
-                pass
-            with contextlib.suppress(PathNotFound):
-                await self.delete(path)
+            info = await self.stat(path)
+            if info is not None:
+                if not info.is_dir:
+                    return  # a file is never pruned, nor the directories holding it
+                try:
+                    if await self.list(path):
+                        return
+                    await self.delete(path)
+                except PathNotFound:
+                    pass  # pruned meanwhile by someone else
             path = path.rsplit("/", 1)[0]
 
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:
-        """Every file and directory below `path`, depth first (default: built on `list`)."""
+        """Every file and directory below `path` (not `path` itself), depth first, names
+        in sorted order; nothing if `path` is missing (default: built on `list`)."""
         try:
             names = await self.list(path)
         except PathNotFound:

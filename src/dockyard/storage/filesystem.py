@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import re
 import stat
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -50,6 +51,19 @@ def _in_page_cache(fd: int, position: int) -> bool:
         return os.preadv(fd, [bytearray(1)], position, _NO_WAIT) == 1
     except OSError:  # EAGAIN: on disk; EOPNOTSUPP: a filesystem without the flag
         return False
+
+
+# put_content writes beside its target under a name no driver path can have ("~" is never
+# valid in one), so `list` hides these and nothing else: ".tmp" is a valid end of a tag or
+# repository name. Names of the earlier form, "<name>.<32 hex>.tmp", are hidden too, since a
+# crash may have left some behind.
+_EARLIER_TEMPORARY = re.compile(r".+\.[0-9a-f]{32}\.tmp")
+
+
+def _is_temporary(name: str) -> bool:
+    return "~" in name or _EARLIER_TEMPORARY.fullmatch(name) is not None
+
+
 # Batches of metadata operations this small cost less inline than a trip to a thread.
 INLINE_BATCH = 8
 # Threads a large delete is spread over: unlink and rmdir mostly wait on the disk (journal,
@@ -86,7 +100,12 @@ class FilesystemWriter(FileWriter):
     def size(self) -> int:
         return self._size
 
+    def _check_open(self) -> None:
+        if self._fd < 0:
+            raise ValueError("write to a closed FileWriter")
+
     async def write(self, data: bytes) -> None:
+        self._check_open()
         if len(data) >= THREAD_THRESHOLD:
             await asyncio.to_thread(self._write_all, data)
         else:
@@ -100,8 +119,12 @@ class FilesystemWriter(FileWriter):
             view = view[written:]
 
     async def truncate(self, size: int) -> None:
-        os.ftruncate(self._fd, size)
-        self._size = size
+        self._check_open()
+        if size < 0:
+            raise ValueError(f"negative size: {size}")
+        if size < self._size:  # ftruncate would grow a file with zeros nobody wrote
+            os.ftruncate(self._fd, size)
+            self._size = size
 
     async def close(self) -> None:
         if self._fd >= 0:
@@ -170,7 +193,7 @@ class FilesystemDriver(StorageDriver):
         dir_fd, name = self._parent(path, create=True)
         try:
             # Write beside the target and rename over it: a crash never leaves a torn file.
-            temporary = f"{name}.{uuid.uuid4().hex}.tmp"
+            temporary = f"{name}~{uuid.uuid4().hex}.tmp"
             try:
                 fd = self._create(temporary, os.O_WRONLY | os.O_EXCL, 0o666, dir_fd, path)
                 with open(fd, "wb") as file:
@@ -204,7 +227,7 @@ class FilesystemDriver(StorageDriver):
     async def list(self, path: str) -> list[str]:
         fd = self._open(path, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            return [name for name in os.listdir(fd) if not name.endswith(".tmp")]
+            return [name for name in os.listdir(fd) if not _is_temporary(name)]
         finally:
             os.close(fd)
 
@@ -393,11 +416,13 @@ def _remove_entry(path: str, dir_fd: int | None = None, is_dir: bool = True) -> 
     target. Directories are opened with O_NOFOLLOW and emptied through their descriptor,
     which spares a stat and a path walk per entry. `is_dir` is a hint (from the parent's
     listing) that saves a failed open per file; a wrong hint costs one retry."""
+    # NotADirectoryError: a file stands where a directory on the path should be, so what
+    # the path names is not there either.
     if not is_dir:
         try:
             os.unlink(path, dir_fd=dir_fd)
             return
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return
         except IsADirectoryError:
             pass
@@ -408,7 +433,7 @@ def _remove_entry(path: str, dir_fd: int | None = None, is_dir: bool = True) -> 
     except OSError as exc:
         if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
             raise
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             os.unlink(path, dir_fd=dir_fd)  # a file, or a symlink
         return
     try:
