@@ -54,6 +54,7 @@ class S3Service:
     region: str = "us-east-1"
     path_style: bool = True
     bucket: str | None = None  # the one bucket to use, where buckets cannot be made
+    ceph_conf: Path | None = None  # radosgw's cluster, for radosgw-admin
 
 
 @dataclass(frozen=True)
@@ -117,14 +118,15 @@ def empty_bucket(client: Any, bucket: str, prefix: str = "") -> None:
 
 
 def _die_with_parent() -> None:
-    # A daemon must not outlive a test run that is killed outright.
+    # A daemon must not outlive a test run that is killed outright; SIGKILL, as radosgw
+    # ignores SIGTERM once its mon is gone.
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _start(command: list[str], log_path: Path, env: dict[str, str] | None = None) -> (
-    subprocess.Popen[bytes]
-):
+def start_daemon(
+    command: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log:
         return subprocess.Popen(
             command,
@@ -136,7 +138,7 @@ def _start(command: list[str], log_path: Path, env: dict[str, str] | None = None
         )
 
 
-def _stop(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+def stop_daemon(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
     if process.poll() is not None:
         return
     process.terminate()
@@ -167,7 +169,7 @@ def _wait_until(
     raise RuntimeError(f"{what} not ready in {timeout:.0f}s; logs in {logs}")
 
 
-def _answers_http(url: str) -> bool:
+def answers_http(url: str) -> bool:
     try:
         httpx.get(url, timeout=2)
     except httpx.TransportError:
@@ -221,6 +223,9 @@ rgw frontends = beast endpoint=127.0.0.1:{rgw_port} tcp_nodelay=1
 rgw data = {root}/rgw
 rgw dns name = localhost
 rgw thread pool size = 64
+# Free deleted objects' data within seconds, not hours: memstore holds it in memory.
+rgw gc obj min wait = 0
+rgw gc processor period = 10
 """
 
 
@@ -275,27 +280,28 @@ def run_radosgw(
         setup("monmaptool", "--create", "--add", "a", f"v2:127.0.0.1:{mon_port}",
               "--fsid", fsid, monmap)
         setup("ceph-mon", *ceph, "--mkfs", "-i", "a", "--monmap", monmap)
-        started.append(_start(["ceph-mon", *ceph, "-f", "-i", "a"], logs / "mon.out"))
+        started.append(start_daemon(["ceph-mon", *ceph, "-f", "-i", "a"], logs / "mon.out"))
         osd_uuid = str(uuid.uuid4())
         osd_id = setup("ceph", *ceph, "osd", "new", osd_uuid).strip()
         setup("ceph-osd", *ceph, "-i", osd_id, "--mkfs", "--osd-uuid", osd_uuid)
-        started.append(_start(["ceph-osd", *ceph, "-f", "-i", osd_id], logs / "osd.out"))
+        started.append(start_daemon(["ceph-osd", *ceph, "-f", "-i", osd_id], logs / "osd.out"))
         # radosgw waits for the OSD by itself while it creates its pools.
-        started.append(_start(["radosgw", *ceph, "-f", "-n", "client.rgw.a"], logs / "rgw.out"))
+        radosgw = ["radosgw", *ceph, "-f", "-n", "client.rgw.a"]
+        started.append(start_daemon(radosgw, logs / "rgw.out"))
         access_key, secret_key = uuid.uuid4().hex[:20].upper(), uuid.uuid4().hex
         setup("radosgw-admin", *ceph, "user", "create", "--uid=dockyard-tests",
               "--display-name=dockyard tests", f"--access-key={access_key}",
               f"--secret-key={secret_key}")
         endpoint = f"http://127.0.0.1:{rgw_port}"
-        _wait_until(lambda: _answers_http(endpoint), "radosgw", started, logs, timeout)
-        yield S3Service("radosgw", endpoint, access_key, secret_key)
+        _wait_until(lambda: answers_http(endpoint), "radosgw", started, logs, timeout)
+        yield S3Service("radosgw", endpoint, access_key, secret_key, ceph_conf=conf)
     finally:
         # The cluster is thrown away: stop every daemon at once rather than in turn.
         for process in started:
             if process.poll() is None:
                 process.terminate()
         for process in started:
-            _stop(process)
+            stop_daemon(process)
         shutil.rmtree(run, ignore_errors=True)
 
 
@@ -311,15 +317,15 @@ def run_moto(tmp: Path, timeout: float = 60) -> Iterator[S3Service]:
     port = free_port()
     tmp.mkdir(parents=True, exist_ok=True)
     log = tmp / "moto.log"
-    process = _start(
+    process = start_daemon(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], log
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        _wait_until(lambda: _answers_http(endpoint), "moto", [process], log, timeout)
+        _wait_until(lambda: answers_http(endpoint), "moto", [process], log, timeout)
         yield S3Service("moto", endpoint, "moto-access-key", "moto-secret-key")
     finally:
-        _stop(process)
+        stop_daemon(process)
 
 
 def external_service() -> S3Service:
