@@ -37,3 +37,7 @@ def registry_host(registry: RunningRegistry) -> str:
 @pytest.fixture
 def registry_url(registry: RunningRegistry) -> str:
     return registry.url
+
+
+# S3 endpoints (radosgw, moto, or an external S3) for the tests that need one.
+pytest_plugins = ["tests.support.s3"]
