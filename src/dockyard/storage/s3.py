@@ -83,6 +83,9 @@ class S3Settings:
     objectacl: str = "private"
     useragent: str | None = None
     loglevel: str = "off"
+    usedualstack: bool = False
+    accelerate: bool = False
+    usefipsendpoint: bool = False
 
 
 def _is_valid_name(name: str) -> bool:
@@ -167,7 +170,10 @@ class S3Driver(StorageDriver):
         if endpoint and "://" not in endpoint:
             endpoint = f"{'https' if settings.secure else 'http'}://{endpoint}"
         config = AioConfig(
-            s3={"addressing_style": "path" if settings.forcepathstyle else "auto"},
+            s3={"addressing_style": "path" if settings.forcepathstyle else "auto",
+                "use_dualstack_endpoint": settings.usedualstack,
+                "use_accelerate_endpoint": settings.accelerate},
+            use_fips_endpoint=settings.usefipsendpoint,
             signature_version="s3v4" if settings.v4auth else "s3",
             user_agent_extra=settings.useragent,
             max_pool_connections=64,
