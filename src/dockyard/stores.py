@@ -21,6 +21,10 @@ from dockyard.storage.memory import MemoryDriver
 def make_driver(config: Config) -> StorageDriver:
     if config.storage.driver == "inmemory":
         return MemoryDriver()
+    if config.storage.s3 is not None:
+        from dockyard.storage.s3 import S3Driver
+
+        return S3Driver(config.storage.s3)
     return FilesystemDriver(config.storage.root_directory)
 
 

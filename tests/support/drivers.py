@@ -17,6 +17,8 @@ import pytest
 from dockyard.storage import StorageDriver
 from dockyard.storage.filesystem import FilesystemDriver
 from dockyard.storage.memory import MemoryDriver
+from dockyard.storage.s3 import S3Driver, S3Settings
+from tests.support.s3 import S3_BACKENDS, S3Bucket, bucket_on, service_of
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,32 @@ def memory_driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
     yield MemoryDriver()
 
 
+def s3_settings(bucket: S3Bucket, **overrides: object) -> S3Settings:
+    """Settings for a driver that works under the bucket's prefix (its root directory)."""
+    options: dict[str, object] = {
+        "bucket": bucket.bucket, "region": bucket.region, "regionendpoint": bucket.endpoint,
+        "accesskey": bucket.access_key, "secretkey": bucket.secret_key,
+        "forcepathstyle": bucket.service.path_style, "rootdirectory": f"/{bucket.prefix}",
+        "secure": bucket.endpoint.startswith("https:")}
+    options.update(overrides)
+    return S3Settings(**options)  # type: ignore[arg-type]
+
+
+def s3_driver_on(backend: str) -> Callable[[pytest.FixtureRequest, Path],
+                                            Iterator[StorageDriver]]:
+    def s3_driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StorageDriver]:
+        with bucket_on(service_of(request, backend)) as bucket:
+            # Parts of S3's smallest size, so the tests' files span several.
+            yield S3Driver(s3_settings(bucket, chunksize=5 * 1024 * 1024))
+    return s3_driver
+
+
 DRIVER_KINDS: dict[str, DriverKind] = {
     kind.name: kind for kind in (
         DriverKind("filesystem", filesystem_driver),
         DriverKind("inmemory", memory_driver),
+        # Its client belongs to one event loop at a time.
+        *(DriverKind(f"s3-{backend}", s3_driver_on(backend), directories=False,
+                     thread_safe=False) for backend in S3_BACKENDS),
     )
 }

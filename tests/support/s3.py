@@ -372,10 +372,10 @@ _SERVICE_FIXTURES = {
 }
 
 
-@pytest.fixture(params=S3_BACKENDS)
-def s3_bucket(request: pytest.FixtureRequest) -> Iterator[S3Bucket]:
-    """An empty bucket and a key prefix of this test's own, on each S3 endpoint in turn."""
-    service: S3Service = request.getfixturevalue(_SERVICE_FIXTURES[request.param])
+@contextmanager
+def bucket_on(service: S3Service) -> Iterator[S3Bucket]:
+    """An empty bucket (a fresh one where buckets can be made) and a key prefix of its own,
+    emptied and removed at the end of the block."""
     client = botocore_client(service)
     prefix = f"t-{uuid.uuid4().hex[:12]}/"
     with ExitStack() as cleanup:
@@ -388,3 +388,16 @@ def s3_bucket(request: pytest.FixtureRequest) -> Iterator[S3Bucket]:
             cleanup.callback(client.delete_bucket, Bucket=bucket)
             cleanup.callback(empty_bucket, client, bucket)
         yield S3Bucket(replace(service, bucket=bucket), bucket, prefix)
+
+
+def service_of(request: pytest.FixtureRequest, backend: str) -> S3Service:
+    """The session's endpoint named `backend` (one of S3_BACKENDS), started if need be."""
+    service: S3Service = request.getfixturevalue(_SERVICE_FIXTURES[backend])
+    return service
+
+
+@pytest.fixture(params=S3_BACKENDS)
+def s3_bucket(request: pytest.FixtureRequest) -> Iterator[S3Bucket]:
+    """An empty bucket and a key prefix of this test's own, on each S3 endpoint in turn."""
+    with bucket_on(service_of(request, request.param)) as bucket:
+        yield bucket

@@ -62,9 +62,21 @@ SCHEMA = used(
     storage=used(
         filesystem=used(rootdirectory=LEAF, maxthreads=IGNORED),
         inmemory=ANY_MAPPING,
+        # Unknown keys are errors: a misspelled `encrypt` would silently store in clear.
+        s3=Key(Use.USED, {
+            **{name: LEAF for name in (
+                "accesskey", "secretkey", "region", "regionendpoint", "forcepathstyle",
+                "bucket", "rootdirectory", "secure", "skipverify", "v4auth", "chunksize",
+                "multipartcopychunksize", "multipartcopymaxconcurrency",
+                "multipartcopythresholdsize", "storageclass", "encrypt", "keyid",
+                "objectacl", "useragent", "loglevel", "usedualstack", "accelerate",
+                "usefipsendpoint",
+                "indexdirectory")},  # dockyard only: the local index and locks
+            "redirectendpoint": IGNORED,  # dockyard does not redirect blob reads yet
+            "sessiontoken": IGNORED,  # distribution ignores it too
+        }, strict=True),
         # Other drivers are known, and refused by the loader with a list of supported ones.
-        s3=ANY_MAPPING, azure=ANY_MAPPING, gcs=ANY_MAPPING, swift=ANY_MAPPING,
-        oss=ANY_MAPPING,
+        azure=ANY_MAPPING, gcs=ANY_MAPPING, swift=ANY_MAPPING, oss=ANY_MAPPING,
         delete=used(enabled=LEAF),
         maintenance=used(
             uploadpurging=used(enabled=LEAF, age=LEAF, interval=LEAF, dryrun=LEAF),

@@ -30,6 +30,7 @@ from dockyard.config.model import (
     TokenConfig,
     UploadPurging,
 )
+from dockyard.config.s3 import S3ConfigError, s3_settings
 
 ENV_PREFIX = "REGISTRY_"
 # Set to 1 (or pass `dockyard serve --strict-config`) to make unknown keys an error.
@@ -473,13 +474,24 @@ def _storage(raw: dict[str, Any]) -> StorageConfig:
     if len(drivers) > 1:
         raise ConfigError(f"storage: only one driver may be configured, got {sorted(drivers)}")
     driver = drivers[0]
-    if driver not in ("filesystem", "inmemory"):
+    if driver not in ("filesystem", "inmemory", "s3"):
         raise ConfigError(f"storage.{driver}: unsupported storage driver "
-                          "(supported: filesystem, inmemory)")
+                          "(supported: filesystem, inmemory, s3)")
     params = storage.get(driver) or {}
     if not isinstance(params, dict):
         raise ConfigError(f"storage.{driver}: expected a mapping, got {params!r}")
-    root = _str(params, "rootdirectory", f"storage.{driver}.", "/var/lib/registry")
+    s3 = None
+    if driver == "s3":
+        try:
+            s3 = s3_settings(params, _bool, _int, _str)
+        except S3ConfigError as error:
+            raise ConfigError(str(error)) from None
+        # The store is the bucket; the index and the lock file need a local directory.
+        root = _str(params, "indexdirectory", "storage.s3.", "/var/lib/registry")
+        if not root:
+            raise ConfigError("storage.s3.indexdirectory: must not be empty")
+    else:
+        root = _str(params, "rootdirectory", f"storage.{driver}.", "/var/lib/registry")
     if driver == "filesystem" and not root:
         raise ConfigError("storage.filesystem.rootdirectory: must not be empty")
     delete = _section(storage, "delete", "storage.")
@@ -516,6 +528,7 @@ def _storage(raw: dict[str, Any]) -> StorageConfig:
         index_resync_interval=resync,
         driver=driver,
         root_directory=root,
+        s3=s3,
         delete_enabled=_bool(delete, "enabled", "storage.delete.", False),
         read_only=_bool(readonly, "enabled", "storage.maintenance.readonly.", False),
         upload_purging=purging,

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dockyard.auth.policy import AccessRule
 from dockyard.registry.limits import DEFAULT_MAX_MANIFEST_SIZE
+
+if TYPE_CHECKING:
+    from dockyard.storage.s3 import S3Settings
 
 HOUR = 3600.0
 
@@ -78,7 +82,9 @@ class GCSchedule:
 @dataclass(frozen=True)
 class StorageConfig:
     driver: str = "filesystem"
+    # The store's directory; with S3, the local directory of the index and locks.
     root_directory: str = "/var/lib/registry"
+    s3: S3Settings | None = None
     delete_enabled: bool = False
     read_only: bool = False
     upload_purging: UploadPurging = field(default_factory=UploadPurging)

@@ -34,8 +34,11 @@ log = logging.getLogger("dockyard.server")
 
 def prepare_storage(config: Config) -> None:
     """Fail before binding the port if the store cannot be used."""
-    if config.storage.driver != "filesystem":
+    if config.storage.driver == "inmemory":
         return
+    # With S3 the local directory holds only the index and the lock file.
+    key = ("storage.s3.indexdirectory" if config.storage.s3 is not None
+           else "storage.filesystem.rootdirectory")
     root = Path(config.storage.root_directory)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -43,8 +46,10 @@ def prepare_storage(config: Config) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        raise SystemExit(f"dockyard: storage.filesystem.rootdirectory {root} is not usable: "
+        raise SystemExit(f"dockyard: {key} {root} is not usable: "
                          f"{error.strerror}") from None
+    if config.storage.s3 is not None:
+        _check_bucket(config)
     from dockyard.storage.ownership import ownership_problem
 
     problem = ownership_problem(str(root), "serving it")
@@ -52,12 +57,34 @@ def prepare_storage(config: Config) -> None:
         raise SystemExit(problem)
 
 
+def _check_bucket(config: Config) -> None:
+    """List the bucket's root once: a wrong endpoint, bucket or credential stops the start."""
+    import asyncio
+
+    from dockyard.storage.s3 import S3Driver
+
+    assert config.storage.s3 is not None
+    driver = S3Driver(config.storage.s3)
+
+    async def probe() -> None:
+        try:
+            await driver.list("/")
+        finally:
+            await driver.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as error:
+        raise SystemExit(f"dockyard: storage.s3: bucket {config.storage.s3.bucket} is not "
+                         f"usable: {error}") from None
+
+
 def prepare_login_throttle(config: Config) -> None:
     """Create the failed-login database once, before the workers: workers opening a new
     SQLite file at the same moment race to switch it to WAL, and the loser fails to start."""
     logins_checked = config.htpasswd is not None or (
         config.token_issuer is not None and bool(config.token_issuer.htpasswd))
-    if config.storage.driver != "filesystem" or not logins_checked:
+    if config.storage.driver == "inmemory" or not logins_checked:
         return
     from dockyard.stores import make_login_throttle
 
@@ -68,7 +95,7 @@ def prepare_login_throttle(config: Config) -> None:
 
 def prepare_index(config: Config, say: Callable[[str], None]) -> None:
     """Check the metadata index against the store before serving (rebuilding what differs)."""
-    if config.storage.driver != "filesystem":
+    if config.storage.driver == "inmemory":
         return
     from dockyard.console import synchronize_index
     from dockyard.stores import make_driver, make_index
@@ -93,6 +120,10 @@ def announce(config: Config, workers: int, address: str, as_json: bool) -> None:
     scheme = "https" if http.tls else "http"
     where = (config.storage.root_directory if config.storage.driver == "filesystem"
              else "memory (lost at exit)")
+    if config.storage.s3 is not None:
+        s3 = config.storage.s3
+        where = (f"s3://{s3.bucket}/{s3.rootdirectory.strip('/')} "
+                 f"(index in {config.storage.root_directory})")
     serving = (f"dockyard {__version__} serving {scheme}://{address}{http.prefix}/v2/ "
                f"({workers} worker{'s' if workers > 1 else ''})")
     deletes = "enabled" if config.storage.delete_enabled else "disabled"

@@ -1,4 +1,4 @@
-"""The interface every storage driver implements (filesystem, in-memory, later S3).
+"""The interface every storage driver implements (filesystem, in-memory, S3).
 
 Paths are absolute, slash-separated and driver-relative ("/docker/registry/v2/..."), the
 same address space distribution's drivers use, so the on-disk layout matches. A path is made
@@ -7,9 +7,10 @@ anything else with InvalidPath, and "/", the root, is valid for `stat`, `list` a
 
 Directories: a driver that has them (filesystem, in-memory) makes them for the files written
 below, keeps one emptied until it is deleted or pruned, and refuses to write a file where a
-directory is (IsADirectoryError) or below a file (NotADirectoryError). An object store has
-none of its own: a directory is there while something is below it. A path below a file
-names nothing (PathNotFound, None) for every operation.
+directory is (IsADirectoryError) or below a file (NotADirectoryError). An object store (S3)
+has none of its own: a directory is a key prefix, there while something is below it, gone as
+soon as it empties, and a file may share its path with one. A path below a file names
+nothing (PathNotFound, None) for every operation.
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ class StorageDriver(abc.ABC):
         """Atomically replace `destination` with `source`, a file or a whole directory (fsck
         moves a blob's), making the destination's parents: readers of `destination` see the
         old or the new file, never neither. PathNotFound, naming `source`, if it is
-        missing."""
+        missing. (An object store moves a file as a copy and a delete, atomically for
+        readers of `destination`, but a directory object by object.)"""
 
     @abc.abstractmethod
     async def delete(self, path: str) -> None:
