@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 
 from tests.storage.test_s3_serve import s3_section
 from tests.support.clients import Skopeo
@@ -102,11 +103,13 @@ def test_redirect_disabled_streams_through_the_registry(s3_bucket: S3Bucket,
         assert_head_answered_by_registry(client, "team/app", layer)
 
 
-def test_a_filesystem_store_never_redirects(tmp_path: Path) -> None:
+@pytest.mark.parametrize("driver", [{}, {"filesystem": None, "inmemory": {}}],
+                         ids=["filesystem", "inmemory"])
+def test_a_local_store_never_redirects(tmp_path: Path, driver: dict[str, Any]) -> None:
     image = make_image(layer_count=1, layer_size=4096)
     layer = image.layers[0]
-    # Redirects are on (not disabled), but a filesystem has no URL to redirect to.
-    config = {"storage": {"redirect": {"disable": False}}}
+    # Redirects are on (not disabled), but a local store has no URL to redirect to.
+    config = {"storage": {**driver, "redirect": {"disable": False}}}
     with run_registry(tmp_path, config=config) as running, running.client() as client:
         push_image(client, "team/app", "v1", image)
         whole = client.get(f"/v2/team/app/blobs/{digest_of(layer)}")
