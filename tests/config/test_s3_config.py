@@ -106,3 +106,25 @@ def test_environment_configures_a_working_driver(tmp_path: Path, s3_bucket: S3Bu
     listed = client.list_objects_v2(Bucket=s3_bucket.bucket, Prefix=s3_bucket.prefix)
     assert [item["Key"] for item in listed["Contents"]] == [
         f"{s3_bucket.prefix}registry/docker/registry/v2/blobs/sha256/ab/abc/data"]
+
+
+def test_redirects_are_on_unless_disabled(tmp_path: Path) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(s3_config(tmp_path)))
+    assert load_config(path, environ={}).storage.redirect_disabled is False
+    disabled = load_config(path, environ={"REGISTRY_STORAGE_REDIRECT_DISABLE": "true"})
+    assert disabled.storage.redirect_disabled is True
+    written = {**s3_config(tmp_path)}
+    written["storage"] = {**written["storage"], "redirect": {"disable": True}}
+    path.write_text(yaml.safe_dump(written))
+    assert load_config(path, environ={}).storage.redirect_disabled is True
+    assert "storage.redirect.disable" not in load_config(path, environ={}).ignored_keys
+
+
+def test_a_redirect_setting_that_is_not_a_boolean_is_refused(tmp_path: Path) -> None:
+    config = s3_config(tmp_path)
+    config["storage"]["redirect"] = {"disable": "sometimes"}
+    result = serve(tmp_path, config)
+    assert result.returncode == 2, result.stderr
+    assert "storage.redirect.disable: expected true or false" in result.stderr
+    assert "Traceback" not in result.stderr

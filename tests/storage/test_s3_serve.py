@@ -40,7 +40,9 @@ def s3_registry(bucket: S3Bucket, tmp_path: Path) -> Iterator[RunningRegistry]:
 def test_push_and_pull_through_http(s3_bucket: S3Bucket, tmp_path: Path) -> None:
     image = make_image(layer_count=1, layer_size=100_000)
     big = os.urandom(11 * MIB + 123)
-    with s3_registry(s3_bucket, tmp_path) as running, running.client(timeout=120) as client:
+    # Blob GETs are redirected to S3 (tests/storage/test_s3_redirect.py): followed here.
+    with s3_registry(s3_bucket, tmp_path) as running, \
+            running.client(timeout=120, follow_redirects=True) as client:
         push_image(client, "team/app", "v1", image)
         # A chunked upload: chunks go to either worker, each continuing what the last wrote.
         started = client.post("/v2/team/app/blobs/uploads/")

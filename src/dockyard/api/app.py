@@ -59,6 +59,7 @@ class RegistryApp:
             read_only=config.storage.read_only,
             max_manifest_size=config.max_manifest_size,
             max_uploads_per_repository=config.max_uploads_per_repository,
+            redirect_blob_reads=not config.storage.redirect_disabled,
         ))
         self.prefix = config.http.prefix
         self.common_headers: Headers = [(b"docker-distribution-api-version", b"registry/2.0")]

@@ -72,7 +72,7 @@ SCHEMA = used(
                 "objectacl", "useragent", "loglevel", "usedualstack", "accelerate",
                 "usefipsendpoint",
                 "indexdirectory")},  # dockyard only: the local index and locks
-            "redirectendpoint": IGNORED,  # dockyard does not redirect blob reads yet
+            "redirectendpoint": IGNORED,  # presigned URLs always name regionendpoint
             "sessiontoken": IGNORED,  # distribution ignores it too
         }, strict=True),
         # Other drivers are known, and refused by the loader with a list of supported ones.
@@ -83,7 +83,7 @@ SCHEMA = used(
             readonly=used(enabled=LEAF),
         ),
         cache=ignored(blobdescriptor=IGNORED, blobdescriptorsize=IGNORED),
-        redirect=used(disable=LEAF),  # dockyard never redirects blob reads
+        redirect=used(disable=LEAF),
         tag=ignored(concurrencylimit=IGNORED),
         gc=used(enabled=LEAF, interval=LEAF, graceperiod=LEAF, deleteuntagged=LEAF,
                 dryrun=LEAF),  # dockyard only

@@ -497,6 +497,7 @@ def _storage(raw: dict[str, Any]) -> StorageConfig:
     delete = _section(storage, "delete", "storage.")
     maintenance = _section(storage, "maintenance", "storage.")
     readonly = _section(maintenance, "readonly", "storage.maintenance.")
+    redirect = _section(storage, "redirect", "storage.")
     purging_raw = maintenance.get("uploadpurging")
     purging = UploadPurging()
     if purging_raw is not None:
@@ -531,6 +532,7 @@ def _storage(raw: dict[str, Any]) -> StorageConfig:
         s3=s3,
         delete_enabled=_bool(delete, "enabled", "storage.delete.", False),
         read_only=_bool(readonly, "enabled", "storage.maintenance.readonly.", False),
+        redirect_disabled=_bool(redirect, "disable", "storage.redirect.", False),
         upload_purging=purging,
     )
 

@@ -87,6 +87,9 @@ class StorageConfig:
     s3: S3Settings | None = None
     delete_enabled: bool = False
     read_only: bool = False
+    # storage.redirect.disable: blob GETs streamed by the registry even where the driver
+    # could send the client to the storage (S3's presigned URLs).
+    redirect_disabled: bool = False
     upload_purging: UploadPurging = field(default_factory=UploadPurging)
     gc: GCSchedule = field(default_factory=GCSchedule)
     # How often the server looks for changes made to the store by something else (another

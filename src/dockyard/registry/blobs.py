@@ -16,6 +16,10 @@ from dockyard.storage import PathNotFound, StorageDriver
 
 log = logging.getLogger("dockyard.registry")
 
+# How long a blob's download URL stays valid: distribution's 20 minutes, long enough for a
+# slow client to start (a transfer under way is not cut off when it expires).
+DOWNLOAD_URL_LIFETIME = 20 * 60.0
+
 
 @dataclass(frozen=True, slots=True)
 class BlobDescriptor:
@@ -26,8 +30,10 @@ class BlobDescriptor:
 class BlobStore:
     """Content-addressed data under /blobs; knows nothing of repositories."""
 
-    def __init__(self, driver: StorageDriver) -> None:
+    def __init__(self, driver: StorageDriver, redirect: bool = False) -> None:
         self.driver = driver
+        # Whether clients are sent to the storage for blob content, where it can take them.
+        self.redirect = redirect
 
     async def size(self, digest: Digest) -> int | None:
         info = await self.driver.stat(layout.blob_data(digest))
@@ -61,6 +67,13 @@ class BlobStore:
     def read(self, digest: Digest, offset: int = 0, length: int | None = None
              ) -> AsyncIterator[bytes]:
         return self.driver.read(layout.blob_data(digest), offset, length)
+
+    async def download_url(self, digest: Digest) -> str | None:
+        """Where a client can fetch the blob from the storage itself (ranges included), or
+        None when the registry serves it: redirects disabled, or a driver with no URLs."""
+        if not self.redirect:
+            return None
+        return await self.driver.url_for(layout.blob_data(digest), DOWNLOAD_URL_LIFETIME)
 
 
 class RepositoryBlobs:

@@ -24,6 +24,8 @@ class RegistrySettings:
     read_only: bool = False
     max_manifest_size: int = DEFAULT_MAX_MANIFEST_SIZE
     max_uploads_per_repository: int = 1000
+    # Blob GETs answered with a redirect to the storage where it can (storage.redirect).
+    redirect_blob_reads: bool = True
 
 
 class Repository:
@@ -58,7 +60,7 @@ class Registry:
         self.driver = driver
         self.index = index
         self.settings = settings or RegistrySettings()
-        self.blobs = BlobStore(driver)
+        self.blobs = BlobStore(driver, self.settings.redirect_blob_reads)
         self.uploads = UploadStore(self.blobs, index,
                                    self.settings.max_uploads_per_repository)
         self.gc = GCRuns(driver, index, self.settings.read_only)

@@ -135,6 +135,13 @@ class StorageDriver(abc.ABC):
         None), clipped to the file's end, in pieces that are never empty: an empty range
         yields nothing. PathNotFound, when iteration starts, if missing or a directory."""
 
+    async def url_for(self, path: str, expires: float) -> str | None:
+        """A URL from which a client can GET the file itself, with ranges, for `expires`
+        seconds without asking the registry, or None where the driver has no such URL (a
+        filesystem, memory). Whether the file exists is not checked."""
+        check_path(path)
+        return None
+
     async def free_space(self) -> int | None:
         """Bytes still free for the store, where the driver can tell (None: unbounded or
         unknown, as for object storage)."""

@@ -267,6 +267,15 @@ class S3Driver(StorageDriver):
                 if piece:
                     yield bytes(piece)
 
+    async def url_for(self, path: str, expires: float) -> str | None:
+        """A presigned GetObject URL of the object (signed here, no request to S3)."""
+        key = self.key(check_path(path))
+        client = await self._client()
+        url: str = await client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key},
+            ExpiresIn=max(1, int(expires)))
+        return url
+
     async def stat(self, path: str) -> FileInfo | None:
         check_root_or_path(path)
         if path == "/":

@@ -18,6 +18,11 @@ async def get_blob(ctx: Context, name: str, digest: str) -> Response:
     parsed = Digest.parse(digest)
     blob = await repository.blobs.describe(parsed)
     store = ctx.registry.blobs
+    if ctx.request.method == "GET":
+        # As distribution: before ranges or conditions, which the storage then answers.
+        url = await store.download_url(parsed)
+        if url is not None:
+            return Response(307, headers={"Location": url})
     etag = f'"{parsed}"'
     headers = {
         "Docker-Content-Digest": str(parsed),
