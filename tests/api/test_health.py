@@ -4,7 +4,6 @@ for whoever asks (it is served without authentication, as in distribution)."""
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 import tests.support.server as server_support
 from dockyard.auth.htpasswd import hash_password
-from tests.support.server import RunningRegistry, run_registry
+from tests.support.server import RunningRegistry, require_tool, run_registry
 
 
 @contextmanager
@@ -27,9 +26,7 @@ def run_without_permission_override(tmp_path: Path) -> Iterator[RunningRegistry]
     original = server_support.registry_command
     command = original
     if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without setpriv to drop CAP_DAC_OVERRIDE")
+        setpriv = require_tool("setpriv")  # to drop CAP_DAC_OVERRIDE as root
 
         def command(kind: str, config_path: Path) -> list[str]:
             return [setpriv, "--bounding-set=-dac_override,-dac_read_search",
