@@ -68,6 +68,10 @@ class S3Settings:
     regionendpoint: str | None = None
     accesskey: str | None = None
     secretkey: str | None = None
+    sessiontoken: str | None = None
+    # Where presigned blob URLs point (a CDN or another name of the S3 endpoint), else
+    # regionendpoint.
+    redirectendpoint: str | None = None
     forcepathstyle: bool = False
     rootdirectory: str = ""
     secure: bool = True
@@ -126,6 +130,8 @@ class S3Driver(StorageDriver):
         # (a worker has one; a command or a test may run several in turn).
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary())
+        self._presigners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary())
         self._contexts: dict[int, Any] = {}
         self._clients_lock = threading.Lock()
         if settings.loglevel != "off":
@@ -150,23 +156,36 @@ class S3Driver(StorageDriver):
         client = self._clients.get(loop)
         if client is not None:
             return client
-        context = self._new_client_context()
+        return await self._open_client(self._clients, self.settings.regionendpoint)
+
+    async def _presigning_client(self) -> Any:
+        """The client whose presigned URLs name `redirectendpoint` (the main one if unset)."""
+        if not self.settings.redirectendpoint:
+            return await self._client()
+        client = self._presigners.get(asyncio.get_running_loop())
+        if client is not None:
+            return client
+        return await self._open_client(self._presigners, self.settings.redirectendpoint)
+
+    async def _open_client(self, clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, Any], endpoint: str | None) -> Any:
+        loop = asyncio.get_running_loop()
+        context = self._new_client_context(endpoint)
         client = await context.__aenter__()
         with self._clients_lock:
-            existing = self._clients.get(loop)
+            existing = clients.get(loop)
             if existing is None:
-                self._clients[loop] = client
+                clients[loop] = client
                 self._contexts[id(client)] = context
                 return client
         await context.__aexit__(None, None, None)
         return existing
 
-    def _new_client_context(self) -> Any:
+    def _new_client_context(self, endpoint: str | None) -> Any:
         from aiobotocore.config import AioConfig
         from aiobotocore.session import get_session
 
         settings = self.settings
-        endpoint = settings.regionendpoint
         if endpoint and "://" not in endpoint:
             endpoint = f"{'https' if settings.secure else 'http'}://{endpoint}"
         config = AioConfig(
@@ -194,16 +213,19 @@ class S3Driver(StorageDriver):
         if settings.accesskey and settings.secretkey:
             options["aws_access_key_id"] = settings.accesskey
             options["aws_secret_access_key"] = settings.secretkey
+            if settings.sessiontoken:
+                options["aws_session_token"] = settings.sessiontoken
         return get_session().create_client("s3", **options)
 
     async def close(self) -> None:
-        """Close this event loop's client (others close with their loops)."""
+        """Close this event loop's clients (others close with their loops)."""
         loop = asyncio.get_running_loop()
-        with self._clients_lock:
-            client = self._clients.pop(loop, None)
-            context = self._contexts.pop(id(client), None) if client is not None else None
-        if context is not None:
-            await context.__aexit__(None, None, None)
+        for clients in (self._clients, self._presigners):
+            with self._clients_lock:
+                client = clients.pop(loop, None)
+                context = self._contexts.pop(id(client), None) if client is not None else None
+            if context is not None:
+                await context.__aexit__(None, None, None)
 
     def _object_options(self) -> dict[str, Any]:
         """What every object written gets: content type, ACL, storage class, encryption."""
@@ -270,7 +292,7 @@ class S3Driver(StorageDriver):
     async def url_for(self, path: str, expires: float) -> str | None:
         """A presigned GetObject URL of the object (signed here, no request to S3)."""
         key = self.key(check_path(path))
-        client = await self._client()
+        client = await self._presigning_client()
         url: str = await client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key},
             ExpiresIn=max(1, int(expires)))
