@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -25,8 +26,17 @@ import pytest
 import yaml
 
 from tests.compat.test_distribution_store import Stored, check_serves, fill, snapshot
-from tests.support.clients import CommandFailed, RegistryReader, Skopeo
-from tests.support.images import MANIFEST_ACCEPT, read_oci_layout, sample_image, sha256_digest
+from tests.support.clients import CommandFailed, RegistryReader, Skopeo, run
+from tests.support.daemons import run_dockerd
+from tests.support.images import (
+    MANIFEST_ACCEPT,
+    large_image,
+    read_oci_layout,
+    sample_image,
+    sha256_digest,
+    write_docker_archive,
+    write_image_layout,
+)
 from tests.support.oci import (
     OCI_CONFIG,
     OCI_INDEX,
@@ -366,3 +376,54 @@ def test_dockyard_garbage_collect_keeps_what_distribution_wrote(
         check_serves(distribution, stored)
     with serve_s3("dockyard", s3_bucket, tmp_path / "dockyard") as dockyard:
         check_serves(dockyard, stored)
+
+
+@pytest.fixture(scope="module")
+def docker_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """The docker CLI and the environment that points it at a private dockerd."""
+    binary = require_tool("docker")
+    dockerd = require_tool("dockerd")
+    with run_dockerd(tmp_path_factory.mktemp("dockerd"), dockerd, binary) as daemon:
+        yield binary, daemon.env
+
+
+@pytest.mark.parametrize("redirect_disabled", [False, True],
+                         ids=["redirect", "redirect-disabled"])
+def test_docker_and_skopeo_push_and_pull(s3_bucket: S3Bucket, tmp_path: Path,
+                                         docker_env: tuple[str, dict[str, str]],
+                                         redirect_disabled: bool) -> None:
+    binary, env = docker_env
+    skopeo = Skopeo(require_tool("skopeo"), tmp_path / "skopeo")
+    image = large_image(f"s3-docker-{redirect_disabled}", 6 * MIB)
+    local = f"dockyard-test/s3-docker-{str(redirect_disabled).lower()}:v1"
+    archive = write_docker_archive(tmp_path / "image.tar", image, [local])
+    run([binary, "load", "--input", str(archive)], env=env)
+    extra = {"storage": {"redirect": {"disable": redirect_disabled}}}
+    with serve_s3("dockyard", s3_bucket, tmp_path / "dockyard", extra) as dockyard:
+        reference = f"{dockyard.host}/team/docker:v1"
+        run([binary, "tag", local, reference], env=env)
+        pushed = run([binary, "push", reference], env=env).stdout
+        found = re.search(r"digest: (sha256:[0-9a-f]{64})", pushed)
+        assert found, pushed
+        run([binary, "rmi", reference, local], env=env)
+        run([binary, "pull", f"{dockyard.host}/team/docker@{found.group(1)}"], env=env)
+        image_id = run([binary, "image", "inspect", "--format", "{{.Id}}",
+                        f"{dockyard.host}/team/docker@{found.group(1)}"], env=env).stdout
+        assert image_id.strip() == image.config.digest
+
+        # skopeo the same way: an OCI image in, and back out byte for byte.
+        oci = sample_image(f"s3-skopeo-{redirect_disabled}", layers=3)
+        source = write_image_layout(tmp_path / "src", "v1", oci)
+        skopeo.copy(source.ref("v1"), f"docker://{dockyard.host}/team/skopeo:v1")
+        skopeo.copy(f"docker://{dockyard.host}/team/skopeo:v1", f"oci:{tmp_path / 'out'}:v1")
+        logs = dockyard.logs()
+    pulled = read_oci_layout(tmp_path / "out")
+    assert pulled.tags["v1"]["digest"] == oci.manifest.digest
+    for blob in oci.blobs:
+        assert pulled.read_blob(blob.digest) == blob.data
+    # Layers came from S3 (a 307 to the presigned URL) or through dockyard (a 200).
+    status = 200 if redirect_disabled else 307
+    for layer in oci.layers:
+        assert f"GET /v2/team/skopeo/blobs/{layer.compressed.digest} {status}" in logs, logs
+    docker_gets = re.findall(r"GET /v2/team/docker/blobs/sha256:[0-9a-f]{64} (\d{3})", logs)
+    assert docker_gets and set(docker_gets) == {str(status)}, logs
