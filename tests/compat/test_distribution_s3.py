@@ -394,7 +394,8 @@ def test_docker_and_skopeo_push_and_pull(s3_bucket: S3Bucket, tmp_path: Path,
                                          redirect_disabled: bool) -> None:
     binary, env = docker_env
     skopeo = Skopeo(require_tool("skopeo"), tmp_path / "skopeo")
-    image = large_image(f"s3-docker-{redirect_disabled}", 6 * MIB)
+    # Content of this test's own, so that dockerd (shared by the module) has none of it.
+    image = large_image(f"s3-docker-{s3_bucket.prefix}{redirect_disabled}", 6 * MIB)
     local = f"dockyard-test/s3-docker-{str(redirect_disabled).lower()}:v1"
     archive = write_docker_archive(tmp_path / "image.tar", image, [local])
     run([binary, "load", "--input", str(archive)], env=env)
@@ -410,6 +411,7 @@ def test_docker_and_skopeo_push_and_pull(s3_bucket: S3Bucket, tmp_path: Path,
         image_id = run([binary, "image", "inspect", "--format", "{{.Id}}",
                         f"{dockyard.host}/team/docker@{found.group(1)}"], env=env).stdout
         assert image_id.strip() == image.config.digest
+        run([binary, "rmi", f"{dockyard.host}/team/docker@{found.group(1)}"], env=env)
 
         # skopeo the same way: an OCI image in, and back out byte for byte.
         oci = sample_image(f"s3-skopeo-{redirect_disabled}", layers=3)
