@@ -10,6 +10,7 @@ started without that variable.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -429,3 +430,52 @@ def test_docker_and_skopeo_push_and_pull(s3_bucket: S3Bucket, tmp_path: Path,
         assert f"GET /v2/team/skopeo/blobs/{layer.compressed.digest} {status}" in logs, logs
     docker_gets = re.findall(r"GET /v2/team/docker/blobs/sha256:[0-9a-f]{64} (\d{3})", logs)
     assert docker_gets and set(docker_gets) == {str(status)}, logs
+
+
+def push_in_chunks(registry: RunningRegistry, repo: str, data: bytes,
+                   cuts: list[int]) -> str:
+    """Push `data` in PATCHes ending at each of `cuts`, then PUT; the blob's digest."""
+    digest = digest_of(data)
+    with registry.client(timeout=300) as client:
+        started = client.post(f"/v2/{repo}/blobs/uploads/")
+        assert started.status_code == 202, started.text
+        location = started.headers["Location"]
+        for start, end in itertools.pairwise([0, *cuts, len(data)]):
+            response = client.patch(location, content=data[start:end], headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"{start}-{end - 1}"})
+            assert response.status_code == 202, f"{registry.kind}: {response.text}"
+            location = response.headers["Location"]
+        separator = "&" if "?" in location else "?"
+        committed = client.put(f"{location}{separator}digest={digest}")
+        assert committed.status_code == 201, f"{registry.kind}: {committed.text}"
+    return digest
+
+
+@pytest.mark.parametrize(("writer", "reader"), [("distribution", "dockyard"),
+                                                ("dockyard", "distribution")])
+def test_large_blobs_in_parts(s3_bucket: S3Bucket, tmp_path: Path, writer: str,
+                              reader: str) -> None:
+    """Blobs larger than a part (10 MiB) and than a single server-side copy (32 MiB), pushed
+    in chunks through one registry, read whole and in ranges through the other."""
+    big = os.urandom(40 * MIB + 123)
+    image = image_over([big])
+    with serve_s3(writer, s3_bucket, tmp_path / writer) as first, \
+            serve_s3(reader, s3_bucket, tmp_path / reader) as second:
+        push_in_chunks(first, "team/big", big, [7 * MIB, 27 * MIB])
+        with first.client() as client:
+            push_blob(client, "team/big", image.config)
+            pushed = client.put("/v2/team/big/manifests/v1", content=image.manifest,
+                                headers={"Content-Type": OCI_MANIFEST})
+            assert pushed.status_code == 201, pushed.text
+        with second.client(timeout=300, follow_redirects=True) as client:
+            manifest = client.get("/v2/team/big/manifests/v1",
+                                  headers={"Accept": OCI_MANIFEST})
+            assert manifest.status_code == 200 and manifest.content == image.manifest
+            whole = client.get(f"/v2/team/big/blobs/{digest_of(big)}")
+            assert whole.status_code == 200
+            assert digest_of(whole.content) == digest_of(big)
+            start = 10 * MIB - 50
+            ranged = client.get(f"/v2/team/big/blobs/{digest_of(big)}",
+                                headers={"Range": f"bytes={start}-{start + 99}"})
+            assert ranged.status_code == 206 and ranged.content == big[start:start + 100]
