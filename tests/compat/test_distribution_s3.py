@@ -479,3 +479,42 @@ def test_large_blobs_in_parts(s3_bucket: S3Bucket, tmp_path: Path, writer: str,
             ranged = client.get(f"/v2/team/big/blobs/{digest_of(big)}",
                                 headers={"Range": f"bytes={start}-{start + 99}"})
             assert ranged.status_code == 206 and ranged.content == big[start:start + 100]
+
+
+def test_collection_in_a_running_dockyard_keeps_what_distribution_pushed(
+        s3_bucket: S3Bucket, tmp_path: Path) -> None:
+    """A dockyard serving the bucket while distribution pushes to it has not indexed those
+    pushes; its collection (the admin endpoint, untagged manifests too, no grace period)
+    must read them from the bucket first and keep them."""
+    require_tool("docker-registry")
+    skopeo = Skopeo(require_tool("skopeo"), tmp_path / "skopeo")
+    stored = Stored()
+    admin = {"http": {"admin": {"enabled": True}}}
+    with serve_s3("dockyard", s3_bucket, tmp_path / "dockyard", admin) as dockyard, \
+            serve_s3("distribution", s3_bucket, tmp_path / "distribution") as distribution:
+        repos = fill(distribution, skopeo, tmp_path / "src", "online")
+        snapshot(distribution, stored, repos)
+        doomed = sample_image("online-doomed", layers=1)
+        stored.gone += [(repos[0], doomed.manifest.digest), (repos[0], "doomed")]
+        with dockyard.client() as client:
+            started = client.post("/admin/gc", params={"deleteuntagged": "true",
+                                                       "graceperiod": "0s"})
+            assert started.status_code == 202, started.text
+            status = wait_finished(client)
+        assert status["state"] == "finished", status
+        # What distribution deleted, and only that, is collected.
+        deleted = set(status["report"]["blobs_deleted"])
+        assert {blob.digest for blob in [doomed.manifest, *doomed.blobs]} <= deleted
+        assert not deleted & {digest for (_, digest) in stored.blobs}, status["report"]
+        check_serves(distribution, stored)
+        check_serves(dockyard, stored)
+
+
+def wait_finished(client: httpx.Client, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status: dict[str, Any] = client.get("/admin/gc").json()
+        if status["state"] in ("finished", "failed"):
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.3)
