@@ -103,6 +103,17 @@ def wait_for(condition: Callable[[], bool], what: str,
         time.sleep(0.5)
 
 
+def check_pulls(registry: RunningRegistry, stored: Stored) -> None:
+    """`registry` serves every manifest (by tag and by digest), blob and tag list recorded."""
+    with RegistryReader(registry.url) as reader:
+        for (repo, reference), data in stored.manifests.items():
+            assert reader.manifest(repo, reference).data == data, f"{repo}:{reference}"
+        for (repo, digest), data in stored.blobs.items():
+            assert reader.blob(repo, digest) == data, f"{repo}@{digest}"
+        for repo, tags in stored.tags.items():
+            assert sorted(reader.tags(repo)) == tags, f"tags of {repo}"
+
+
 def catalog_of(registry: RunningRegistry) -> list[str]:
     with RegistryReader(registry.url) as reader:
         return sorted(reader.catalog())
@@ -138,7 +149,11 @@ def test_each_serves_what_the_other_wrote(s3_bucket: S3Bucket, tmp_path: Path) -
     # A dockyard already serving the bucket sees other registries' pushes at its next
     # re-sync of the index with the bucket (storage.index.resyncinterval).
     resync_often = {"storage": {"index": {"resyncinterval": "1s"}}}
+    # One that never re-syncs while serving still serves them by tag and by digest at once:
+    # manifests, blobs and the tag lists of repositories new to it are read from the bucket.
+    never = {"storage": {"index": {"resyncinterval": "0"}}}
     with serve_s3("dockyard", s3_bucket, tmp_path / "early", resync_often) as early, \
+            serve_s3("dockyard", s3_bucket, tmp_path / "unsynced", never) as unsynced, \
             serve_s3("distribution", s3_bucket, tmp_path / "distribution") as distribution:
         # 1. distribution writes; both dockyards serve it all, byte for byte.
         repos = fill(distribution, skopeo, tmp_path / "first", "compat")
@@ -147,6 +162,7 @@ def test_each_serves_what_the_other_wrote(s3_bucket: S3Bucket, tmp_path: Path) -
         stored.gone += [(repos[0], doomed.manifest.digest), (repos[0], "doomed")]
         assert stored.tags[repos[0]] == ["latest", "stable", "v1"]
         check_serves(distribution, stored)
+        check_pulls(unsynced, stored)
         wait_for(lambda: catalog_of(early) == stored.catalog, "the catalog, in a dockyard "
                  "serving before the push")
         check_serves(early, stored)
@@ -167,7 +183,6 @@ def test_each_serves_what_the_other_wrote(s3_bucket: S3Bucket, tmp_path: Path) -
             again_doomed = sample_image("again-doomed", layers=1)
             stored.gone += [(more[0], again_doomed.manifest.digest), (more[0], "doomed"),
                             (more[0], "temporary")]
-            check_serves(late, stored)
             check_serves(distribution, stored)
             wait_for(lambda: catalog_of(early) == stored.catalog, "dockyard's pushes, in "
                      "another dockyard")
