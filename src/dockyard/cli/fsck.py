@@ -12,7 +12,7 @@ from dockyard.cli.common import (
     EXIT_FAILURE,
     human_size,
     load_or_exit,
-    require_filesystem,
+    require_persistent,
     require_store_owner,
 )
 
@@ -31,7 +31,7 @@ def fsck(config: str | None, quarantine: bool, as_json: bool) -> None:
     from dockyard.stores import make_driver
 
     settings = load_or_exit(config)
-    require_filesystem(settings, "fsck")
+    require_persistent(settings, "fsck")
     if quarantine:
         require_store_owner(settings, "fsck --quarantine")
     with counted_progress("verifying blobs") as progress:

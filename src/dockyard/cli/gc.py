@@ -15,7 +15,7 @@ from dockyard.cli.common import (
     EXIT_FAILURE,
     human_size,
     load_or_exit,
-    require_filesystem,
+    require_persistent,
     require_store_owner,
 )
 from dockyard.registry.gc import DEFAULT_GRACE_PERIOD, GCOptions, GCReport
@@ -71,7 +71,7 @@ def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
     from dockyard.stores import make_driver, make_index, scratch_index
 
     settings = load_or_exit(config)
-    require_filesystem(settings, "garbage-collect")
+    require_persistent(settings, "garbage-collect")
     if not dry_run:
         require_store_owner(settings, "garbage-collect")
     options = GCOptions(
