@@ -4,10 +4,15 @@ checked key by key in the bucket and by pulling every image that must remain."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,6 +21,7 @@ import yaml
 
 from tests.gc.test_garbage_collect import image_blobs, shared_layer_images
 from tests.storage.test_s3_serve import s3_section
+from tests.support.distribution_layout import layout_of
 from tests.support.oci import Image, digest_of, make_image, push_blob, push_image, random_blob
 from tests.support.s3 import S3Bucket, botocore_client
 from tests.support.server import RunningRegistry, run_registry
@@ -182,3 +188,86 @@ def test_fsck_index_rebuild_and_du_on_s3(s3_bucket: S3Bucket, tmp_path: Path) ->
     assert report["stored"] == {"blobs": 3, "size": len(image.config) + 20_000
                                 + len(image.manifest)}
     assert bucket_keys(s3_bucket) == keys  # du writes nothing
+
+
+class SlowRelay:
+    """A TCP relay to an S3 endpoint that holds back each answer by `delay` seconds, as a
+    distant S3 would, and counts the exchanges (a request, then its answer) it relays. A
+    client sending one request after another then needs at least exchanges x delay; one
+    keeping many in flight, a fraction of that."""
+
+    def __init__(self, target: str, delay: float) -> None:
+        address = target.split("://", 1)[1].rstrip("/")
+        host, _, port = address.rpartition(":")
+        self.target = (host, int(port))
+        self.delay = delay
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.exchanges = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            asked = threading.Event()  # a request went up, its answer has not come back
+            threading.Thread(target=self._pipe, args=(client, upstream, asked, False),
+                             daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, asked, True),
+                             daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, asked: threading.Event,
+              answers: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if not answers:
+                    asked.set()
+                elif asked.is_set():  # the first bytes of an answer
+                    asked.clear()
+                    with self._lock:
+                        self.exchanges += 1
+                    time.sleep(self.delay)
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_index_rebuild_reads_many_repositories_at_once(s3_bucket: S3Bucket, tmp_path: Path
+                                                       ) -> None:
+    s3 = botocore_client(s3_bucket.service)
+    objects = layout_of(f"{s3_bucket.prefix}registry/docker/registry/v2", 40, 2)
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda item: s3.put_object(Bucket=s3_bucket.bucket, Key=item[0],
+                                                 Body=item[1]), objects.items()))
+    relay = SlowRelay(s3_bucket.endpoint, delay=0.2)
+    try:
+        config = s3_config(s3_bucket, tmp_path)
+        scheme = s3_bucket.endpoint.split("://", 1)[0]
+        config["storage"]["s3"].update(regionendpoint=f"{scheme}://127.0.0.1:{relay.port}",
+                                       skipverify=True)
+        path = tmp_path / "config.yml"
+        path.write_text(yaml.safe_dump({"version": 0.1, **_plain(config)}))
+        started = time.monotonic()
+        rebuilt = command("index", "rebuild", str(path))
+        elapsed = time.monotonic() - started
+        assert rebuilt.returncode == 0, rebuilt.stderr
+        assert "index: 40 repositories, 40 re-read, 0 dropped" in rebuilt.stderr
+        # One request at a time cannot take less than the delays added up; this asks for
+        # four in flight on average (unchanged: 1; here about 16).
+        assert elapsed < relay.exchanges * relay.delay / 4, (elapsed, relay.exchanges)
+    finally:
+        relay.close()
+    direct = tmp_path / "direct.yml"
+    direct.write_text(yaml.safe_dump({"version": 0.1, **_plain(s3_config(s3_bucket, tmp_path))}))
+    usage = command("du", "--config", str(direct), "--json")
+    assert usage.returncode == 0, usage.stderr
+    repositories = json.loads(usage.stdout)["repositories"]
+    assert len(repositories) == 40
+    assert all(item["tags"] == 2 and item["manifests"] == 2 for item in repositories)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -66,7 +65,7 @@ def describe(report: GCReport) -> str:
 def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
                     grace_period: str, as_json: bool) -> None:
     """Delete blobs (and with -m, manifests) nothing uses. Safe while the registry runs."""
-    from dockyard.console import err, gc_progress, synchronize_index
+    from dockyard.console import err, gc_progress, run_on, synchronize_index
     from dockyard.registry.gc_runs import GCAlreadyRunning, GCRuns
     from dockyard.stores import make_driver, make_index, scratch_index
 
@@ -89,7 +88,8 @@ def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
                 # A store never served by dockyard (say, distribution's): index it first.
                 synchronize_index(driver, index, full=True, log=err)
             with gc_progress() as progress:
-                status = asyncio.run(GCRuns(driver, index).run(options, "command", progress))
+                status = run_on(driver, GCRuns(driver, index).run(options, "command",
+                                                                   progress))
     except GCAlreadyRunning:
         click.echo("dockyard: a garbage collection is already running on this store "
                    "(see GET /admin/gc); try again when it ends", err=True)

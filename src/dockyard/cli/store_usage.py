@@ -8,7 +8,6 @@ brought in line with the store there.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from typing import Any
@@ -22,7 +21,7 @@ from dockyard.registry.usage import Amount, StoreUsage
 
 
 def store_disk_usage(config_path: str, output: Output) -> None:
-    from dockyard.console import counted_progress, synchronize_index
+    from dockyard.console import counted_progress, run_on, synchronize_index
     from dockyard.registry.usage import store_usage
     from dockyard.stores import make_driver, scratch_index, store_location
 
@@ -38,8 +37,9 @@ def store_disk_usage(config_path: str, output: Output) -> None:
     with scratch_index(settings) as index:
         synchronize_index(driver, index, full=False, log=lambda _: None)
         with counted_progress("reading blob sizes") as progress:
-            result = asyncio.run(store_usage(driver, index, settings.storage.gc.grace_period,
-                                             settings.storage.upload_purging.age, progress))
+            result = run_on(driver, store_usage(driver, index,
+                                                settings.storage.gc.grace_period,
+                                                settings.storage.upload_purging.age, progress))
     usage = as_usage(result)
     for repository in result.repositories:
         for digest in repository.missing:

@@ -4,13 +4,20 @@ At start the server compares, repository by repository, the tags, manifest revis
 layer links the store holds with what the index holds, and re-reads only the repositories
 that differ: a store written by distribution, or changed while dockyard was stopped, is
 picked up without a full rebuild. `rebuild` re-reads everything.
+
+Repositories are scanned and read many at a time (`PARALLEL`), and within one the links and
+manifests are read concurrently too: on object storage every read is a request whose
+latency, not its size, is the cost, so a store of thousands of repositories read one request
+after another takes minutes where concurrent reads take seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dockyard.concurrency import each
 from dockyard.index.sqlite import (
     ManifestRecord,
     RepositoryContents,
@@ -27,6 +34,8 @@ from dockyard.storage import PathNotFound, StorageDriver
 Progress = Callable[[str], None]
 # Repositories re-read per write transaction while synchronizing: pushes wait for each.
 WRITE_BATCH = 64
+# Repositories scanned or read at once, and reads at once within one repository.
+PARALLEL = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,29 +54,33 @@ async def _list(driver: StorageDriver, path: str) -> list[str]:
 
 async def _linked_digests(driver: StorageDriver, directory: str, link_of: Callable[[Digest], str]
                           ) -> set[str]:
-    found = set()
+    digests = []
     for algorithm in HASH_HEX_LENGTHS:
         for hex_digest in await _list(driver, f"{directory}/{algorithm}"):
             try:
-                digest = Digest.parse(f"{algorithm}:{hex_digest}")
+                digests.append(Digest.parse(f"{algorithm}:{hex_digest}"))
             except DigestInvalid:
                 continue
-            if await read_link(driver, link_of(digest)) == digest:
-                found.add(str(digest))
-    return found
+
+    async def linked(digest: Digest) -> bool:
+        return await read_link(driver, link_of(digest)) == digest
+
+    found = await each(PARALLEL, linked, digests)
+    return {str(digest) for digest, ok in zip(digests, found, strict=True) if ok}
 
 
 async def scan_repository(driver: StorageDriver, name: str) -> RepositorySnapshot:
     """What the store holds for a repository (links only; manifests are not parsed)."""
-    tags = {}
-    for tag in await _list(driver, layout.tags(name)):
-        digest = await read_link(driver, layout.tag_current_link(name, tag))
-        if digest is not None:
-            tags[tag] = str(digest)
-    manifests = await _linked_digests(driver, f"{layout.manifests(name)}/revisions",
-                                      lambda d: layout.revision_link(name, d))
-    layers = await _linked_digests(driver, f"{layout.repository(name)}/_layers",
-                                   lambda d: layout.layer_link(name, d))
+    names = await _list(driver, layout.tags(name))
+    targets = await each(PARALLEL, lambda tag: read_link(
+        driver, layout.tag_current_link(name, tag)), names)
+    tags = {tag: str(digest) for tag, digest in zip(names, targets, strict=True)
+            if digest is not None}
+    manifests, layers = await asyncio.gather(
+        _linked_digests(driver, f"{layout.manifests(name)}/revisions",
+                        lambda d: layout.revision_link(name, d)),
+        _linked_digests(driver, f"{layout.repository(name)}/_layers",
+                        lambda d: layout.layer_link(name, d)))
     return RepositorySnapshot(tags, frozenset(manifests), frozenset(layers))
 
 
@@ -94,11 +107,9 @@ async def describe_manifest(driver: StorageDriver, name: str, digest_text: str
 
 async def read_repository(driver: StorageDriver, name: str, snapshot: RepositorySnapshot
                           ) -> RepositoryContents:
-    records = []
-    for digest in sorted(snapshot.manifests):
-        record = await describe_manifest(driver, name, digest)
-        if record is not None:
-            records.append(record)
+    described = await each(PARALLEL, lambda digest: describe_manifest(driver, name, digest),
+                           sorted(snapshot.manifests))
+    records = [record for record in described if record is not None]
     present = {record.digest for record in records}
     tags = {tag: digest for tag, digest in snapshot.tags.items() if digest in present}
     return RepositoryContents(name, tags, records, sorted(snapshot.layers))
@@ -119,23 +130,30 @@ async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = Fa
         on_total(len(names))
     full = full or not index.is_complete
     indexed = {} if full else index.snapshots()
-    differing: list[str] = []
-    for name in names:
-        if full or indexed.get(name) != await scan_repository(driver, name):
-            differing.append(name)
-        elif progress is not None:
+
+    async def differs(name: str) -> bool:
+        same = not full and indexed.get(name) == await scan_repository(driver, name)
+        if same and progress is not None:
             progress(name)
+        return not same
+
+    found = await each(PARALLEL, differs, names)
+    differing = [name for name, differ in zip(names, found, strict=True) if differ]
     stored = set(names)
     gone = [name for name in index.repositories() if name not in stored]
     removed: list[str] = []
+
+    async def read_again(name: str) -> RepositoryContents:
+        contents = await read_repository(driver, name, await scan_repository(driver, name))
+        if progress is not None:
+            progress(name)
+        return contents
+
     for start in range(0, len(differing), WRITE_BATCH):
         async with index.writing() as db:
-            for name in differing[start:start + WRITE_BATCH]:
-                snapshot = await scan_repository(driver, name)
-                SQLiteIndex.replace_repository_within(
-                    db, await read_repository(driver, name, snapshot))
-                if progress is not None:
-                    progress(name)
+            for contents in await each(PARALLEL, read_again,
+                                       differing[start:start + WRITE_BATCH]):
+                SQLiteIndex.replace_repository_within(db, contents)
     for start in range(0, len(gone), WRITE_BATCH):
         async with index.writing() as db:
             for name in gone[start:start + WRITE_BATCH]:

@@ -135,6 +135,11 @@ class StorageDriver(abc.ABC):
         None), clipped to the file's end, in pieces that are never empty: an empty range
         yields nothing. PathNotFound, when iteration starts, if missing or a directory."""
 
+    async def close(self) -> None:
+        """Release what the driver holds for the running event loop (S3's connections);
+        the driver stays usable, from this loop or another."""
+        return None
+
     async def url_for(self, path: str, expires: float) -> str | None:
         """A URL from which a client can GET the file itself, with ranges, for `expires`
         seconds without asking the registry, or None where the driver has no such URL (a
