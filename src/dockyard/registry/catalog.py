@@ -30,19 +30,18 @@ async def list_repositories_with_uploads(driver: StorageDriver) -> list[str]:
 
 async def _walk(driver: StorageDriver, path: str, name: str, markers: tuple[str, ...],
                 found: list[str], slots: asyncio.Semaphore) -> None:
-    # A slot is held for a directory's own requests only, never while its children are
-    # walked: the tree may be deeper than there are slots.
+    # A slot is held for a directory's own listing only, never while its children are
+    # walked: the tree may be deeper than there are slots. A child is listed without asking
+    # first whether it is a directory: a file lists as missing, and on object storage the
+    # question would cost as much as the listing.
     async with slots:
         try:
             children = await driver.list(path)
         except PathNotFound:
             return
-        subdirectories = [child for child in children if not child.startswith("_")]
-        infos = await driver.stat_many([f"{path}/{child}" for child in subdirectories])
     if name and any(marker in children for marker in markers):
         found.append(name)
     await asyncio.gather(*(
         _walk(driver, f"{path}/{child}", f"{name}/{child}" if name else child, markers,
               found, slots)
-        for child, info in zip(subdirectories, infos, strict=True)
-        if info is not None and info.is_dir))
+        for child in children if not child.startswith("_")))

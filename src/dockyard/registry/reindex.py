@@ -14,7 +14,8 @@ after another takes minutes where concurrent reads take seconds.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dockyard.concurrency import each
@@ -29,7 +30,7 @@ from dockyard.registry.errors import DigestInvalid
 from dockyard.registry.links import read_link
 from dockyard.registry.manifest import parse_stored, stored_media_type
 from dockyard.registry.reference import HASH_HEX_LENGTHS, Digest
-from dockyard.storage import PathNotFound, StorageDriver
+from dockyard.storage import FileInfo, PathNotFound, StorageDriver
 
 Progress = Callable[[str], None]
 # Repositories re-read per write transaction while synchronizing: pushes wait for each.
@@ -69,8 +70,25 @@ async def _linked_digests(driver: StorageDriver, directory: str, link_of: Callab
     return {str(digest) for digest, ok in zip(digests, found, strict=True) if ok}
 
 
-async def scan_repository(driver: StorageDriver, name: str) -> RepositorySnapshot:
-    """What the store holds for a repository (links only; manifests are not parsed)."""
+@dataclass(frozen=True, slots=True)
+class _Scan:
+    snapshot: RepositorySnapshot
+    # Revisions with a `mediatype` file beside their link; None: not known, look for each.
+    media_types: frozenset[str] | None = None
+
+
+async def scan_repository(driver: StorageDriver, name: str,
+                          expected: RepositorySnapshot | None = None) -> RepositorySnapshot:
+    """What the store holds for a repository (links only; manifests are not parsed).
+    `expected`, what the index holds, only saves reads where its tags are still right."""
+    return (await _scan(driver, name, expected)).snapshot
+
+
+async def _scan(driver: StorageDriver, name: str, expected: RepositorySnapshot | None = None
+                ) -> _Scan:
+    files = await driver.files_below(layout.repository(name))
+    if files is not None:
+        return await _scan_listing(driver, name, files, expected)
     names = await _list(driver, layout.tags(name))
     targets = await each(PARALLEL, lambda tag: read_link(
         driver, layout.tag_current_link(name, tag)), names)
@@ -81,20 +99,95 @@ async def scan_repository(driver: StorageDriver, name: str) -> RepositorySnapsho
                         lambda d: layout.revision_link(name, d)),
         _linked_digests(driver, f"{layout.repository(name)}/_layers",
                         lambda d: layout.layer_link(name, d)))
-    return RepositorySnapshot(tags, frozenset(manifests), frozenset(layers))
+    return _Scan(RepositorySnapshot(tags, frozenset(manifests), frozenset(layers)))
 
 
-async def describe_manifest(driver: StorageDriver, name: str, digest_text: str
-                            ) -> ManifestRecord | None:
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def _digest(algorithm: str, hex_digest: str) -> Digest | None:
+    if algorithm not in HASH_HEX_LENGTHS:
+        return None
+    try:
+        return Digest.parse(f"{algorithm}:{hex_digest}")
+    except DigestInvalid:
+        return None
+
+
+async def _scan_listing(driver: StorageDriver, name: str, files: Sequence[FileInfo],
+                        expected: RepositorySnapshot | None) -> _Scan:
+    """The scan from one listing of the repository's files. A link whose listed content MD5
+    is that of the digest it should hold needs no read: on S3 a repository costs one
+    listing, not a request per tag, revision and layer."""
+    root = f"{layout.repository(name)}/"
+    current: dict[str, FileInfo] = {}
+    revisions: dict[Digest, FileInfo] = {}
+    layers: dict[Digest, FileInfo] = {}
+    media_types: set[str] = set()
+    seen: set[str] = set()  # digests a tag has pointed at (distribution's tag index)
+    for info in files:
+        match info.path[len(root):].split("/"):
+            case ["_manifests", "tags", tag, "current", "link"]:
+                current[tag] = info
+            case ["_manifests", "tags", _, "index", algorithm, hex_digest, "link"]:
+                seen.add(f"{algorithm}:{hex_digest}")
+            case ["_manifests", "revisions", algorithm, hex_digest, "link"]:
+                if (digest := _digest(algorithm, hex_digest)) is not None:
+                    revisions[digest] = info
+            case ["_manifests", "revisions", algorithm, hex_digest, "mediatype"]:
+                media_types.add(f"{algorithm}:{hex_digest}")
+            case ["_layers", algorithm, hex_digest, "link"]:
+                if (digest := _digest(algorithm, hex_digest)) is not None:
+                    layers[digest] = info
+
+    async def holds(item: tuple[Digest, FileInfo]) -> bool:
+        digest, info = item
+        if info.content_md5 is not None and info.content_md5 == _md5(str(digest)):
+            return True
+        return await read_link(driver, info.path) == digest
+
+    candidates: set[str] = {*(str(digest) for digest in revisions), *seen,
+                            *(expected.tags.values() if expected is not None else ())}
+    by_md5 = {_md5(text): text for text in candidates}
+
+    async def target(info: FileInfo) -> str | None:
+        if info.content_md5 is not None and info.content_md5 in by_md5:
+            return by_md5[info.content_md5]
+        digest = await read_link(driver, info.path)
+        return None if digest is None else str(digest)
+
+    tag_names = sorted(current)
+    revision_items, layer_items = list(revisions.items()), list(layers.items())
+    targets, linked_revisions, linked_layers = await asyncio.gather(
+        each(PARALLEL, target, [current[tag] for tag in tag_names]),
+        each(PARALLEL, holds, revision_items), each(PARALLEL, holds, layer_items))
+    tags = {tag: digest for tag, digest in zip(tag_names, targets, strict=True)
+            if digest is not None}
+    manifests = frozenset(str(digest) for (digest, _), ok
+                          in zip(revision_items, linked_revisions, strict=True) if ok)
+    linked = frozenset(str(digest) for (digest, _), ok
+                       in zip(layer_items, linked_layers, strict=True) if ok)
+    return _Scan(RepositorySnapshot(tags, manifests, linked), frozenset(media_types))
+
+
+async def describe_manifest(driver: StorageDriver, name: str, digest_text: str,
+                            has_media_type: bool = True) -> ManifestRecord | None:
+    """The index's record of a manifest revision; `has_media_type` False when the store is
+    known to hold no `mediatype` file beside it (saves looking)."""
     digest = Digest.parse(digest_text)
     try:
         data = await driver.get_content(layout.blob_data(digest))
     except PathNotFound:
         return None
-    try:
-        recorded = await driver.get_content(layout.revision_media_type(name, digest))
-        media_type = recorded.decode().strip()
-    except (PathNotFound, UnicodeDecodeError):
+    media_type = None
+    if has_media_type:
+        try:
+            recorded = await driver.get_content(layout.revision_media_type(name, digest))
+            media_type = recorded.decode().strip()
+        except (PathNotFound, UnicodeDecodeError):
+            pass
+    if media_type is None:
         media_type = stored_media_type(data)
     manifest = parse_stored(data, media_type)
     if manifest is None:
@@ -105,10 +198,13 @@ async def describe_manifest(driver: StorageDriver, name: str, digest_text: str
                           manifest.annotations, references)
 
 
-async def read_repository(driver: StorageDriver, name: str, snapshot: RepositorySnapshot
-                          ) -> RepositoryContents:
-    described = await each(PARALLEL, lambda digest: describe_manifest(driver, name, digest),
-                           sorted(snapshot.manifests))
+async def read_repository(driver: StorageDriver, name: str, snapshot: RepositorySnapshot,
+                          media_types: frozenset[str] | None = None) -> RepositoryContents:
+    """Every manifest of `snapshot` described; `media_types`, where known, the revisions
+    with a `mediatype` file."""
+    described = await each(PARALLEL, lambda digest: describe_manifest(
+        driver, name, digest, media_types is None or digest in media_types),
+        sorted(snapshot.manifests))
     records = [record for record in described if record is not None]
     present = {record.digest for record in records}
     tags = {tag: digest for tag, digest in snapshot.tags.items() if digest in present}
@@ -132,7 +228,8 @@ async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = Fa
     indexed = {} if full else index.snapshots()
 
     async def differs(name: str) -> bool:
-        same = not full and indexed.get(name) == await scan_repository(driver, name)
+        known = indexed.get(name)
+        same = not full and known == await scan_repository(driver, name, known)
         if same and progress is not None:
             progress(name)
         return not same
@@ -144,7 +241,8 @@ async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = Fa
     removed: list[str] = []
 
     async def read_again(name: str) -> RepositoryContents:
-        contents = await read_repository(driver, name, await scan_repository(driver, name))
+        scan = await _scan(driver, name, indexed.get(name))
+        contents = await read_repository(driver, name, scan.snapshot, scan.media_types)
         if progress is not None:
             progress(name)
         return contents

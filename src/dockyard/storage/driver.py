@@ -61,6 +61,10 @@ class FileInfo:
     size: int
     modified: float
     is_dir: bool
+    # What the store reports as the MD5 of the content, unchecked (S3's ETag, which is that
+    # for an object written in one PUT without KMS): when it equals the MD5 of a content
+    # the reader expects, the file holds that content; any other value proves nothing.
+    content_md5: str | None = None
 
 
 class FileWriter(abc.ABC):
@@ -185,6 +189,13 @@ class StorageDriver(abc.ABC):
                 except PathNotFound:
                     pass  # pruned meanwhile by someone else
             path = path.rsplit("/", 1)[0]
+
+    async def files_below(self, path: str) -> Sequence[FileInfo] | None:
+        """Every file below `path` (not directories), in no particular order, from a listing
+        cheaper than `walk` (a few requests for a whole tree); None where the driver has
+        none, and the caller should list directory by directory. Nothing if missing."""
+        check_root_or_path(path)
+        return None
 
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:
         """Every file and directory below `path` (not `path` itself), depth first, names
