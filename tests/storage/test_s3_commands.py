@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from tests.gc.test_garbage_collect import image_blobs, shared_layer_images
+from tests.gc.test_gc_in_server import wait_finished
 from tests.storage.test_s3_serve import s3_section
 from tests.support.distribution_layout import layout_of
 from tests.support.oci import Image, digest_of, make_image, push_blob, push_image, random_blob
@@ -288,3 +289,44 @@ def test_index_rebuild_reads_many_repositories_at_once(s3_bucket: S3Bucket, tmp_
         moved = client.head("/v2/team0/app0/manifests/v0",
                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
         assert moved.headers["Docker-Content-Digest"] == other
+
+
+def test_online_gc_on_s3_keeps_a_push_in_flight(s3_bucket: S3Bucket, tmp_path: Path) -> None:
+    grace = 20
+    kept, dropped, arriving = make_image(), make_image(), make_image(layer_count=2)
+    with s3_registry(s3_bucket, tmp_path, http={"admin": {"enabled": True}}) as running, \
+            running.client(follow_redirects=True) as client:
+        push_image(client, "online/app", "keep", kept)
+        push_image(client, "online/app", "drop", dropped)
+        assert client.delete(f"/v2/online/app/manifests/{dropped.digest}").status_code == 202
+        time.sleep(grace + 1)  # garbage older than the grace period
+        # A push in flight: its config and first layer stored, its second layer half sent.
+        for blob in (arriving.config, arriving.layers[0]):
+            push_blob(client, "online/new", blob)
+        started = client.post("/v2/online/new/blobs/uploads/")
+        assert started.status_code == 202
+        half = len(arriving.layers[1]) // 2
+        patched = client.patch(started.headers["Location"], content=arriving.layers[1][:half],
+                               headers={"Content-Type": "application/octet-stream"})
+        assert patched.status_code == 202, patched.text
+
+        ran = client.post("/admin/gc", params={"graceperiod": f"{grace}s",
+                                               "deleteuntagged": "true"})
+        assert ran.status_code == 202, ran.text
+        status = wait_finished(client)
+        assert status["state"] == "finished", status
+        assert set(status["report"]["blobs_deleted"]) == image_blobs(dropped) | {dropped.digest}
+        assert status["report"]["uploads_purged"] == []
+
+        # The push finishes as if nothing happened, and everything kept still pulls.
+        done = client.put(patched.headers["Location"], content=arriving.layers[1][half:],
+                          params={"digest": digest_of(arriving.layers[1])})
+        assert done.status_code == 201, done.text
+        pushed = client.put("/v2/online/new/manifests/v1", content=arriving.manifest,
+                            headers={"Content-Type": arriving.media_type})
+        assert pushed.status_code == 201, pushed.text
+        assert_pulls(running, "online/new", "v1", arriving)
+        assert_pulls(running, "online/app", "keep", kept)
+        for digest in image_blobs(dropped):
+            assert client.head(f"/v2/online/app/blobs/{digest}").status_code == 404
+        assert not [key for key in bucket_keys(s3_bucket) if "/_uploads/" in key]
