@@ -8,7 +8,9 @@
 Writes distribution's layout straight into a key prefix of its own in the bucket (each
 repository with `--tags` tags, each tag its own manifest over a shared config and a layer of
 the repository's own, every link distribution writes), then times `dockyard index rebuild`
-into an empty index directory, `--rounds` times, and deletes the prefix.
+into an empty index directory, `--rounds` times; then, on the last index, a
+`garbage-collect --dry-run` (which first compares the index with the bucket, then lists
+the blobs); and deletes the prefix.
 """
 
 from __future__ import annotations
@@ -50,8 +52,9 @@ def main() -> None:
     print(f"{len(objects)} objects for {arguments.repositories} repositories x "
           f"{arguments.tags} tags under {prefix}/", flush=True)
     times = []
+    collections = []
     try:
-        for _ in range(arguments.rounds):
+        for number in range(arguments.rounds):
             with tempfile.TemporaryDirectory() as scratch:
                 section: dict[str, Any] = {
                     "bucket": service.bucket, "region": service.region,
@@ -72,9 +75,21 @@ def main() -> None:
                     raise SystemExit(result.stderr)
                 print(f"  {elapsed:.2f}s: {result.stderr.strip().splitlines()[-1]}", flush=True)
                 times.append(elapsed)
+                if number == arguments.rounds - 1:
+                    for _ in range(arguments.rounds):
+                        started = time.monotonic()
+                        result = subprocess.run(
+                            [sys.executable, "-m", "dockyard", "garbage-collect", "--dry-run",
+                             "--grace-period", "0", str(config)],
+                            capture_output=True, text=True, check=False)
+                        collections.append(time.monotonic() - started)
+                        if result.returncode != 0:
+                            raise SystemExit(result.stderr)
+                        print(f"  gc --dry-run {collections[-1]:.2f}s", flush=True)
     finally:
         empty_bucket(client, service.bucket, f"{prefix}/")
     print(f"index rebuild: median {statistics.median(times):.2f}s over {len(times)} rounds")
+    print(f"garbage-collect --dry-run: median {statistics.median(collections):.2f}s")
 
 
 if __name__ == "__main__":
