@@ -61,6 +61,10 @@ class FileInfo:
     size: int
     modified: float
     is_dir: bool
+    # What the store reports as the MD5 of the content, unchecked (S3's ETag, which is that
+    # for an object written in one PUT without KMS): when it equals the MD5 of a content
+    # the reader expects, the file holds that content; any other value proves nothing.
+    content_md5: str | None = None
 
 
 class FileWriter(abc.ABC):
@@ -135,6 +139,11 @@ class StorageDriver(abc.ABC):
         None), clipped to the file's end, in pieces that are never empty: an empty range
         yields nothing. PathNotFound, when iteration starts, if missing or a directory."""
 
+    async def close(self) -> None:
+        """Release what the driver holds for the running event loop (S3's connections);
+        the driver stays usable, from this loop or another."""
+        return None
+
     async def url_for(self, path: str, expires: float) -> str | None:
         """A URL from which a client can GET the file itself, with ranges, for `expires`
         seconds without asking the registry, or None where the driver has no such URL (a
@@ -180,6 +189,13 @@ class StorageDriver(abc.ABC):
                 except PathNotFound:
                     pass  # pruned meanwhile by someone else
             path = path.rsplit("/", 1)[0]
+
+    async def files_below(self, path: str) -> Sequence[FileInfo] | None:
+        """Every file below `path` (not directories), in no particular order, from a listing
+        cheaper than `walk` (a few requests for a whole tree); None where the driver has
+        none, and the caller should list directory by directory. Nothing if missing."""
+        check_root_or_path(path)
+        return None
 
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:
         """Every file and directory below `path` (not `path` itself), depth first, names

@@ -21,12 +21,14 @@ import asyncio
 import builtins
 import contextlib
 import logging
+import re
 import threading
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
+from dockyard.concurrency import each
 from dockyard.storage.driver import (
     FileInfo,
     FileWriter,
@@ -50,13 +52,12 @@ BATCH_CONCURRENCY = 16
 READ_PIECE = 1 * MIB
 _NAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_MD5 = re.compile(r"[0-9a-f]{32}")  # a multipart object's ETag has "-<parts>" after it
 
 log = logging.getLogger("dockyard.storage.s3")
 
 # Files directly below a directory: (name, size, modified).
 Files = list[tuple[str, int, float]]
-T = TypeVar("T")
-A = TypeVar("A")
 
 
 @dataclass(frozen=True)
@@ -106,17 +107,6 @@ def _error_code(error: Exception) -> str | None:
 
 def _is_not_found(error: Exception) -> bool:
     return _error_code(error) in NOT_FOUND_CODES
-
-
-async def _each(limit: int, work: Callable[[A], Awaitable[T]], items: Iterable[A]) -> list[T]:
-    """`work` of every item, with at most `limit` in flight; results in order."""
-    slots = asyncio.Semaphore(limit)
-
-    async def run(item: A) -> T:
-        async with slots:
-            return await work(item)
-
-    return list(await asyncio.gather(*(run(item) for item in items)))
 
 
 class S3Driver(StorageDriver):
@@ -317,7 +307,7 @@ class S3Driver(StorageDriver):
     async def stat_many(self, paths: Sequence[str]) -> Sequence[FileInfo | None]:
         for path in paths:
             check_root_or_path(path)
-        return await _each(BATCH_CONCURRENCY, self.stat, paths)
+        return await each(BATCH_CONCURRENCY, self.stat, paths)
 
     async def _list_page(self, prefix: str) -> AsyncIterator[dict[str, Any]]:
         client = await self._client()
@@ -349,6 +339,26 @@ class S3Driver(StorageDriver):
         if not files and not directories and path != "/":
             raise PathNotFound(path)
         return [name for name, _, _ in files] + directories
+
+    async def files_below(self, path: str) -> Sequence[FileInfo]:
+        """One listing of every key below `path` (1,000 a request), with the ETag of each
+        as its content MD5 where it has an MD5's form."""
+        prefix = self._prefix(check_root_or_path(path))
+        base = path.rstrip("/")
+        client = await self._client()
+        found: builtins.list[FileInfo] = []
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": LIST_MAX})
+        async for page in pages:
+            for item in page.get("Contents", []):
+                relative = item["Key"][len(prefix):]
+                if not all(_is_valid_name(name) for name in relative.split("/")):
+                    continue  # keys no driver path can name are not listed
+                etag = str(item.get("ETag", "")).strip('"').lower()
+                found.append(FileInfo(f"{base}/{relative}", int(item["Size"]),
+                                      item["LastModified"].timestamp(), False,
+                                      etag if _MD5.fullmatch(etag) else None))
+        return found
 
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:
         """As the interface's, with one listing per directory (sizes and times come with
@@ -409,7 +419,7 @@ class S3Driver(StorageDriver):
             key, size = key_and_size
             await self._copy(key, target_prefix + key[len(source_prefix):], size, None)
 
-        await _each(BATCH_CONCURRENCY, copy_one, keys)
+        await each(BATCH_CONCURRENCY, copy_one, keys)
         await self._delete_keys([key for key, _ in keys])
 
     async def _copy(self, source: str, target: str, size: int, etag: str | None) -> None:
@@ -440,7 +450,7 @@ class S3Driver(StorageDriver):
                 return await self._copy_part(target, upload_id, number, source, first, last,
                                              etag)
 
-            parts = await _each(settings.multipartcopymaxconcurrency, copy_range,
+            parts = await each(settings.multipartcopymaxconcurrency, copy_range,
                                 enumerate(ranges, start=1))
             await client.complete_multipart_upload(
                 Bucket=self.bucket, Key=target, UploadId=upload_id,
@@ -503,7 +513,7 @@ class S3Driver(StorageDriver):
 
         batches = [keys[start:start + DELETE_BATCH] for start in range(0, len(keys),
                                                                         DELETE_BATCH)]
-        await _each(BATCH_CONCURRENCY, delete_batch, batches)
+        await each(BATCH_CONCURRENCY, delete_batch, batches)
 
     async def _abort_uploads_below(self, path: str) -> None:
         """Abort multipart uploads a writer that died left below `path` (S3 keeps, and
@@ -529,7 +539,7 @@ class S3Driver(StorageDriver):
     async def delete_many(self, paths: Sequence[str]) -> None:
         for path in paths:
             check_path(path)
-        found = await _each(BATCH_CONCURRENCY, self._keys_of, paths)
+        found = await each(BATCH_CONCURRENCY, self._keys_of, paths)
         keys = sorted({key for keys in found for key in keys})
         await self._delete_keys(keys)
 
