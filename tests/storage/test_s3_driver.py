@@ -76,7 +76,7 @@ async def test_writer_sends_parts_as_it_goes(driver: S3Driver, s3_bucket: S3Buck
                               UploadId=upload["UploadId"])["Parts"]
     assert [part["Size"] for part in parts] == [CHUNK] * 3
     assert writer.size == len(data)
-    await writer.close()
+    await writer.commit()
     assert await driver.get_content("/_uploads/u/data") == data
     assert uploads_in_progress(s3_bucket) == []
 
@@ -98,7 +98,7 @@ async def test_writer_continues_what_another_process_wrote(s3_bucket: S3Bucket,
     again = await other.writer("/up/data")
     assert again.size == first
     await again.write(data[first:])
-    await again.close()
+    await again.commit()
     assert await other.get_content("/up/data") == data
     info = await other.stat("/up/data")
     assert info is not None and info.size == len(data)
@@ -132,7 +132,7 @@ async def test_truncate_wherever_the_cut_falls(driver: S3Driver, s3_bucket: S3Bu
     assert writer.size == cut
     tail = pattern(CHUNK + 33, seed=11)
     await writer.write(tail)
-    await writer.close()
+    await writer.commit()
     assert await driver.get_content(path) == data[:cut] + tail
     assert uploads_in_progress(s3_bucket) == []
 
@@ -141,7 +141,7 @@ async def test_truncate_without_writing_more(driver: S3Driver) -> None:
     await driver.put_content("/f", pattern(CHUNK + 50))
     writer = await driver.writer("/f")
     await writer.truncate(CHUNK + 10)
-    await writer.close()
+    await writer.commit()
     assert await driver.get_content("/f") == pattern(CHUNK + 10)
 
 
