@@ -113,6 +113,25 @@ def _is_not_found(error: Exception) -> bool:
     return _error_code(error) in NOT_FOUND_CODES
 
 
+def _range_length(value: object) -> int | None:
+    """The length of a `bytes=first-last` range, None for any other."""
+    if isinstance(value, str) and value.startswith("bytes="):
+        first, _, last = value[len("bytes="):].partition("-")
+        if first.isdigit() and last.isdigit():
+            return int(last) - int(first) + 1
+    return None
+
+
+def _log_request(params: dict[str, Any], model: Any, **_: Any) -> None:
+    """One line per S3 request: the operation, its key, and the bytes it sends, reads or
+    copies where the request says (a body, a `Range`, a `CopySourceRange`)."""
+    body = params.get("Body")
+    size = len(body) if isinstance(body, bytes | bytearray) else (
+        _range_length(params.get("Range")) or _range_length(params.get("CopySourceRange")))
+    log.info("s3 request %s key=%s bytes=%s", model.name, params.get("Key", ""),
+             "-" if size is None else size)
+
+
 def part_size(number: int, first_size: int) -> int:
     """The size of part `number` (from 1) of a writer whose first parts are `first_size`."""
     return min(first_size << ((number - 1) // PARTS_PER_SIZE), MAX_PART)
@@ -152,7 +171,10 @@ class S3Driver(StorageDriver):
             weakref.WeakKeyDictionary())
         self._contexts: dict[int, Any] = {}
         self._clients_lock = threading.Lock()
-        if settings.loglevel != "off":
+        # "debug": a line per S3 request (operation, key, bytes); the "debugwith..."
+        # levels add the AWS SDK's own debug output, which holds whole request bodies.
+        self._log_requests = settings.loglevel != "off"
+        if settings.loglevel not in ("off", "debug"):
             logging.getLogger("botocore").setLevel(logging.DEBUG)
 
     # Keys
@@ -176,6 +198,8 @@ class S3Driver(StorageDriver):
             return client
         context = self._new_client_context()
         client = await context.__aenter__()
+        if self._log_requests:
+            client.meta.events.register("before-parameter-build.s3", _log_request)
         with self._clients_lock:
             existing = self._clients.get(loop)
             if existing is None:
