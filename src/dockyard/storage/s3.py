@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import io
 import logging
 import threading
 import weakref
@@ -126,7 +127,9 @@ def _log_request(params: dict[str, Any], model: Any, **_: Any) -> None:
     """One line per S3 request: the operation, its key, and the bytes it sends, reads or
     copies where the request says (a body, a `Range`, a `CopySourceRange`)."""
     body = params.get("Body")
-    size = len(body) if isinstance(body, bytes | bytearray) else (
+    if isinstance(body, io.BytesIO):  # botocore wraps some bodies before this is called
+        body = body.getbuffer()
+    size = len(body) if isinstance(body, bytes | bytearray | memoryview) else (
         _range_length(params.get("Range")) or _range_length(params.get("CopySourceRange")))
     log.info("s3 request %s key=%s bytes=%s", model.name, params.get("Key", ""),
              "-" if size is None else size)
