@@ -839,7 +839,17 @@ class S3Writer(FileWriter):
     async def _complete(self, upload_id: str) -> None:
         state = self._state
         client = await self._driver._client()
-        sent = await self._sent_parts(upload_id)
+        try:
+            sent = await self._sent_parts(upload_id)
+        except Exception as error:
+            # A commit that completed the upload but died before dropping the pending
+            # tail: the object is already the file.
+            head = await self._driver._head(self._key)
+            # (radosgw answers NoSuchKey for an upload completed, S3 NoSuchUpload.)
+            if _error_code(error) in {"NoSuchUpload", *NOT_FOUND_CODES} and head is not None \
+                    and int(head["ContentLength"]) == state.size:
+                return
+            raise
         last = state.parts + 1 if self._buffer else state.parts
         if max(sent, default=0) > last:
             # Parts a broken chunk sent past the end: radosgw refuses a completion that
