@@ -202,3 +202,25 @@ def test_cancel_aborts_the_open_upload(s3_bucket: S3Bucket, tmp_path: Path) -> N
         assert cancelled.status_code == 204, cancelled.text
         assert httpx.get(servers[0].url + upload, timeout=60).status_code == 404
     assert_nothing_left(s3_bucket)
+
+
+def test_a_wrong_digest_leaves_the_upload_to_go_on(s3_bucket: S3Bucket,
+                                                   tmp_path: Path) -> None:
+    blob = os.urandom(PART + 3 * MIB)
+    with two_servers(s3_bucket, tmp_path) as servers:
+        started = httpx.post(servers[0].url + "/v2/chunks/blob/blobs/uploads/", timeout=60)
+        upload = path_of(started.headers["Location"])
+        patch(servers[0], upload, blob[:PART + MIB], 0)
+        wrong = httpx.put(servers[1].url + upload, content=blob[PART + MIB:PART + 2 * MIB],
+                          params={"digest": digest_of(b"something else")}, timeout=120)
+        assert wrong.status_code == 400, wrong.text
+        assert wrong.json()["errors"][0]["code"] == "DIGEST_INVALID"
+        assert_status(servers, upload, PART + 2 * MIB)
+        patch(servers[0], upload, blob[PART + 2 * MIB:], PART + 2 * MIB)
+        committed = httpx.put(servers[1].url + upload, params={"digest": digest_of(blob)},
+                              timeout=120)
+        assert committed.status_code == 201, committed.text
+        pulled = httpx.get(f"{servers[0].url}/v2/chunks/blob/blobs/{digest_of(blob)}",
+                           timeout=120, follow_redirects=True)
+        assert pulled.content == blob
+    assert_nothing_left(s3_bucket)

@@ -224,7 +224,7 @@ class RepositoryUploads:
             return
         await self.driver.put_content(layout.upload_hash_state(self.name, upload_id, size),
                                       hasher.save())
-        if old_size:
+        if old_size and old_size != size:
             with contextlib.suppress(PathNotFound):
                 await self.driver.delete(layout.upload_hash_state(self.name, upload_id,
                                                                   old_size))
@@ -259,6 +259,8 @@ class RepositoryUploads:
                 await writer.commit()
             else:
                 await writer.commit()
+                if body is not None:
+                    await self._keep_hash(upload_id, status.size, size, hasher)
                 actual = await self._digest_of(upload_id, size, digest.algorithm)
                 if actual != digest:
                     raise DigestInvalid(detail={"expected": str(digest),
