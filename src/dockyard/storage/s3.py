@@ -735,8 +735,10 @@ class S3Writer(FileWriter):
         state.size += len(data)
         self._changed = True
         while len(self._buffer) >= (full := part_size(state.parts + 1, state.first_part)):
-            await self._send_part(state.parts + 1, bytes(self._buffer[:full]))
-            del self._buffer[:full]
+            with memoryview(self._buffer) as view:
+                part = bytes(view[:full])  # one copy (a bytearray slice would be two)
+            await self._send_part(state.parts + 1, part)
+            del part, self._buffer[:full]
             state.parts += 1
 
     async def truncate(self, size: int) -> None:
