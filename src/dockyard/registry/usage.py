@@ -185,7 +185,7 @@ async def _uploads(driver: StorageDriver, purge_age: float | None) -> tuple[Amou
             last = await last_activity(driver, name, upload_id)
             if last is None:
                 continue
-            info = await driver.stat(layout.upload_data(name, upload_id))
+            info = await driver.stat_writer(layout.upload_data(name, upload_id))
             size = info.size if info is not None else 0
             idle = (now - last).total_seconds()
             (abandoned if purge_age is not None and idle >= purge_age else active).add(size)

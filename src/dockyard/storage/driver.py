@@ -68,10 +68,14 @@ class FileInfo:
 
 
 class FileWriter(abc.ABC):
-    """Appends to one file. Nothing is visible at `path` beyond what `write` appended: a
-    reader meanwhile sees a prefix of it (an object store may show nothing new before
-    `close`). After `close`, `write` and `truncate` raise ValueError; closing again is
-    harmless."""
+    """Appends to one file, possibly over many writers in turn: `close` keeps what was
+    written for the next `StorageDriver.writer` of the path to continue (from any process),
+    `commit` makes it the whole file at `path`.
+
+    Until `commit`, a reader of `path` sees a prefix of what was written (a filesystem shows
+    every write, an object store nothing new), and `StorageDriver.stat_writer` tells how
+    much the last writer kept. After `close` or `commit`, `write`, `truncate` and `commit`
+    raise ValueError; closing again is harmless."""
 
     @property
     @abc.abstractmethod
@@ -82,13 +86,21 @@ class FileWriter(abc.ABC):
     async def write(self, data: bytes) -> None: ...
 
     @abc.abstractmethod
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Keep what was written, for a later writer of the path to continue."""
+
+    @abc.abstractmethod
+    async def commit(self) -> None:
+        """Make what was written the file at `path`, readable whole, and end the writer."""
 
     @abc.abstractmethod
     async def truncate(self, size: int) -> None:
         """Drop everything after `size` bytes (undo a broken chunk); later writes append
         there. A file is never grown (a `size` past the end drops nothing); a negative
-        `size` raises ValueError."""
+        `size` raises ValueError. Cutting back to the size the writer was opened with always
+        works, and so does cutting within bytes written since; but an object store's writer
+        sends each part as it fills and cannot read one back, so it refuses (ValueError) a
+        cut below its opening size or into a part it sent, other than to its opening size."""
 
 
 class StorageDriver(abc.ABC):
@@ -129,8 +141,14 @@ class StorageDriver(abc.ABC):
 
     @abc.abstractmethod
     async def writer(self, path: str) -> FileWriter:
-        """Open `path` for appending, creating it (and its parents) if needed; an existing
-        file is continued from its end."""
+        """Open `path` for appending, creating it (and its parents) if needed: what the last
+        writer of the path kept (closed or committed) is continued from its end."""
+
+    async def stat_writer(self, path: str) -> FileInfo | None:
+        """As `stat`, but of what the last writer of `path` kept, committed or only closed:
+        its size and when it last changed (default: `stat`, for a driver whose writers write
+        the file itself)."""
+        return await self.stat(path)
 
     @abc.abstractmethod
     def read(self, path: str, offset: int = 0, length: int | None = None
