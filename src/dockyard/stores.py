@@ -28,6 +28,30 @@ def make_driver(config: Config) -> StorageDriver:
     return FilesystemDriver(config.storage.root_directory)
 
 
+def bucket_problem(config: Config) -> str | None:
+    """Why the S3 bucket cannot be used (wrong endpoint, bucket or credentials), found by
+    listing its root once; None if it can, or if the store is not S3."""
+    if config.storage.s3 is None:
+        return None
+    import asyncio
+
+    from dockyard.storage.s3 import S3Driver
+
+    driver = S3Driver(config.storage.s3)
+
+    async def probe() -> None:
+        try:
+            await driver.list("/")
+        finally:
+            await driver.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as error:
+        return f"dockyard: storage.s3: bucket {config.storage.s3.bucket} is not usable: {error}"
+    return None
+
+
 def store_location(config: Config) -> str:
     """Where the store is, for people: its directory, or s3://bucket/rootdirectory."""
     if config.storage.s3 is not None:

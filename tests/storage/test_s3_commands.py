@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.gc.test_garbage_collect import image_blobs, shared_layer_images
@@ -25,7 +26,7 @@ from tests.storage.test_s3_serve import s3_section
 from tests.support.distribution_layout import layout_of
 from tests.support.oci import Image, digest_of, make_image, push_blob, push_image, random_blob
 from tests.support.s3 import S3Bucket, botocore_client
-from tests.support.server import RunningRegistry, run_registry
+from tests.support.server import RunningRegistry, free_port, run_registry
 
 
 def s3_config(bucket: S3Bucket, tmp_path: Path) -> dict[str, Any]:
@@ -330,3 +331,22 @@ def test_online_gc_on_s3_keeps_a_push_in_flight(s3_bucket: S3Bucket, tmp_path: P
         for digest in image_blobs(dropped):
             assert client.head(f"/v2/online/app/blobs/{digest}").status_code == 404
         assert not [key for key in bucket_keys(s3_bucket) if "/_uploads/" in key]
+
+
+# Every store command opens the store the same way (`require_persistent`); each attempt
+# waits out the SDK's retries, so two stand for the four.
+@pytest.mark.parametrize("args", [["garbage-collect", "--dry-run"], ["du", "--config"]],
+                         ids=["garbage-collect", "du"])
+def test_an_unreachable_bucket_is_a_message_not_a_traceback(tmp_path: Path,
+                                                            args: list[str]) -> None:
+    closed = free_port()  # nothing listens there
+    config = {"version": 0.1, "storage": {"s3": {
+        "bucket": "registry", "region": "us-east-1",
+        "regionendpoint": f"http://127.0.0.1:{closed}", "accesskey": "key",
+        "secretkey": "secret", "indexdirectory": str(tmp_path / "index")}}}
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(config))
+    result = command(*args, str(path))
+    assert result.returncode == 1, result.stderr
+    assert "storage.s3: bucket registry is not usable" in result.stderr
+    assert "Traceback" not in result.stderr

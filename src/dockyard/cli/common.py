@@ -33,11 +33,18 @@ def warn_unknown(messages: tuple[str, ...]) -> None:
 
 
 def require_persistent(config: Config, what: str) -> None:
-    """Refuse the in-memory driver: a command's process would see a store of its own."""
+    """Refuse the in-memory driver (a command's process would see a store of its own), and
+    an S3 bucket that cannot be reached, with a message rather than a traceback."""
     if config.storage.driver == "inmemory":
         click.echo(f"dockyard: {what} needs a store that outlives the registry "
                    "(storage.inmemory keeps nothing to work on)", err=True)
         sys.exit(EXIT_CONFIG)
+    from dockyard.stores import bucket_problem
+
+    problem = bucket_problem(config)
+    if problem is not None:
+        click.echo(problem, err=True)
+        sys.exit(EXIT_FAILURE)
 
 
 def require_store_owner(config: Config, what: str) -> None:

@@ -48,35 +48,16 @@ def prepare_storage(config: Config) -> None:
     except OSError as error:
         raise SystemExit(f"dockyard: {key} {root} is not usable: "
                          f"{error.strerror}") from None
-    if config.storage.s3 is not None:
-        _check_bucket(config)
+    from dockyard.stores import bucket_problem
+
+    problem = bucket_problem(config)
+    if problem is not None:
+        raise SystemExit(problem)
     from dockyard.storage.ownership import ownership_problem
 
     problem = ownership_problem(str(root), "serving it")
     if problem is not None:
         raise SystemExit(problem)
-
-
-def _check_bucket(config: Config) -> None:
-    """List the bucket's root once: a wrong endpoint, bucket or credential stops the start."""
-    import asyncio
-
-    from dockyard.storage.s3 import S3Driver
-
-    assert config.storage.s3 is not None
-    driver = S3Driver(config.storage.s3)
-
-    async def probe() -> None:
-        try:
-            await driver.list("/")
-        finally:
-            await driver.close()
-
-    try:
-        asyncio.run(probe())
-    except Exception as error:
-        raise SystemExit(f"dockyard: storage.s3: bucket {config.storage.s3.bucket} is not "
-                         f"usable: {error}") from None
 
 
 def prepare_login_throttle(config: Config) -> None:
