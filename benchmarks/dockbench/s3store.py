@@ -81,17 +81,26 @@ def external_configured() -> bool:
     return bool(os.environ.get(EXTERNAL_ENV))
 
 
-def objectstore_for(wanted: str, run_bytes: int) -> str:
-    """memstore when the run's objects fit in a quarter of the available memory."""
-    if wanted != "auto":
-        return wanted
+def available_memory() -> int:
     try:
         with open("/proc/meminfo") as handle:
             fields = dict(line.split(":", 1) for line in handle)
-        available = int(fields["MemAvailable"].split()[0]) * 1024
+        return int(fields["MemAvailable"].split()[0]) * 1024
     except (OSError, KeyError, ValueError):
-        return "bluestore"
-    return "memstore" if run_bytes * 4 <= available else "bluestore"
+        return 0
+
+
+def objectstore_for(wanted: str, run_bytes: int) -> str:
+    """memstore when the run's objects fit in half the available memory."""
+    if wanted != "auto":
+        return wanted
+    return "memstore" if run_bytes * 2 <= available_memory() else "bluestore"
+
+
+def memstore_cap(run_bytes: int) -> int:
+    """The OSD's memstore size: a limit, not an allocation. Deleted objects' data stays
+    until radosgw's GC frees it (every 10 s), so there is room beyond the run's peak."""
+    return max(2 * GiB, run_bytes + GiB, available_memory() // 2)
 
 
 @contextlib.contextmanager
@@ -127,7 +136,7 @@ def s3_endpoint(workdir: Path, objectstore: str, run_bytes: int) -> Iterator[S3E
     from tests.support.s3 import run_radosgw
 
     store = objectstore_for(objectstore, run_bytes)
-    memstore = max(2 * GiB, run_bytes + GiB)
+    memstore = memstore_cap(run_bytes)
     detail = f", {memstore // MiB:,} MiB" if store == "memstore" else " (sparse file)"
     log(f"S3: starting a Ceph radosgw, OSD on {store}{detail}")
     try:

@@ -4,6 +4,7 @@ the bucket, and garbage collection of a large store written straight into S3."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import shutil
 import subprocess
@@ -184,6 +185,34 @@ def collect_s3(server: Server, kind: str, mode: str, settings: Settings, store: 
         outcome.load_ok, outcome.load_failed = load.ok, load.failed
     outcome.reported = reported_deletions(kind, output)
     return outcome
+
+
+def deletion_floor(endpoint: S3Endpoint, store: GCStore, concurrency: int, root: str) -> float:
+    """Seconds that deleting just the blob objects every collector must delete takes with
+    DeleteObjects (1,000 keys a request, no listing, no marking): a lower bound for any
+    collector on this S3 server. The objects are PUT first, untimed."""
+    doomed = sorted(store.doomed_blobs())
+    s3 = client(endpoint, connections=concurrency)
+    template = store.root / "docker" / "registry" / "v2" / "blobs" / "sha256"
+    keys = [endpoint.blob_key(root, digest) for digest in doomed]
+
+    def put(digest: str, key: str) -> None:
+        data = (template / digest[7:9] / digest[7:] / "data").read_bytes()
+        s3.put_object(Bucket=endpoint.bucket, Key=key, Body=data)
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+            for future in [pool.submit(put, d, k) for d, k in zip(doomed, keys, strict=True)]:
+                future.result()
+        started = time.perf_counter()
+        delete_keys(endpoint, keys)
+        seconds = time.perf_counter() - started
+    except Exception as exc:  # botocore's errors
+        raise BenchError(f"deletion floor: {exc}") from exc
+    left = count_blobs(endpoint, root)
+    if left:
+        raise BenchError(f"DeleteObjects left {left} of {len(keys)} blob objects")
+    return seconds
 
 
 def gc_workdir_s3(workdir: Path, kind: str, mode: str, round_no: int) -> Path:

@@ -67,8 +67,9 @@ def test_s3_defaults_differ_from_the_filesystem_ones() -> None:
     s3 = parse_args(["--storage", "s3"])
     filesystem = parse_args([])
     assert s3.scenarios == ("limits", "monolithic", "chunked", "pull", "small", "skopeo", "gc")
-    assert (s3.chunk_size, s3.rounds, s3.gc_rounds) == (10 << 20, 3, 1)
-    assert (filesystem.chunk_size, filesystem.rounds, filesystem.gc_rounds) == (16 << 20, 5, 3)
+    assert (s3.chunk_size, s3.rounds, s3.gc_rounds, s3.small_blobs) == (10 << 20, 3, 1, 1000)
+    assert (filesystem.chunk_size, filesystem.rounds, filesystem.gc_rounds,
+            filesystem.small_blobs) == (16 << 20, 5, 3, 2000)
     assert s3.out is not None and s3.out.name == "performance.md"
     assert parse_args(["--storage", "s3", "--quick"]).out is None
 
