@@ -145,7 +145,9 @@ def method_text(settings: Settings, endpoint: S3Endpoint, objectstore: str, gc: 
         "Per side, one server redirects blob GETs (both registries' default on S3: `307` to "
         "a presigned URL) and a second one on the same root has "
         "`storage.redirect.disable: true`, so both pulls read the blob the chunked push "
-        "wrote. Scenarios run interleaved, the order flipping each round; medians are shown.",
+        "wrote. distribution redirects a blob HEAD too (a 307 counts as the blob being "
+        "there); dockyard answers HEAD itself. Scenarios run interleaved, the order flipping "
+        "each round; medians are shown.",
         f"**Blobs.** The {blob} random blob is removed from the store (its objects deleted) "
         "before every push. Monolithic: POST + one `PUT ?digest=` streamed by `curl -T`. "
         f"Chunked: POST, `PATCH` requests of {settings.chunk_size // MiB} MiB with "
@@ -159,7 +161,9 @@ def method_text(settings: Settings, endpoint: S3Endpoint, objectstore: str, gc: 
         "PUT URL, `curl` of a presigned GET URL, and one `CopyObject` of it, so the "
         "registries' numbers can be read against what the S3 server itself does. The GC "
         "store's writing rate (concurrent PUTs of small objects from the benchmark) is "
-        "shown too.",
+        "shown too. A copy far faster than the PUT means the S3 server shares the data "
+        "instead of copying it (radosgw does within a pool), so a server-side move costs a "
+        "request, not the bytes.",
         f"**GC.** A store of {settings.gc_repositories:,} images (config + 4 layers each, "
         "one base layer shared from a pool of 20) is written once on disk in "
         "distribution's layout and PUT straight into S3 "
