@@ -149,7 +149,8 @@ def s3_endpoint(workdir: Path, objectstore: str, run_bytes: int) -> Iterator[S3E
         endpoint = S3Endpoint("radosgw", service.endpoint, service.access_key,
                               service.secret_key, service.region, True, "dockbench",
                               run_prefix, service.ceph_conf)
-        client(endpoint).create_bucket(Bucket=endpoint.bucket)
+        with s3_errors("creating the bucket"):
+            client(endpoint).create_bucket(Bucket=endpoint.bucket)
         log(f"  radosgw answering at {endpoint.endpoint}, bucket {endpoint.bucket}")
         yield endpoint
     finally:
@@ -173,30 +174,43 @@ def radosgw_cpu(endpoint: S3Endpoint) -> float:
     return total
 
 
-def list_keys(endpoint: S3Endpoint, prefix: str) -> Iterator[str]:
-    s3 = client(endpoint)
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=endpoint.bucket, Prefix=prefix
-    ):
-        for item in page.get("Contents", []):
-            yield str(item["Key"])
+@contextlib.contextmanager
+def s3_errors(what: str) -> Iterator[None]:
+    """botocore's errors as BenchError, so a scenario fails instead of the whole run."""
+    try:
+        yield
+    except BenchError:
+        raise
+    except Exception as exc:  # botocore raises its own exception tree
+        raise BenchError(f"{what}: {exc}") from exc
+
+
+def list_keys(endpoint: S3Endpoint, prefix: str) -> list[str]:
+    with s3_errors(f"listing {prefix}"):
+        s3 = client(endpoint)
+        return [str(item["Key"])
+                for page in s3.get_paginator("list_objects_v2").paginate(
+                    Bucket=endpoint.bucket, Prefix=prefix)
+                for item in page.get("Contents", [])]
 
 
 def delete_keys(endpoint: S3Endpoint, keys: list[str]) -> None:
-    s3 = client(endpoint)
-    for start in range(0, len(keys), 1000):
-        batch = [{"Key": key} for key in keys[start:start + 1000]]
-        s3.delete_objects(Bucket=endpoint.bucket, Delete={"Objects": batch, "Quiet": True})
+    with s3_errors("deleting objects"):
+        s3 = client(endpoint)
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start:start + 1000]]
+            s3.delete_objects(Bucket=endpoint.bucket, Delete={"Objects": batch, "Quiet": True})
 
 
 def delete_prefix(endpoint: S3Endpoint, prefix: str) -> None:
     """Every object (and unfinished multipart upload) under a prefix."""
-    delete_keys(endpoint, list(list_keys(endpoint, prefix)))
-    s3 = client(endpoint)
-    uploads = s3.list_multipart_uploads(Bucket=endpoint.bucket, Prefix=prefix)
-    for upload in uploads.get("Uploads", []):
-        s3.abort_multipart_upload(Bucket=endpoint.bucket, Key=upload["Key"],
-                                  UploadId=upload["UploadId"])
+    delete_keys(endpoint, list_keys(endpoint, prefix))
+    with s3_errors(f"aborting uploads under {prefix}"):
+        s3 = client(endpoint)
+        uploads = s3.list_multipart_uploads(Bucket=endpoint.bucket, Prefix=prefix)
+        for upload in uploads.get("Uploads", []):
+            s3.abort_multipart_upload(Bucket=endpoint.bucket, Key=upload["Key"],
+                                      UploadId=upload["UploadId"])
 
 
 def count_blobs(endpoint: S3Endpoint, root: str) -> int:
@@ -209,13 +223,11 @@ def object_digest(endpoint: S3Endpoint, key: str) -> tuple[int, str]:
     """Size and sha256 digest of an object, read from S3."""
     hasher = hashlib.sha256()
     size = 0
-    try:
+    with s3_errors(f"GET {key}"):
         body = client(endpoint).get_object(Bucket=endpoint.bucket, Key=key)["Body"]
-    except Exception as exc:  # botocore raises its own ClientError tree
-        raise BenchError(f"GET {key}: {exc}") from exc
-    for piece in body.iter_chunks(4 * MiB):
-        hasher.update(piece)
-        size += len(piece)
+        for piece in body.iter_chunks(4 * MiB):
+            hasher.update(piece)
+            size += len(piece)
     return size, "sha256:" + hasher.hexdigest()
 
 

@@ -14,7 +14,15 @@ from pathlib import Path
 
 from .clients import Client, run_curl
 from .common import DISTRIBUTION, DOCKYARD, BenchError, log
-from .s3store import S3Endpoint, client, count_blobs, delete_keys, object_digest, upload_tree
+from .s3store import (
+    S3Endpoint,
+    client,
+    count_blobs,
+    delete_keys,
+    object_digest,
+    s3_errors,
+    upload_tree,
+)
 from .scenarios_blobs import Blob
 from .scenarios_gc import GCOutcome, ManifestLoad, delete_images, reported_deletions, run_collector
 from .servers import Server
@@ -30,12 +38,13 @@ def s3_limits(endpoint: S3Endpoint, blob: Blob) -> dict[str, float]:
     s3 = client(endpoint)
     key = f"{endpoint.prefix}limits/blob"
     copy = f"{endpoint.prefix}limits/copy"
-    put_url = s3.generate_presigned_url(
-        "put_object", Params={"Bucket": endpoint.bucket, "Key": key}, ExpiresIn=3600
-    )
-    get_url = s3.generate_presigned_url(
-        "get_object", Params={"Bucket": endpoint.bucket, "Key": key}, ExpiresIn=3600
-    )
+    with s3_errors("presigning"):
+        put_url = s3.generate_presigned_url(
+            "put_object", Params={"Bucket": endpoint.bucket, "Key": key}, ExpiresIn=3600
+        )
+        get_url = s3.generate_presigned_url(
+            "get_object", Params={"Bucket": endpoint.bucket, "Key": key}, ExpiresIn=3600
+        )
     try:
         started = time.perf_counter()
         stdout, _ = run_curl(["-X", "PUT", "-T", str(blob.path), "-H", "Expect:",
