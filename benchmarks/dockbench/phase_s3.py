@@ -37,6 +37,7 @@ from .scenarios_blobs import (
 from .scenarios_gc import GCOutcome, verify_variant
 from .scenarios_s3 import (
     S3GC,
+    GCPhases,
     collect_s3,
     deletion_floor,
     dockyard_cli_supports_s3,
@@ -287,11 +288,12 @@ def run_s3_gc(run: S3Run) -> None:
                 delete_prefix(endpoint, root.lstrip("/") + "/")
                 continue
             box: list[GCOutcome] = []
+            phases = GCPhases()
 
             def action(s: Server = server, k: str = kind, m: str = mode,
-                       out: list[GCOutcome] = box) -> dict[str, float]:
-                out.append(collect_s3(s, k, m, settings, store, gc))
-                return {f"gc_{m}_s": out[-1].seconds}
+                       out: list[GCOutcome] = box, p: GCPhases = phases) -> dict[str, float]:
+                out.append(collect_s3(s, k, m, settings, store, gc, p))
+                return {f"gc_{m}_s": out[-1].seconds, **p.split(out[-1].seconds)}
 
             # A collection cannot be repeated on the same store: one attempt, noisy or not.
             ok = run.measure(group, kind, server if mode == "online" else None, action,

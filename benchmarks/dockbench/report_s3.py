@@ -32,6 +32,11 @@ S3_METRICS = (
     Metric("gc_offline_s", "Garbage collection, registry stopped", "s", False, "gc_offline"),
     Metric("gc_online_s", "Garbage collection, dockyard serving (vs distribution stopped)",
            "s", False, "gc_online", versus="gc_offline_s"),
+    Metric("gc_before_sweep_s", "… dockyard serving: until it sweeps (index sync, listing)",
+           "s", False, "gc_online"),
+    Metric("gc_sweep_s", "… dockyard serving: sweeping the blobs", "s", False, "gc_online"),
+    Metric("gc_after_sweep_s", "… dockyard serving: after the sweep (uploads, empty "
+           "repositories)", "s", False, "gc_online"),
 )
 
 S3_CPU_GROUPS = {

@@ -147,7 +147,24 @@ def prepare_s3_variant(server: Server, store: GCStore, concurrency: int
     return start_seconds, count, seconds
 
 
-def admin_gc(server: Server, timeout: float = 3600.0) -> tuple[float, str]:
+@dataclass
+class GCPhases:
+    """When dockyard's collector, followed on GET /admin/gc, first and last reported
+    progress sweeping blobs (seconds from the POST): what came before (index sync, listing
+    the blobs), the sweep, and what came after (uploads, empty repositories)."""
+
+    first_sweep: float | None = None
+    last_sweep: float | None = None
+
+    def split(self, total: float) -> dict[str, float]:
+        if self.first_sweep is None or self.last_sweep is None:
+            return {}
+        return {"gc_before_sweep_s": self.first_sweep,
+                "gc_sweep_s": self.last_sweep - self.first_sweep,
+                "gc_after_sweep_s": total - self.last_sweep}
+
+
+def admin_gc(server: Server, phases: GCPhases, timeout: float = 3600.0) -> tuple[float, str]:
     """Start dockyard's online collector over its admin API and wait until it finishes."""
     client = Client(server.port, timeout=60)
     try:
@@ -159,6 +176,12 @@ def admin_gc(server: Server, timeout: float = 3600.0) -> tuple[float, str]:
         while time.monotonic() < deadline:
             status = client.request("GET", "/admin/gc")
             state = json.loads(status.body or b"{}")
+            progress = state.get("progress") or {}
+            if state.get("state") == "running" and progress.get("phase") == "blobs":
+                now = time.perf_counter() - started
+                if phases.first_sweep is None:
+                    phases.first_sweep = now
+                phases.last_sweep = now
             if state.get("state") == "finished":
                 return time.perf_counter() - started, json.dumps(state.get("report", {}))
             if state.get("state") == "failed":
@@ -170,7 +193,7 @@ def admin_gc(server: Server, timeout: float = 3600.0) -> tuple[float, str]:
 
 
 def collect_s3(server: Server, kind: str, mode: str, settings: Settings, store: GCStore,
-               gc: S3GC) -> GCOutcome:
+               gc: S3GC, phases: GCPhases) -> GCOutcome:
     """The timed part: the collector run (server stopped, or serving a light load)."""
     assert server.s3 is not None
     endpoint, root = server.s3.endpoint, server.s3.root
@@ -188,7 +211,7 @@ def collect_s3(server: Server, kind: str, mode: str, settings: Settings, store: 
             if gc.cli:
                 seconds, output = run_collector(argv, server.environment())
             else:
-                seconds, output = admin_gc(server)
+                seconds, output = admin_gc(server, phases)
             time.sleep(0.5)
         outcome = GCOutcome(seconds, before, count_blobs(endpoint, root), None)
         outcome.load_ok, outcome.load_failed = load.ok, load.failed
