@@ -134,7 +134,15 @@ def upload_bytes(client: Client, repo: str, data: bytes) -> str:
 
 
 def check_blob(client: Client, repo: str, digest: str, size: int) -> None:
-    response = expect(client.request("HEAD", f"/v2/{repo}/blobs/{digest}"), (200,), "HEAD blob")
+    """HEAD of the blob says it is there with that size. distribution on S3 redirects HEAD
+    too (307 to the object's presigned URL): that says the blob is there."""
+    response = expect(
+        client.request("HEAD", f"/v2/{repo}/blobs/{digest}"), (200, 307), "HEAD blob"
+    )
+    if response.status == 307:
+        if not response.header("location"):
+            raise BenchError("HEAD blob: 307 without a Location")
+        return
     length = response.header("content-length")
     if length and int(length) != size:
         raise BenchError(f"HEAD blob: Content-Length {length}, expected {size}")
@@ -156,10 +164,14 @@ def run_curl(args: list[str], timeout: float) -> tuple[str, str]:
     return done.stdout, done.stderr
 
 
-def curl_download(url: str, expected_size: int) -> float:
-    """GET a URL into /dev/null with curl; MB/s. The size and status are checked."""
+def curl_download(url: str, expected_size: int, follow: bool = False) -> float:
+    """GET a URL into /dev/null with curl (`follow`: following redirects, as `curl -L`);
+    MB/s. The size and final status are checked."""
     started = time.perf_counter()
-    stdout, _ = run_curl(["-o", "/dev/null", "-w", "%{http_code} %{size_download}", url], 900)
+    options = ["-L"] if follow else []
+    stdout, _ = run_curl(
+        [*options, "-o", "/dev/null", "-w", "%{http_code} %{size_download}", url], 900
+    )
     elapsed = time.perf_counter() - started
     fields = stdout.split()
     if len(fields) != 2 or fields[0] != "200" or int(fields[1]) != expected_size:

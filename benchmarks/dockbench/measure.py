@@ -21,6 +21,8 @@ class Results:
     wall: Series = field(default_factory=dict)
     client: Series = field(default_factory=dict)
     other: Series = field(default_factory=dict)
+    # CPU seconds of the storage backend (the S3 server) during each run, where known.
+    backend: Series = field(default_factory=dict)
     discarded: dict[str, int] = field(default_factory=dict)
     failures: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     # Facts measured once (start-up times, memory, GC counts), by server name.
@@ -31,8 +33,11 @@ class Results:
         self.values.setdefault(key, {}).setdefault(server, []).append(value)
 
     def add_cpu(
-        self, group: str, server: str, cpu: float, wall: float, client: float, other: float
+        self, group: str, server: str, cpu: float, wall: float, client: float, other: float,
+        backend: float | None = None,
     ) -> None:
+        if backend is not None:
+            self.backend.setdefault(group, {}).setdefault(server, []).append(backend)
         self.cpu.setdefault(group, {}).setdefault(server, []).append(cpu)
         self.wall.setdefault(group, {}).setdefault(server, []).append(wall)
         self.client.setdefault(group, {}).setdefault(server, []).append(client)
@@ -70,6 +75,7 @@ def measured(
     also: Server | None = None,
     attempts: int = ATTEMPTS,
     prepare: Callable[[], None] | None = None,
+    backend_cpu: Callable[[], float] | None = None,
 ) -> bool:
     """Run one timed action, recording its metrics and the server's CPU time, or its failure.
 
@@ -78,7 +84,9 @@ def measured(
     for measurements of the machine itself; `also` is a second server the action loads
     (its CPU time counts as the server's); `attempts` 1 for an action that cannot be
     repeated; `prepare`, untimed, runs before every attempt (a server restart, so a repeat
-    starts from the same state). Runs shorter than SHORT_RUN are never discarded:
+    starts from the same state); `backend_cpu`, the CPU seconds so far of the storage
+    backend the action loads (an S3 server on this machine), which then counts neither as
+    the server's nor as other processes'. Runs shorter than SHORT_RUN are never discarded:
     /proc/stat counts in clock ticks, too coarse to tell their background load. True when
     the run succeeded.
     """
@@ -97,12 +105,15 @@ def measured(
             idle_load = wait_for_quiet(quiet_wait)
             host_before, own_before = host_busy_seconds(), own_cpu_seconds()
             cpu_before = server_cpu()
+            backend_before = backend_cpu() if backend_cpu else 0.0
             started = time.perf_counter()
             values = action()
             wall = time.perf_counter() - started
             cpu = server_cpu() - cpu_before
+            backend = backend_cpu() - backend_before if backend_cpu else None
             client = own_cpu_seconds() - own_before
-            other = max(0.0, host_busy_seconds() - host_before - cpu - client) / wall
+            busy = host_busy_seconds() - host_before - cpu - client - (backend or 0.0)
+            other = max(0.0, busy) / wall
         except BenchError as exc:
             message = str(exc)
             if server is not None and not server.alive():
@@ -115,6 +126,8 @@ def measured(
         detail = (
             f"server CPU {cpu:.2f}s, client {client:.2f}s, others {other:.2f} cores, in {wall:.2f}s"
         )
+        if backend is not None:
+            detail += f", S3 server CPU {backend:.2f}s"
         if idle_load >= QUIET_CORES:
             detail += f"; machine never got quiet, {idle_load:.1f} cores busy before"
         if other > NOISY_CORES and attempt < attempts and wall >= SHORT_RUN:
@@ -123,7 +136,7 @@ def measured(
             continue
         for key, value in values.items():
             results.add(key, name, value)
-        results.add_cpu(group, name, cpu, wall, client, other)
+        results.add_cpu(group, name, cpu, wall, client, other, backend)
         log(f"  {name:12} {group}: {shown} ({detail})")
         return True
     return False

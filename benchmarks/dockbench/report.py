@@ -31,7 +31,7 @@ def _label(metric: Metric, settings: Settings) -> str:
         else f"{settings.blob_size / GiB:g} GiB"
     )
     label = metric.label
-    if metric.key in ("monolithic", "chunked", "pull"):
+    if metric.key in ("monolithic", "chunked", "pull", "pull_proxied"):
         label += f", {size}"
         if metric.key == "chunked":
             label += f" in {settings.chunk_size // MiB} MiB chunks"
@@ -49,12 +49,14 @@ def _label(metric: Metric, settings: Settings) -> str:
     return label
 
 
-def results_table(results: Results, settings: Settings) -> str:
+def results_table(
+    results: Results, settings: Settings, metrics: tuple[Metric, ...] = METRICS
+) -> str:
     rows = [
         "| Scenario | Unit | distribution 2.8.2 | dockyard | dockyard / distribution |",
         "| --- | --- | ---: | ---: | ---: |",
     ]
-    for metric in METRICS:
+    for metric in metrics:
         per_server = results.values.get(metric.key, {})
         fails = results.failures.get(metric.group, {})
         if not per_server and not fails:
@@ -116,12 +118,14 @@ FACT_ROWS = (
 )
 
 
-def facts_table(results: Results) -> str:
+def facts_table(
+    results: Results, fact_rows: tuple[tuple[str, str, str], ...] = FACT_ROWS
+) -> str:
     rows = [
         "| Measured once | Unit | distribution 2.8.2 | dockyard |",
         "| --- | --- | ---: | ---: |",
     ]
-    for key, label, unit in FACT_ROWS:
+    for key, label, unit in fact_rows:
         cells = []
         for name in SERVERS:
             value = results.facts.get(name, {}).get(key)
@@ -135,14 +139,14 @@ def facts_table(results: Results) -> str:
     return text
 
 
-def cpu_table(results: Results) -> str:
+def cpu_table(results: Results, groups: dict[str, str] = CPU_GROUPS) -> str:
     rows = [
         "| Scenario (one run) | distribution: server CPU / client CPU / wall, s "
         "| dockyard: server CPU / client CPU / wall, s "
         "| other processes, cores (distribution / dockyard) |",
         "| --- | ---: | ---: | ---: |",
     ]
-    for group, label in CPU_GROUPS.items():
+    for group, label in groups.items():
         if not results.cpu.get(group):
             continue
         cells = []

@@ -12,14 +12,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .common import DISTRIBUTION, DOCKYARD, BenchError, MiB, log
-from .machine import machine_info
+from .common import DISTRIBUTION, DOCKYARD, BenchError, GiB, MiB, log
+from .machine import machine_info, tool_version
 from .measure import Results
 from .phase_downloads import run_downloads_phase
 from .phase_main import MainPhase, record_idle_memory, run_main_rounds
+from .phase_s3 import S3Run, run_s3_gc, run_s3_main
 from .phase_stores import run_gc_phase, run_metadata_phase
 from .procs import MemorySampler
 from .report import cpu_table, failure_notes, report, results_table
+from .report_s3 import S3_CPU_GROUPS, S3_METRICS, kept_section, s3_section, with_section
+from .s3store import CEPH_TOOLS, external_configured, objectstore_for, s3_endpoint
 from .scenarios_auth import AuthKind, basic_kind, bearer_kind, write_htpasswd
 from .scenarios_blobs import Blob, make_blob
 from .servers import Nginx, Server
@@ -31,6 +34,8 @@ MAIN_SCENARIOS = ("limits", *BLOB_SCENARIOS, "manifest", "auth", "small", "skope
 
 def check_tools(settings: Settings) -> None:
     needed = {"curl", settings.distribution_cmd[0], settings.dockyard_cmd[0]}
+    if settings.storage == "s3" and not external_configured():
+        needed |= set(CEPH_TOOLS)
     if settings.wants("manifest", "auth", "tags", "catalog"):
         needed.add("wrk")
     if settings.wants("manifest"):
@@ -44,6 +49,8 @@ def check_tools(settings: Settings) -> None:
     missing = sorted(tool for tool in needed if shutil.which(tool) is None)
     if missing:
         hint = " (apt-get install nginx-light)" if "nginx" in missing else ""
+        if "radosgw" in missing:
+            hint += " (apt-get install ceph-mon ceph-osd radosgw ceph-common)"
         raise SystemExit(f"missing tools: {', '.join(missing)}{hint}")
 
 
@@ -127,9 +134,70 @@ def run_main_phase(
 
 
 
+def s3_run_bytes(settings: Settings) -> int:
+    """Roughly the most the S3 server holds at once in a run: per side the large blob and
+    a copy being written, the limits' object and its copy, and slack for the rest."""
+    return 6 * settings.blob_size + 2 * GiB
+
+
+def run_on_s3(settings: Settings) -> int:
+    """`--storage s3`: both registries on one S3 server; writes only the S3 section."""
+    started_at = datetime.datetime.now(datetime.UTC)
+    clock = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="dockyard-bench-s3-", dir=settings.tmp_parent))
+    results = Results()
+    started: list[Server] = []
+    sampler = MemorySampler()
+    objectstore = objectstore_for(settings.s3_objectstore, s3_run_bytes(settings))
+    info = machine_info(settings)
+    info["radosgw"] = tool_version(["radosgw", "--version"]).split(" (")[0]
+    with terminate_on_signals():
+        try:
+            with s3_endpoint(workdir, objectstore, s3_run_bytes(settings)) as endpoint:
+                run = S3Run(settings, endpoint, workdir, results, started)
+                sampler.start()
+                try:
+                    if settings.wants("limits", "monolithic", "chunked", "pull", "small",
+                                      "skopeo"):
+                        run_s3_main(run, sampler)
+                    if settings.wants("gc"):
+                        run_s3_gc(run)
+                finally:
+                    sampler.stop()
+                    for server in started:
+                        server.stop()
+        except BenchError as exc:
+            log(f"benchmark aborted: {exc}")
+            return 2
+        finally:
+            for server in started:
+                server.stop()
+            if settings.keep_tmp:
+                log(f"kept {workdir}")
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
+    text = s3_section(settings, results, started, info, endpoint, objectstore, run.gc,
+                      started_at, time.monotonic() - clock)
+    print()
+    print(results_table(results, settings, S3_METRICS))
+    print()
+    print(cpu_table(results, S3_CPU_GROUPS))
+    notes = failure_notes(results, started)
+    if notes:
+        print("\nFailures and notes:\n" + notes)
+    if settings.out is not None:
+        page = settings.out.read_text() if settings.out.exists() else ""
+        settings.out.parent.mkdir(parents=True, exist_ok=True)
+        settings.out.write_text(with_section(page, text))
+        log(f"wrote the S3 section of {settings.out}")
+    return 1 if results.failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(sys.argv[1:] if argv is None else argv)
     check_tools(settings)
+    if settings.storage == "s3":
+        return run_on_s3(settings)
     started_at = datetime.datetime.now(datetime.UTC)
     clock = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="dockyard-bench-", dir=settings.tmp_parent))
@@ -175,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     if notes:
         print("\nFailures and notes:\n" + notes)
     if settings.out is not None:
+        # An S3 section written by `--storage s3` stays.
+        kept = kept_section(settings.out.read_text()) if settings.out.exists() else ""
         settings.out.parent.mkdir(parents=True, exist_ok=True)
-        settings.out.write_text(text)
+        settings.out.write_text(with_section(text, kept) if kept else text)
         log(f"wrote {settings.out}")
     return 1 if results.failures else 0

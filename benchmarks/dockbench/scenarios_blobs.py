@@ -48,8 +48,7 @@ def make_blob(directory: Path, size: int, name: str = "blob.bin") -> Blob:
     return Blob(path, size, "sha256:" + hasher.hexdigest())
 
 
-def scenario_monolithic(server: Server, blob: Blob) -> float:
-    repo = "bench/monolithic"
+def scenario_monolithic(server: Server, blob: Blob, repo: str = "bench/monolithic") -> float:
     server.remove_blob(blob.digest, repo)  # also the copy a previous chunked push left
     client = Client(server.port)
     try:

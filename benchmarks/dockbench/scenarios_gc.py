@@ -148,10 +148,11 @@ class GCOutcome:
     check: str = ""
 
 
-def run_collector(argv: list[str]) -> tuple[float, str]:
+def run_collector(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
     started = time.perf_counter()
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=3600, check=False)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=3600, check=False,
+                              env=env)
     except subprocess.TimeoutExpired as exc:
         raise BenchError(f"{argv[0]} garbage-collect did not finish in an hour") from exc
     elapsed = time.perf_counter() - started

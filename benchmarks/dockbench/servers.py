@@ -18,7 +18,46 @@ from .common import HOST, REPO_ROOT, BenchError, blob_dir
 from .procs import memory_kib, process_tree_cpu, tree_pids
 
 if TYPE_CHECKING:
+    from .s3store import S3Endpoint
     from .tokens import TokenAuth
+
+
+@dataclass(frozen=True)
+class S3Storage:
+    """A server's store on S3: its root in the run's bucket, blob redirects on or off."""
+
+    endpoint: S3Endpoint
+    root: str  # storage.s3.rootdirectory
+    redirect_disabled: bool = False
+    admin: bool = False  # dockyard's admin API (http.admin.enabled), for its online GC
+    # dockyard's local index, when another server on the same root shares it.
+    index_directory: Path | None = None
+
+    def storage_yaml(self, index_directory: Path | None) -> str:
+        """`storage` of config.yml. `index_directory` (dockyard's local index) is left out
+        for distribution."""
+        e = self.endpoint
+        text = (
+            "storage:\n"
+            "  s3:\n"
+            f"    bucket: {e.bucket}\n"
+            f"    region: {e.region}\n"
+            f"    regionendpoint: {e.endpoint}\n"
+            f"    accesskey: {e.access_key}\n"
+            f"    secretkey: {e.secret_key}\n"
+            f"    forcepathstyle: {'true' if e.path_style else 'false'}\n"
+            f"    secure: {'true' if e.secure else 'false'}\n"
+            f"    rootdirectory: {self.root}\n"
+        )
+        if index_directory is not None:
+            text += f"    indexdirectory: {index_directory}\n"
+        text += (
+            "  delete:\n"
+            "    enabled: true\n"
+            "  redirect:\n"
+            f"    disable: {'true' if self.redirect_disabled else 'false'}\n"
+        )
+        return text
 
 
 def free_port() -> int:
@@ -29,27 +68,34 @@ def free_port() -> int:
 
 def config_yaml(
     root: Path, port: int, htpasswd: Path | None = None, catalog_max: int | None = None,
-    token: TokenAuth | None = None,
+    token: TokenAuth | None = None, storage: str | None = None, admin: bool = False,
 ) -> str:
     """The same distribution-style config for both servers. `catalog_max` raises
     distribution's `catalog.maxentries` (default 1000; a larger `n` gets 400
     PAGINATION_NUMBER_INVALID); dockyard ignores that key. `htpasswd` or `token` guards
-    the registry with basic auth or bearer tokens."""
+    the registry with basic auth or bearer tokens. `storage` replaces the filesystem
+    storage section; `admin` turns on dockyard's admin API."""
+    if storage is None:
+        storage = (
+            "storage:\n"
+            "  filesystem:\n"
+            f"    rootdirectory: {root}\n"
+            "  delete:\n"
+            "    enabled: true\n"
+        )
     text = (
         "version: 0.1\n"
         "log:\n"
         "  level: warn\n"
         "  accesslog:\n"
         "    disabled: true\n"
-        "storage:\n"
-        "  filesystem:\n"
-        f"    rootdirectory: {root}\n"
-        "  delete:\n"
-        "    enabled: true\n"
+        f"{storage}"
         "http:\n"
         f"  addr: {HOST}:{port}\n"
         "  secret: dockyard-benchmark-secret\n"
     )
+    if admin:
+        text += "  admin:\n    enabled: true\n"
     if htpasswd is not None:
         text += f"auth:\n  htpasswd:\n    realm: dockyard-bench\n    path: {htpasswd}\n"
     elif token is not None:
@@ -86,6 +132,7 @@ class Server:
     htpasswd: Path | None = None
     catalog_max: int | None = None
     token: TokenAuth | None = None
+    s3: S3Storage | None = None  # the store on S3 instead of under `root`
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
@@ -116,9 +163,26 @@ class Server:
         self.root.mkdir(exist_ok=True)
         if not self.port:
             self.port = free_port()
-        text = config_yaml(self.root, self.port, self.htpasswd, self.catalog_max, self.token)
+        storage = None
+        if self.s3 is not None:
+            # With S3, `root` holds only dockyard's local index.
+            index = self.s3.index_directory or self.root
+            storage = self.s3.storage_yaml(None if self.is_distribution else index)
+        text = config_yaml(self.root, self.port, self.htpasswd, self.catalog_max, self.token,
+                           storage, admin=self.s3 is not None and self.s3.admin)
         self.config_path.write_text(text)
         return self.config_path
+
+    @property
+    def is_distribution(self) -> bool:
+        return Path(self.command[0]).name == "docker-registry" if self.command else False
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.is_distribution:
+            # distribution 2.8.2's S3 driver panics when AWS_CA_BUNDLE is set.
+            env.pop("AWS_CA_BUNDLE", None)
+        return env
 
     def start(self) -> None:
         self.port = 0
@@ -133,6 +197,7 @@ class Server:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=REPO_ROOT,
+                env=self.environment(),
                 start_new_session=True,
             )
         finally:
@@ -222,6 +287,14 @@ class Server:
                 pass
             finally:
                 conn.close()
+        if self.s3 is not None:
+            from .s3store import V2, delete_prefix
+
+            endpoint, root = self.s3.endpoint, self.s3.root.lstrip("/")
+            blob_key = endpoint.blob_key(self.s3.root, digest)
+            delete_prefix(endpoint, blob_key.rsplit("/", 1)[0] + "/")
+            delete_prefix(endpoint, f"{root}/{V2}/repositories/{repo}/")
+            return
         shutil.rmtree(blob_dir(self.root, digest), ignore_errors=True)
         shutil.rmtree(self.root / "docker/registry/v2/repositories" / repo, ignore_errors=True)
 

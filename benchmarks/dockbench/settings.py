@@ -27,6 +27,10 @@ SCENARIOS = (
     "gc",
 )
 BLOB_SCENARIOS = ("monolithic", "chunked", "pull")
+# What `--storage s3` runs, in this order ("limits" there is what the S3 server does alone).
+S3_SCENARIOS = ("limits", "monolithic", "chunked", "pull", "small", "skopeo", "gc")
+STORAGES = ("filesystem", "s3")
+S3_OBJECTSTORES = ("auto", "memstore", "bluestore")
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,9 @@ class Settings:
     scenarios: tuple[str, ...]
     command_line: str
     quiet_wait: float
+    storage: str = "filesystem"
+    s3_objectstore: str = "auto"
+    s3_concurrency: int = 32
 
     def wants(self, *names: str) -> bool:
         return any(name in self.scenarios for name in names)
@@ -77,15 +84,37 @@ def parse_args(argv: list[str]) -> Settings:
         description="Benchmark dockyard against distribution 2.8.2 (loopback only)."
     )
     parser.add_argument(
+        "--storage", choices=STORAGES, default="filesystem",
+        help="where both servers keep the store: filesystem (the default), or s3 (a Ceph "
+        "radosgw started here, or the S3 named by DOCKYARD_TEST_S3_*); s3 writes only the "
+        "section 'On S3 (Ceph radosgw)' of the report",
+    )
+    parser.add_argument(
+        "--s3-objectstore", choices=S3_OBJECTSTORES, default="auto",
+        help="the radosgw OSD's object store: memstore (in memory), bluestore (a sparse "
+        "file in the work directory), or auto: memstore when the run's objects fit in "
+        "half the available memory",
+    )
+    parser.add_argument(
+        "--s3-concurrency", type=int, default=32,
+        help="concurrent PUTs writing the GC store into S3 (default 32)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="small sizes (64 MiB blob, 3 s wrk, 1 round, 200 small blobs, 500 tags, "
         "1,000 repositories, GC of 200 repositories)",
     )
-    parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5, quick 1)")
-    parser.add_argument("--gc-rounds", type=int, help="rounds of the GC scenario (default 3)")
+    parser.add_argument(
+        "--rounds", type=int, help="rounds per scenario (default 5, on S3 3; quick 1)"
+    )
+    parser.add_argument(
+        "--gc-rounds", type=int, help="rounds of the GC scenario (default 3, on S3 1; quick 1)"
+    )
     parser.add_argument("--blob-mib", type=int, help="blob size in MiB (default 1024, quick 64)")
-    parser.add_argument("--chunk-mib", type=int, default=16, help="PATCH chunk size in MiB")
+    parser.add_argument(
+        "--chunk-mib", type=int, help="PATCH chunk size in MiB (default 16, on S3 10)"
+    )
     parser.add_argument("--wrk-seconds", type=int, help="wrk duration (default 10, quick 3)")
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--wrk-connections", type=int, default=32)
@@ -98,7 +127,9 @@ def parse_args(argv: list[str]) -> Settings:
     parser.add_argument(
         "--layer-mib", type=int, help="size of each skopeo image layer (default 4, quick 1)"
     )
-    parser.add_argument("--small-blobs", type=int, help="small blobs (default 2000, quick 200)")
+    parser.add_argument(
+        "--small-blobs", type=int, help="small blobs (default 2000, on S3 1000; quick 200)"
+    )
     parser.add_argument("--small-clients", type=int, default=16, help="concurrent clients")
     parser.add_argument("--tags", type=int, help="tags in one repository (default 5000)")
     parser.add_argument("--repositories", type=int, help="catalog size (default 10000)")
@@ -119,8 +150,8 @@ def parse_args(argv: list[str]) -> Settings:
     )
     parser.add_argument(
         "--scenarios",
-        default=",".join(SCENARIOS),
-        help=f"comma-separated subset of {','.join(SCENARIOS)}",
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (with --storage s3: of "
+        f"{','.join(S3_SCENARIOS)})",
     )
     parser.add_argument(
         "--dockyard-cmd",
@@ -159,20 +190,30 @@ def parse_args(argv: list[str]) -> Settings:
     args = parser.parse_args(argv)
 
     quick = bool(args.quick)
-    scenarios = tuple(s.strip() for s in str(args.scenarios).split(",") if s.strip())
-    unknown = [s for s in scenarios if s not in SCENARIOS]
+    on_s3 = args.storage == "s3"
+    known = S3_SCENARIOS if on_s3 else SCENARIOS
+    chosen = str(args.scenarios) if args.scenarios else ",".join(known)
+    scenarios = tuple(s.strip() for s in chosen.split(",") if s.strip())
+    unknown = [s for s in scenarios if s not in known]
     if unknown:
-        parser.error(f"unknown scenarios: {', '.join(unknown)}")
-    scenarios = tuple(s for s in SCENARIOS if s in scenarios)
+        parser.error(f"unknown scenarios{' on S3' if on_s3 else ''}: {', '.join(unknown)}")
+    scenarios = tuple(s for s in known if s in scenarios)
+    if not 1 <= args.s3_concurrency <= 256:
+        parser.error("--s3-concurrency must be between 1 and 256")
     out: Path | None = args.out
     if out is None and not quick:
         out = REPO_ROOT / "docs" / "performance.md"
-    rounds = _sized(args.rounds, 5, 1, quick)
-    gc_rounds = _sized(args.gc_rounds, 3, 1, quick)
+    # On S3 every 1 GiB push and GC round takes minutes: fewer rounds keep a full run short.
+    rounds = _sized(args.rounds, 3 if on_s3 else 5, 1, quick)
+    gc_rounds = _sized(args.gc_rounds, 1 if on_s3 else 3, 1, quick)
+    chunk_mib = args.chunk_mib if args.chunk_mib is not None else (10 if on_s3 else 16)
+    if not 1 <= chunk_mib <= 1024:
+        parser.error("--chunk-mib must be between 1 and 1024")
     if not (1 <= rounds <= 50 and 1 <= gc_rounds <= 50):
         parser.error("--rounds and --gc-rounds must be between 1 and 50")
     sizes = {
-        "small": _sized(args.small_blobs, 2000, 200, quick),
+        # Each small blob is a few S3 requests (tens of ms): half as many keep an S3 run short.
+        "small": _sized(args.small_blobs, 1000 if on_s3 else 2000, 200, quick),
         "tags": _sized(args.tags, 5000, 500, quick),
         "repos": _sized(args.repositories, 10000, 1000, quick),
         "gc": _sized(args.gc_repositories, 2000, 200, quick),
@@ -190,7 +231,7 @@ def parse_args(argv: list[str]) -> Settings:
         rounds=rounds,
         gc_rounds=gc_rounds,
         blob_size=_sized(args.blob_mib, 1024, 64, quick) * MiB,
-        chunk_size=int(args.chunk_mib) * MiB,
+        chunk_size=int(chunk_mib) * MiB,
         wrk_duration=_sized(args.wrk_seconds, 10, 3, quick),
         wrk_threads=int(args.wrk_threads),
         wrk_connections=int(args.wrk_connections),
@@ -216,4 +257,7 @@ def parse_args(argv: list[str]) -> Settings:
         scenarios=scenarios,
         quiet_wait=max(0.0, min(float(args.quiet_wait), 600.0)),
         command_line=" ".join(["python", "benchmarks/run.py", *map(shlex.quote, argv)]),
+        storage=str(args.storage),
+        s3_objectstore=str(args.s3_objectstore),
+        s3_concurrency=int(args.s3_concurrency),
     )
