@@ -537,22 +537,46 @@ async def test_stat_many_answers_in_order(driver: StorageDriver) -> None:
     assert list(await driver.stat_many([])) == []
 
 
-@pytest.mark.parametrize("count", [3, 40])  # small batches and large ones may differ
+# Small batches and large ones may differ (S3 lists a large one's shared directory once).
+@pytest.mark.parametrize("count", [3, 40, 130])
 async def test_delete_many_removes_files_and_trees_and_skips_missing(
         driver: StorageDriver, count: int) -> None:
     for n in range(count):
         await driver.put_content(f"/blobs/b{n}/data", b"x")
         await driver.put_content(f"/blobs/b{n}/nested/link", b"l")
     await driver.put_content("/blobs/keep/data", b"kept")
+    # Neighbours of doomed names, before and after them in key order, stay.
+    await driver.put_content("/blobs/b0-1/data", b"kept")
+    await driver.put_content("/blobs/b0x/data", b"kept")
+    await driver.put_content("/blobs/b0.txt", b"kept")
     await driver.put_content("/files/f1", b"1")
     await driver.put_content("/files/f2", b"2")
     doomed = [f"/blobs/b{n}" for n in range(count)] + [
         "/blobs/never-existed", "/nowhere/at/all", "/files/f1", "/files/f2/below",
         "/blobs/b0"]
     await driver.delete_many(doomed)
-    assert await listing(driver, "/blobs") == ["keep"]
+    assert await listing(driver, "/blobs") == ["b0-1", "b0.txt", "b0x", "keep"]
     assert await listing(driver, "/files") == ["f2"]
     assert await driver.get_content("/files/f2") == b"2"
+
+
+async def test_files_below_lists_what_walk_finds(driver: StorageDriver) -> None:
+    """A listing of a whole tree (where a driver has one) finds every file `walk` does,
+    however the tree's directories are split up to be listed side by side."""
+    for team in range(3):
+        for n in range(25):
+            await driver.put_content(f"/repos/t{team}/r{n}/_layers/link", b"l")
+            await driver.put_content(f"/repos/t{team}/r{n}-x/data", b"d")
+        await driver.put_content(f"/repos/t{team}/file", b"f")
+    await driver.put_content("/repos/top", b"t")
+    await driver.put_content("/elsewhere/data", b"e")
+    walked = {info.path for info in [info async for info in driver.walk("/repos")]
+              if not info.is_dir}
+    assert len(walked) == 3 * 51 + 1
+    listed = await driver.files_below("/repos")
+    if listed is not None:
+        assert sorted(info.path for info in listed) == sorted(walked)
+        assert list(await driver.files_below("/missing") or []) == []
 
 
 @pytest.mark.parametrize("count", [1, 40])

@@ -4,6 +4,7 @@ place a cut can fall, server-side copies, and batches larger than one S3 request
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -232,3 +233,26 @@ async def test_commit_after_a_completion_whose_tail_was_left(driver: S3Driver,
     info = await driver.stat_writer(path)
     assert info is not None and info.size == len(data)
     assert keys(s3_bucket) == [driver.key(path)[len(s3_bucket.prefix):]]
+
+
+@pytest.mark.parametrize("page_size", [7, 50, 1000])
+async def test_files_below_in_pages_and_runs_side_by_side(driver: S3Driver,
+                                                          page_size: int) -> None:
+    """A tree larger than a page is listed as runs of neighbouring directories side by
+    side, picking up after the first page: every key once, none from outside."""
+    paths = [f"/repos/t{team}/r{n}{suffix}/{name}" for team in range(3) for n in range(30)
+             for suffix, name in (("", "_layers/link"), ("-x", "data"), (".y", "z"))]
+    paths += ["/repos/top", "/repos/t0/file", "/repost/outside", "/repos-outside/x"]
+    for start in range(0, len(paths), 64):
+        await asyncio.gather(*(driver.put_content(path, b"x")
+                               for path in paths[start:start + 64]))
+    driver.list_page_size = page_size
+    listed = [info.path for info in await driver.files_below("/repos")]
+    assert sorted(listed) == sorted(path for path in paths if path.startswith("/repos/"))
+    # A delete of many paths finds their keys the same way.
+    doomed = [f"/repos/t1/r{n}" for n in range(30)] + ["/repos/t0/file"]
+    await driver.delete_many(doomed)
+    left = {info.path for info in await driver.files_below("/repos")}
+    assert left == {path for path in paths if path.startswith("/repos/")
+                    and not any(path == gone or path.startswith(f"{gone}/")
+                                for gone in doomed)}

@@ -221,15 +221,21 @@ async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = Fa
     what is written is the store as of that moment and never drops a manifest pushed
     since the first look. (Garbage collection relies on that: it marks from the index.)
     """
-    names = await catalog.list_repositories(driver)
+    listing = await _repository_files(driver)
+    names = sorted(listing) if listing is not None else await catalog.list_repositories(driver)
     if on_total is not None:
         on_total(len(names))
     full = full or not index.is_complete
     indexed = {} if full else index.snapshots()
 
+    async def scan(name: str, known: RepositorySnapshot | None) -> RepositorySnapshot:
+        if listing is not None:
+            return (await _scan_listing(driver, name, listing[name], known)).snapshot
+        return await scan_repository(driver, name, known)
+
     async def differs(name: str) -> bool:
         known = indexed.get(name)
-        same = not full and known == await scan_repository(driver, name, known)
+        same = not full and known == await scan(name, known)
         if same and progress is not None:
             progress(name)
         return not same
@@ -265,6 +271,29 @@ async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = Fa
                     removed.append(name)
     await index.mark_complete()
     return SyncReport(len(names), differing, removed)
+
+
+# What makes a directory a repository, as `catalog.list_repositories` finds them.
+_REPOSITORY_MARKERS = ("_layers", "_manifests")
+
+
+async def _repository_files(driver: StorageDriver) -> dict[str, list[FileInfo]] | None:
+    """Every repository's files from one listing of the whole repositories tree (None where
+    the driver has no such listing): on S3 a few requests per thousand files instead of
+    a listing per directory and per repository."""
+    files = await driver.files_below(layout.REPOSITORIES)
+    if files is None:
+        return None
+    root = f"{layout.REPOSITORIES}/"
+    found: dict[str, list[FileInfo]] = {}
+    for info in files:
+        parts = info.path[len(root):].split("/")
+        for depth, part in enumerate(parts[:-1]):
+            if part.startswith("_"):  # never descended into, as the catalog walk
+                if depth and part in _REPOSITORY_MARKERS:
+                    found.setdefault("/".join(parts[:depth]), []).append(info)
+                break
+    return found
 
 
 async def reindex_repository(driver: StorageDriver, index: SQLiteIndex, name: str) -> bool:

@@ -25,6 +25,7 @@ import builtins
 import contextlib
 import io
 import logging
+import posixpath
 import re
 import threading
 import weakref
@@ -52,6 +53,11 @@ LIST_MAX = 1000
 DELETE_BATCH = 1000
 # Requests a batch operation (stat_many, delete_many) keeps in flight.
 BATCH_CONCURRENCY = 16
+# Levels below a tree's top `files_below` looks down for directories to list side by side.
+SPLIT_DEPTH = 3
+# Paths a `delete_many` has at least before one listing of their shared directory may
+# stand for a listing per path.
+BULK_DELETE_MIN = 64
 # Pieces a download is handed out in.
 READ_PIECE = 1 * MIB
 # A file being written keeps its unsent bytes and state in `<key>` + this: "~" is in no
@@ -155,8 +161,27 @@ def parts_end(count: int, first_size: int) -> int:
     return end
 
 
+class _TooManyRequests(Exception):
+    pass
+
+
+class _RequestBudget:
+    """Requests a listing may still make (None: no limit)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.left = limit
+
+    def spend(self) -> None:
+        if self.left is not None:
+            self.left -= 1
+            if self.left < 0:
+                raise _TooManyRequests
+
+
 class S3Driver(StorageDriver):
     name = "s3aws"
+    # Keys a page of `files_below`'s listings asks for (S3 gives at most 1,000).
+    list_page_size = LIST_MAX
 
     def __init__(self, settings: S3Settings) -> None:
         self.settings = settings
@@ -392,24 +417,113 @@ class S3Driver(StorageDriver):
         return [name for name, _, _ in files] + directories
 
     async def files_below(self, path: str) -> Sequence[FileInfo]:
-        """One listing of every key below `path` (1,000 a request), with the ETag of each
-        as its content MD5 where it has an MD5's form."""
+        """Every key below `path` a driver path can name, with the ETag of each as its
+        content MD5 where it has an MD5's form (see `_objects_below`)."""
         prefix = self._prefix(check_root_or_path(path))
         base = path.rstrip("/")
-        client = await self._client()
         found: builtins.list[FileInfo] = []
-        pages = client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": LIST_MAX})
-        async for page in pages:
-            for item in page.get("Contents", []):
-                relative = item["Key"][len(prefix):]
-                if not all(_is_valid_name(name) for name in relative.split("/")):
-                    continue  # keys no driver path can name are not listed
-                etag = str(item.get("ETag", "")).strip('"').lower()
-                found.append(FileInfo(f"{base}/{relative}", int(item["Size"]),
-                                      item["LastModified"].timestamp(), False,
-                                      etag if _MD5.fullmatch(etag) else None))
+        for item in await self._objects_below(prefix, _RequestBudget(None)):
+            relative = item["Key"][len(prefix):]
+            if not all(_is_valid_name(name) for name in relative.split("/")):
+                continue  # keys no driver path can name are not listed
+            etag = str(item.get("ETag", "")).strip('"').lower()
+            found.append(FileInfo(f"{base}/{relative}", int(item["Size"]),
+                                  item["LastModified"].timestamp(), False,
+                                  etag if _MD5.fullmatch(etag) else None))
         return found
+
+    async def _objects_below(self, prefix: str, budget: _RequestBudget
+                             ) -> builtins.list[dict[str, Any]]:
+        """Every object whose key starts with `prefix` (a directory's, ending in "/").
+
+        A flat listing gives 1,000 keys a request but is one request after another; so
+        the tree's top directories (a level or two down, until there are enough) are split
+        into `BATCH_CONCURRENCY` runs of neighbours, each listed flat at the same time as
+        the others. Spending more than the budget raises _TooManyRequests."""
+        # Most trees (a repository, a small store) fit in one page: one request.
+        found, truncated = await self._first_page(prefix, budget)
+        if not truncated:
+            return found
+        done_until = found[-1]["Key"]
+
+        def add(item: dict[str, Any]) -> None:
+            if item["Key"] > done_until:
+                found.append(item)
+
+        # Directories to list flat, as key prefixes ending in "/"; files found on the way.
+        frontier = [prefix]
+        for _ in range(SPLIT_DEPTH):
+            if len(frontier) >= BATCH_CONCURRENCY:
+                break
+            levels = await each(BATCH_CONCURRENCY, lambda at: self._level(at, budget),
+                                frontier)
+            frontier = []
+            for items, directories in levels:
+                for item in items:
+                    add(item)
+                frontier.extend(directories)
+        frontier.sort()
+        count = -(-len(frontier) // BATCH_CONCURRENCY) if frontier else 0
+        runs = [frontier[start:start + count] for start in range(0, len(frontier), count or 1)]
+
+        async def list_run(number: int) -> builtins.list[dict[str, Any]]:
+            run = runs[number]
+            stop = runs[number + 1][0] if number + 1 < len(runs) else None
+            members = set(run)
+            depth = run[0].count("/")
+            items: builtins.list[dict[str, Any]] = []
+            if stop is not None and stop <= done_until:
+                return items  # all in the first page
+            start_after = max(run[0][:-1], done_until)
+            async for item in self._flat_listing(prefix, start_after, stop, budget):
+                key = item["Key"]
+                if "/".join(key.split("/")[:depth]) + "/" in members:
+                    items.append(item)
+            return items
+
+        for items in await each(BATCH_CONCURRENCY, list_run, range(len(runs))):
+            for item in items:
+                add(item)
+        return found
+
+    async def _first_page(self, prefix: str, budget: _RequestBudget
+                          ) -> tuple[builtins.list[dict[str, Any]], bool]:
+        """The first page of keys below a prefix, and whether there are more."""
+        client = await self._client()
+        budget.spend()
+        page = await client.list_objects_v2(Bucket=self.bucket, Prefix=prefix,
+                                            MaxKeys=self.list_page_size)
+        items: builtins.list[dict[str, Any]] = page.get("Contents", [])
+        return items, bool(page.get("IsTruncated")) and bool(items)
+
+    async def _level(self, prefix: str, budget: _RequestBudget
+                     ) -> tuple[builtins.list[dict[str, Any]], builtins.list[str]]:
+        """The keys directly below a prefix, and its directories (as prefixes)."""
+        client = await self._client()
+        items: builtins.list[dict[str, Any]] = []
+        directories: builtins.list[str] = []
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix, Delimiter="/",
+            PaginationConfig={"PageSize": self.list_page_size})
+        async for page in pages:
+            budget.spend()
+            items.extend(page.get("Contents", []))
+            directories.extend(common["Prefix"] for common in page.get("CommonPrefixes", []))
+        return items, directories
+
+    async def _flat_listing(self, prefix: str, start_after: str, stop: str | None,
+                            budget: _RequestBudget) -> AsyncIterator[dict[str, Any]]:
+        """Keys below `prefix` after `start_after`, until one at or past `stop`."""
+        client = await self._client()
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix, StartAfter=start_after,
+            PaginationConfig={"PageSize": self.list_page_size})
+        async for page in pages:
+            budget.spend()
+            for item in page.get("Contents", []):
+                if stop is not None and item["Key"] >= stop:
+                    return
+                yield item
 
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:
         """As the interface's, with one listing per directory (sizes and times come with
@@ -608,9 +722,31 @@ class S3Driver(StorageDriver):
     async def delete_many(self, paths: Sequence[str]) -> None:
         for path in paths:
             check_path(path)
-        found = await each(BATCH_CONCURRENCY, self._keys_of, paths)
-        keys = sorted({key for keys in found for key in keys})
+        keys = await self._keys_of_many(paths) if len(paths) >= BULK_DELETE_MIN else None
+        if keys is None:
+            found = await each(BATCH_CONCURRENCY, self._keys_of, paths)
+            keys = sorted({key for keys in found for key in keys})
         await self._delete_keys(keys)
+
+    async def _keys_of_many(self, paths: Sequence[str]) -> builtins.list[str] | None:
+        """The keys of many paths from listings of the directory they share, where that
+        costs fewer requests than a listing per path (None: it would not)."""
+        parent = posixpath.commonpath([posixpath.dirname(path) for path in paths])
+        prefix = self._prefix(parent)
+        try:
+            objects = await self._objects_below(prefix, _RequestBudget(len(paths) // 4))
+        except _TooManyRequests:
+            return None
+        # Every key of a path or below it, whatever its name (as `_keys_of`).
+        wanted = {self.key(path) for path in paths}
+        keys = []
+        for item in objects:
+            key = ancestor = item["Key"]
+            while ancestor and ancestor not in wanted:
+                ancestor = ancestor.rpartition("/")[0]
+            if ancestor:
+                keys.append(key)
+        return keys
 
     async def prune_many(self, paths: Sequence[str], stop: str) -> None:
         """Nothing to do: a prefix with nothing below it is no directory at all."""
