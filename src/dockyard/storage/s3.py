@@ -46,8 +46,16 @@ LIST_MAX = 1000
 DELETE_BATCH = 1000
 # Requests a batch operation (stat_many, delete_many) keeps in flight.
 BATCH_CONCURRENCY = 16
-# Pieces a download is handed out in.
-READ_PIECE = 1 * MIB
+# A download is fetched piece by piece, each piece a ranged GET read whole before it is
+# handed out, so that an S3 connection is held only while S3 sends, never while a slow
+# client reads (the client's pool is shared: 64 stalled downloads holding one each would
+# stall every other request of the worker). A download starts with READ_PIECE and its
+# pieces double, up to MAX_READ_PIECE and its share of READ_BUDGET, while its client takes
+# each at once; a client that makes it wait is back to READ_PIECE.
+READ_PIECE = 256 * 1024
+MAX_READ_PIECE = 8 * MIB
+READ_BUDGET = 32 * MIB
+SLOW_READER_S = 0.05
 _NAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 
@@ -86,6 +94,10 @@ class S3Settings:
     usedualstack: bool = False
     accelerate: bool = False
     usefipsendpoint: bool = False
+
+
+# Downloads under way in this process, sharing READ_BUDGET.
+_reading = 0
 
 
 def _is_valid_name(name: str) -> bool:
@@ -251,21 +263,48 @@ class S3Driver(StorageDriver):
             if await self._head(key) is None:
                 raise PathNotFound(path)
             return
-        last = "" if length is None else str(offset + length - 1)
+        end = None if length is None else offset + length
+        global _reading
+        _reading += 1
+        loop = asyncio.get_running_loop()
+        ramp = READ_PIECE
+        try:
+            while end is None or offset < end:
+                size = max(READ_PIECE, min(ramp, READ_BUDGET // _reading))
+                last = offset + size - 1 if end is None else min(offset + size, end) - 1
+                piece, size_of_file = await self._read_range(path, key, offset, last)
+                if not piece:
+                    return
+                offset += len(piece)
+                handed = loop.time()
+                yield piece
+                if offset >= size_of_file:
+                    return
+                slow = loop.time() - handed > SLOW_READER_S
+                ramp = READ_PIECE if slow else min(MAX_READ_PIECE, ramp * 2)
+        finally:
+            _reading -= 1
+
+    async def _read_range(self, path: str, key: str, first: int, last: int
+                          ) -> tuple[bytes, int]:
+        """Bytes `first` to `last` of an object (fewer at its end, none past it), and the
+        object's size."""
         client = await self._client()
         try:
             answer = await client.get_object(Bucket=self.bucket, Key=key,
-                                             Range=f"bytes={offset}-{last}")
+                                             Range=f"bytes={first}-{last}")
         except Exception as error:
             if _is_not_found(error):
                 raise PathNotFound(path) from None
             if _error_code(error) == "InvalidRange":  # at or past the end: nothing to read
-                return
+                return b"", first
             raise
         async with answer["Body"] as body:
-            async for piece in body.iter_chunks(READ_PIECE):
-                if piece:
-                    yield bytes(piece)
+            piece = bytes(await body.read())
+        # "bytes 0-99/1234"; without it (a server ignoring the range) the whole object.
+        content_range = answer.get("ContentRange") or ""
+        total = content_range.rpartition("/")[2]
+        return piece, int(total) if total.isdigit() else first + len(piece)
 
     async def url_for(self, path: str, expires: float) -> str | None:
         """A presigned GetObject URL of the object (signed here, no request to S3)."""
