@@ -68,6 +68,7 @@ def evict_from_page_cache(path: Path) -> bool:
         os.close(fd)
 
 
+@pytest.mark.blob_redirect
 def test_large_blobs_read_warm_and_cold(registry: RunningRegistry, storage: Storage,
                                          client: httpx.Client) -> None:
     """Blobs go out in pieces (on a filesystem, 4 MiB copied from the page cache or read
@@ -90,6 +91,9 @@ def test_large_blobs_read_warm_and_cold(registry: RunningRegistry, storage: Stor
                 assert evict_from_page_cache(stored)
             response = client.get(url, headers={"Range": f"bytes={first}-{last}"})
             assert response.status_code == 206
+            # Redirected, the bytes came from the bucket itself.
+            assert [hop.status_code for hop in response.history] == \
+                ([307] if storage.redirect else [])
             assert response.content == data[first:last + 1], (cold, first, last)
 
 

@@ -9,6 +9,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from tests.support.oci import digest_of, make_image, push_image, random_blob
 from tests.support.server import RunningRegistry, Storage, run_registry
 
@@ -96,6 +98,7 @@ def test_killed_server_leaves_a_consistent_store(tmp_path: Path, storage: Storag
         assert client.get("/v2/_catalog").json()["repositories"] == ["faults/kept"]
 
 
+@pytest.mark.blob_redirect
 def test_concurrent_uploads_of_one_blob(registry: RunningRegistry) -> None:
     data = random_blob(3_000_000)
     digest = digest_of(data)
