@@ -57,6 +57,8 @@ def upload_request(host: str, data: bytes) -> bytes:
                          [("Content-Type", "application/octet-stream")], data)
 
 
+@pytest.mark.filesystem_only(reason="the storage plays no part: "
+                             "connection timeouts, enforced outside of any request")
 def test_a_head_that_never_ends_gets_408(running: RunningRegistry) -> None:
     """A client trickling header bytes (slowloris) is cut off although it keeps sending."""
     with connect(running) as sock:
@@ -81,6 +83,8 @@ def test_a_head_that_never_ends_gets_408(running: RunningRegistry) -> None:
     assert response.status == 408
 
 
+@pytest.mark.filesystem_only(reason="the storage plays no part: "
+                             "connection timeouts, enforced outside of any request")
 def test_a_half_sent_head_gets_408(running: RunningRegistry) -> None:
     with connect(running) as sock:
         sock.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n")
@@ -89,11 +93,15 @@ def test_a_half_sent_head_gets_408(running: RunningRegistry) -> None:
     assert response.headers["connection"] == "close"
 
 
+@pytest.mark.filesystem_only(reason="the storage plays no part: "
+                             "connection timeouts, enforced outside of any request")
 def test_an_idle_connection_is_closed(running: RunningRegistry) -> None:
     with connect(running) as sock:
         assert read_until_closed(sock) == b""
 
 
+@pytest.mark.filesystem_only(reason="the storage plays no part: "
+                             "connection timeouts, enforced outside of any request")
 def test_a_kept_alive_connection_is_closed_when_idle(running: RunningRegistry) -> None:
     request = build_request("GET", "/v2/", running.host).replace(b"Connection: close",
                                                                  b"Connection: keep-alive")
@@ -169,6 +177,8 @@ def stall(registry: RunningRegistry, count: int) -> int:
         selector.close()
 
 
+@pytest.mark.filesystem_only(reason="the storage plays no part: "
+                             "connection timeouts, enforced outside of any request")
 def test_stalled_connections_are_closed_and_their_memory_reused(tmp_path: Path,
                                                                 storage: Storage) -> None:
     """Two waves of 1,000 stalled connections (30 KB half-heads and silent ones) are all

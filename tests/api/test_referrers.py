@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.memory import reset_peak_rss, server_peak_rss_kib, server_rss_kib
 from tests.support.oci import (
@@ -172,6 +173,8 @@ def test_a_referrer_larger_than_a_page_is_served_alone(tmp_path: Path, storage: 
         assert sum(item.get("annotations") == huge for item in listed) == 2
 
 
+@pytest.mark.filesystem_only(reason="the storage plays no part in what "
+                             "is measured: referrers are listed from the index")
 def test_referrers_with_large_annotations_keep_memory_flat(tmp_path: Path, storage: Storage
                                                             ) -> None:
     """25 referrers of 4 MB each, listed by 8 clients at once: the server sends them page by

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.server import Storage, run_registry
 
@@ -19,6 +20,8 @@ def workers_of(pid: int) -> list[int]:
             and b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()]
 
 
+@pytest.mark.filesystem_only(reason="the storage plays no part: worker "
+                             "processes are replaced whatever they serve")
 def test_a_killed_worker_is_logged_and_replaced(tmp_path: Path, storage: Storage) -> None:
     with run_registry(tmp_path, config={"http": {"workers": 2}}, storage=storage) as registry:
         deadline = time.monotonic() + 30
