@@ -46,16 +46,13 @@ LIST_MAX = 1000
 DELETE_BATCH = 1000
 # Requests a batch operation (stat_many, delete_many) keeps in flight.
 BATCH_CONCURRENCY = 16
-# A download is fetched piece by piece, each piece a ranged GET read whole before it is
-# handed out, so that an S3 connection is held only while S3 sends, never while a slow
-# client reads (the client's pool is shared: 64 stalled downloads holding one each would
-# stall every other request of the worker). A download starts with READ_PIECE and its
-# pieces double, up to MAX_READ_PIECE and its share of READ_BUDGET, while its client takes
-# each at once; a client that makes it wait is back to READ_PIECE.
+# Pieces a download is handed out in (a slow client holds one, and the next read).
 READ_PIECE = 256 * 1024
-MAX_READ_PIECE = 8 * MIB
-READ_BUDGET = 32 * MIB
-SLOW_READER_S = 0.05
+# Connections to S3 that a worker's downloads may hold at once. A download holds its
+# connection for as long as its client takes to read, so downloads have a pool of their
+# own: sharing the one of every other request (64), 64 slow clients would stall them all.
+POOL_CONNECTIONS = 64
+DOWNLOAD_CONNECTIONS = 1024
 _NAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 
@@ -96,10 +93,6 @@ class S3Settings:
     usefipsendpoint: bool = False
 
 
-# Downloads under way in this process, sharing READ_BUDGET.
-_reading = 0
-
-
 def _is_valid_name(name: str) -> bool:
     return bool(name) and name not in (".", "..") and set(name) <= _NAME_CHARACTERS
 
@@ -135,9 +128,10 @@ class S3Driver(StorageDriver):
         self.bucket = settings.bucket
         self._root = settings.rootdirectory.strip("/")
         # An aiobotocore client belongs to the event loop it was made in: one per loop
-        # (a worker has one; a command or a test may run several in turn).
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-            weakref.WeakKeyDictionary())
+        # (a worker has one; a command or a test may run several in turn), and one more
+        # per loop for downloads (see DOWNLOAD_CONNECTIONS).
+        self._clients: dict[bool, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]] \
+            = {False: weakref.WeakKeyDictionary(), True: weakref.WeakKeyDictionary()}
         self._contexts: dict[int, Any] = {}
         self._clients_lock = threading.Lock()
         if settings.loglevel != "off":
@@ -157,23 +151,25 @@ class S3Driver(StorageDriver):
 
     # The client
 
-    async def _client(self) -> Any:
+    async def _client(self, downloads: bool = False) -> Any:
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
+        clients = self._clients[downloads]
+        client = clients.get(loop)
         if client is not None:
             return client
-        context = self._new_client_context()
+        context = self._new_client_context(
+            DOWNLOAD_CONNECTIONS if downloads else POOL_CONNECTIONS)
         client = await context.__aenter__()
         with self._clients_lock:
-            existing = self._clients.get(loop)
+            existing = clients.get(loop)
             if existing is None:
-                self._clients[loop] = client
+                clients[loop] = client
                 self._contexts[id(client)] = context
                 return client
         await context.__aexit__(None, None, None)
         return existing
 
-    def _new_client_context(self) -> Any:
+    def _new_client_context(self, connections: int) -> Any:
         from aiobotocore.config import AioConfig
         from aiobotocore.session import get_session
 
@@ -188,7 +184,7 @@ class S3Driver(StorageDriver):
             use_fips_endpoint=settings.usefipsendpoint,
             signature_version="s3v4" if settings.v4auth else "s3",
             user_agent_extra=settings.useragent,
-            max_pool_connections=64,
+            max_pool_connections=connections,
             retries={"max_attempts": 5, "mode": "standard"},
             # No CRC32 trailers (botocore >= 1.36 adds them by default): S3s older than
             # that change, radosgw 16 among them, refuse what they do not know.
@@ -209,13 +205,14 @@ class S3Driver(StorageDriver):
         return get_session().create_client("s3", **options)
 
     async def close(self) -> None:
-        """Close this event loop's client (others close with their loops)."""
+        """Close this event loop's clients (others close with their loops)."""
         loop = asyncio.get_running_loop()
-        with self._clients_lock:
-            client = self._clients.pop(loop, None)
-            context = self._contexts.pop(id(client), None) if client is not None else None
-        if context is not None:
-            await context.__aexit__(None, None, None)
+        for clients in self._clients.values():
+            with self._clients_lock:
+                client = clients.pop(loop, None)
+                context = self._contexts.pop(id(client), None) if client is not None else None
+            if context is not None:
+                await context.__aexit__(None, None, None)
 
     def _object_options(self) -> dict[str, Any]:
         """What every object written gets: content type, ACL, storage class, encryption."""
@@ -263,48 +260,21 @@ class S3Driver(StorageDriver):
             if await self._head(key) is None:
                 raise PathNotFound(path)
             return
-        end = None if length is None else offset + length
-        global _reading
-        _reading += 1
-        loop = asyncio.get_running_loop()
-        ramp = READ_PIECE
-        try:
-            while end is None or offset < end:
-                size = max(READ_PIECE, min(ramp, READ_BUDGET // _reading))
-                last = offset + size - 1 if end is None else min(offset + size, end) - 1
-                piece, size_of_file = await self._read_range(path, key, offset, last)
-                if not piece:
-                    return
-                offset += len(piece)
-                handed = loop.time()
-                yield piece
-                if offset >= size_of_file:
-                    return
-                slow = loop.time() - handed > SLOW_READER_S
-                ramp = READ_PIECE if slow else min(MAX_READ_PIECE, ramp * 2)
-        finally:
-            _reading -= 1
-
-    async def _read_range(self, path: str, key: str, first: int, last: int
-                          ) -> tuple[bytes, int]:
-        """Bytes `first` to `last` of an object (fewer at its end, none past it), and the
-        object's size."""
-        client = await self._client()
+        last = "" if length is None else str(offset + length - 1)
+        client = await self._client(downloads=True)
         try:
             answer = await client.get_object(Bucket=self.bucket, Key=key,
-                                             Range=f"bytes={first}-{last}")
+                                             Range=f"bytes={offset}-{last}")
         except Exception as error:
             if _is_not_found(error):
                 raise PathNotFound(path) from None
             if _error_code(error) == "InvalidRange":  # at or past the end: nothing to read
-                return b"", first
+                return
             raise
         async with answer["Body"] as body:
-            piece = bytes(await body.read())
-        # "bytes 0-99/1234"; without it (a server ignoring the range) the whole object.
-        content_range = answer.get("ContentRange") or ""
-        total = content_range.rpartition("/")[2]
-        return piece, int(total) if total.isdigit() else first + len(piece)
+            async for piece in body.iter_chunks(READ_PIECE):
+                if piece:
+                    yield bytes(piece)
 
     async def url_for(self, path: str, expires: float) -> str | None:
         """A presigned GetObject URL of the object (signed here, no request to S3)."""
