@@ -36,6 +36,9 @@ def test_slow_concurrent_downloads_hold_bounded_memory(tmp_path: Path, storage: 
                              f"Host: {registry.host}\r\n\r\n".encode())
                 connections.append(sock)
             time.sleep(3)  # every download has started and is stalled on its reader
+            # Stalled downloads hold nothing other requests need (a connection to S3).
+            head = http.head(f"/v2/memory/big/blobs/{digest}", timeout=30)
+            assert head.status_code == 200
             for sock in connections:
                 sock.recv(65536)  # each reads a little, so the server reads on
             time.sleep(2)
