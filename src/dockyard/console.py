@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -16,6 +16,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from dockyard.index.sqlite import SQLiteIndex
 from dockyard.registry.reindex import SyncReport, synchronize
 from dockyard.storage import StorageDriver
+
+T = TypeVar("T")
+# Without a terminal, how often a long indexing says how far it is.
+LOG_EVERY = 10.0
+
+
+def run_on(driver: StorageDriver, work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` in an event loop of its own, then let the driver release what it holds
+    for that loop (S3's connections), so nothing is left open when the loop closes."""
+    async def run() -> T:
+        try:
+            return await work
+        finally:
+            await driver.close()
+
+    return asyncio.run(run())
 
 
 @dataclass
@@ -34,6 +50,27 @@ class _Bar:
             self.progress.advance(self.task)  # type: ignore[arg-type]
 
 
+@dataclass
+class _Lines:
+    """The same callbacks as `_Bar`, as a log line every LOG_EVERY seconds (no terminal)."""
+
+    log: Callable[[str], None]
+    count: int = 0
+    done: int = 0
+    last: float = 0.0
+
+    def total(self, count: int) -> None:
+        self.count = count
+        self.last = time.monotonic()
+
+    def step(self, _: str) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if now - self.last >= LOG_EVERY and self.done < self.count:
+            self.last = now
+            self.log(f"index: {self.done} of {self.count} repositories checked")
+
+
 def synchronize_index(driver: StorageDriver, index: SQLiteIndex, full: bool,
                       log: Callable[[str], None]) -> SyncReport:
     """Bring the index in line with the store, with a progress bar on a terminal."""
@@ -43,9 +80,10 @@ def synchronize_index(driver: StorageDriver, index: SQLiteIndex, full: bool,
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console, transient=True) as progress:
             bar = _Bar(progress)
-            report = asyncio.run(synchronize(driver, index, full, bar.step, bar.total))
+            report = run_on(driver, synchronize(driver, index, full, bar.step, bar.total))
     else:
-        report = asyncio.run(synchronize(driver, index, full))
+        lines = _Lines(log)
+        report = run_on(driver, synchronize(driver, index, full, lines.step, lines.total))
     elapsed = time.monotonic() - started
     if report.reindexed or report.removed or full:
         log(f"index: {report.repositories} repositories, {len(report.reindexed)} re-read, "

@@ -28,6 +28,14 @@ def make_driver(config: Config) -> StorageDriver:
     return FilesystemDriver(config.storage.root_directory)
 
 
+def store_location(config: Config) -> str:
+    """Where the store is, for people: its directory, or s3://bucket/rootdirectory."""
+    if config.storage.s3 is not None:
+        s3 = config.storage.s3
+        return f"s3://{s3.bucket}/{s3.rootdirectory.strip('/')}".rstrip("/")
+    return config.storage.root_directory
+
+
 def make_login_throttle(config: Config) -> LoginThrottle | None:
     """Failed logins counted where every worker sees them; None with auth.throttle off."""
     limits = config.login_throttle

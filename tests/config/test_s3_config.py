@@ -34,6 +34,7 @@ def s3_config(tmp_path: Path, **s3: Any) -> dict[str, Any]:
     ({"objectacl": "everyone"}, "storage.s3.objectacl: must be one of"),
     ({"encrypt": "yes please"}, "storage.s3.encrypt: expected true or false"),
     ({"loglevel": "loud"}, "storage.s3.loglevel: must be one of"),
+    ({"sessiontoken": "token"}, "storage.s3.sessiontoken: needs storage.s3.accesskey"),
     # A misspelled security setting would silently store in clear: refused, not warned.
     ({"encrpyt": True}, "storage.s3.encrpyt: unknown key (did you mean storage.s3.encrypt?)"),
 ])
@@ -64,7 +65,8 @@ def test_distributions_keys_are_read_with_its_defaults(tmp_path: Path) -> None:
                                    "off")
     assert (settings.accesskey, settings.secretkey) == (None, None)  # the SDK's own sources
     assert config.storage.root_directory == str(tmp_path / "index")
-    assert "storage.s3.redirectendpoint" in config.ignored_keys
+    assert settings.redirectendpoint == "https://cdn"
+    assert config.ignored_keys == ()
     none = load_config(path, environ={"REGISTRY_STORAGE_S3_STORAGECLASS": "NONE"})
     assert none.storage.s3 is not None and none.storage.s3.storageclass is None
     with pytest.raises(ConfigError, match="unsupported storage driver"):

@@ -13,6 +13,7 @@ import yaml
 
 from tests.support.oci import digest_of, error_codes, make_image, push_image
 from tests.support.server import free_port, run_registry
+from tests.support.users import htpasswd_with_alice
 
 
 def serve_and_fail(tmp_path: Path, config: object, env: dict[str, str] | None = None
@@ -99,6 +100,27 @@ def test_env_enables_deletes_like_distribution(tmp_path: Path) -> None:
         image = make_image()
         push_image(client, "envdelete/repo", "v1", image)
         assert client.delete(f"/v2/envdelete/repo/manifests/{image.digest}").status_code == 202
+
+
+def test_env_values_are_read_as_the_key_expects(tmp_path: Path) -> None:
+    """As distribution decodes a variable into its key's type: a string key keeps the text
+    as written ("0123" stays "0123", "on" stays "on"), and a switch takes YAML's yes/on."""
+    htpasswd = htpasswd_with_alice(tmp_path)
+    env = {"REGISTRY_STORAGE_DELETE_ENABLED": "yes", "REGISTRY_AUTH_HTPASSWD_REALM": "0123",
+           "REGISTRY_AUTH_HTPASSWD_PATH": str(htpasswd)}
+    with run_registry(tmp_path, config={"storage": {"delete": {"enabled": False}}},
+                      env=env) as running, running.client(auth=("alice", "wonderland")
+                                                          ) as client:
+        refused = httpx.get(f"{running.url}/v2/", timeout=30)
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"] == 'Basic realm="0123"'
+        image = make_image()
+        push_image(client, "envtypes/repo", "v1", image)
+        assert client.delete(f"/v2/envtypes/repo/manifests/{image.digest}").status_code == 202
+    on = {"REGISTRY_AUTH_HTPASSWD_REALM": "on", "REGISTRY_AUTH_HTPASSWD_PATH": str(htpasswd)}
+    with run_registry(tmp_path, env=on) as running:
+        refused = httpx.get(f"{running.url}/v2/", timeout=30)
+        assert refused.headers["WWW-Authenticate"] == 'Basic realm="on"'
 
 
 def test_env_overrides_listen_address(tmp_path: Path) -> None:

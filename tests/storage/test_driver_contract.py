@@ -4,6 +4,7 @@ against each of them: the registry above must not be able to tell which one it r
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -314,23 +315,90 @@ async def test_writer_appends_and_reopens_to_continue(driver: StorageDriver) -> 
     await writer.write(b"world")
     assert writer.size == 11
     await writer.close()
-    assert await driver.get_content(path) == b"hello world"
-    info = await driver.stat(path)
-    assert info is not None and info.size == 11
+    info = await driver.stat_writer(path)
+    assert info is not None and info.size == 11 and not info.is_dir
 
     again = await driver.writer(path)
     assert again.size == 11
     await again.write(b"!")
     assert again.size == 12
-    await again.close()
+    await again.commit()
     assert await driver.get_content(path) == b"hello world!"
+    info = await driver.stat(path)
+    assert info is not None and info.size == 12
+    info = await driver.stat_writer(path)
+    assert info is not None and info.size == 12
+
+    # A committed file is continued too.
+    after = await driver.writer(path)
+    assert after.size == 12
+    await after.write(b"?")
+    await after.commit()
+    assert await driver.get_content(path) == b"hello world!?"
 
 
 async def test_writer_of_nothing_leaves_an_empty_file(driver: StorageDriver) -> None:
     writer = await driver.writer("/_uploads/u2/data")
     await writer.close()
+    info = await driver.stat_writer("/_uploads/u2/data")
+    assert info is not None and info.size == 0
+    await (await driver.writer("/_uploads/u2/data")).commit()
     assert await driver.get_content("/_uploads/u2/data") == b""
     assert await listing(driver, "/_uploads/u2") == ["data"]
+
+
+async def test_writer_keeps_many_parts_across_writers(driver: StorageDriver) -> None:
+    """Chunks of every size, each through a writer of its own, add up to the file; the
+    state kept between them lists as nothing but the file's own name (if anything)."""
+    path = "/_uploads/u7/data"
+    await driver.put_content("/_uploads/u7/startedat", b"now")
+    data = pattern(17 * 1024 * 1024 + 3, seed=7)
+    cuts = [0, 4096, 3 * 1024 * 1024, 3 * 1024 * 1024 + 1, 9 * 1024 * 1024,
+            16 * 1024 * 1024, 16 * 1024 * 1024 + 4096, len(data)]
+    for start, end in itertools.pairwise(cuts):
+        writer = await driver.writer(path)
+        assert writer.size == start
+        await writer.write(data[start:end])
+        await writer.close()
+        info = await driver.stat_writer(path)
+        assert info is not None and info.size == end
+        assert await listing(driver, "/_uploads/u7") in (["data", "startedat"], ["startedat"])
+    writer = await driver.writer(path)
+    await writer.commit()
+    assert b"".join(await read_all(driver, path)) == data
+
+
+async def test_writer_truncate_back_to_its_start_after_sending_parts(
+        driver: StorageDriver) -> None:
+    """A broken chunk that had already filled parts is undone exactly, whether the chunk
+    is then sent again or something shorter finishes the file."""
+    path = "/_uploads/u8/data"
+    data = pattern(17 * 1024 * 1024 + 11, seed=8)
+    kept = 6 * 1024 * 1024  # more than one part of the smallest size S3 takes
+    writer = await driver.writer(path)
+    await writer.write(data[:kept])
+    await writer.close()
+    for _attempt in range(2):
+        writer = await driver.writer(path)
+        await writer.write(data[kept:])  # fills parts, then breaks
+        await writer.truncate(kept)
+        assert writer.size == kept
+        await writer.close()
+        info = await driver.stat_writer(path)
+        assert info is not None and info.size == kept
+    writer = await driver.writer(path)
+    await writer.write(b"short end")
+    await writer.commit()
+    assert b"".join(await read_all(driver, path)) == data[:kept] + b"short end"
+
+    # Sent again in full, the chunk's parts are the file's.
+    again = "/_uploads/u9/data"
+    writer = await driver.writer(again)
+    await writer.write(data[:9 * 1024 * 1024])
+    await writer.truncate(0)
+    await writer.write(data)
+    await writer.commit()
+    assert b"".join(await read_all(driver, again)) == data
 
 
 async def test_writer_shows_no_more_than_was_written(driver: StorageDriver) -> None:
@@ -343,9 +411,9 @@ async def test_writer_shows_no_more_than_was_written(driver: StorageDriver) -> N
         try:
             visible = await driver.get_content(path)
         except PathNotFound:
-            continue  # an object store shows nothing before close
+            continue  # an object store shows nothing before commit
         assert data[:writer.size].startswith(visible)
-    await writer.close()
+    await writer.commit()
     assert await driver.get_content(path) == data
 
 
@@ -358,7 +426,7 @@ async def test_writer_truncate_drops_a_broken_chunk(driver: StorageDriver) -> No
     assert writer.size == 9
     await writer.write(b", then more")
     assert writer.size == 20
-    await writer.close()
+    await writer.commit()
     assert await driver.get_content(path) == b"good part, then more"
 
 
@@ -372,7 +440,7 @@ async def test_writer_truncate_never_grows_a_file(driver: StorageDriver) -> None
     await writer.truncate(100)
     assert writer.size == 5
     await writer.write(b"6")
-    await writer.close()
+    await writer.commit()
     assert await driver.get_content(path) == b"123456"
 
 
@@ -381,12 +449,14 @@ async def test_writer_refuses_bad_truncation_and_use_after_close(driver: Storage
     await writer.write(b"12345")
     with pytest.raises(ValueError):
         await writer.truncate(-1)
-    await writer.close()
-    await writer.close()  # closing twice is harmless
+    await writer.commit()
+    await writer.close()  # closing after the end is harmless
     with pytest.raises(ValueError):
         await writer.write(b"more")
     with pytest.raises(ValueError):
         await writer.truncate(0)
+    with pytest.raises(ValueError):
+        await writer.commit()
     assert await driver.get_content("/_uploads/u6/data") == b"12345"
 
 
@@ -395,7 +465,7 @@ async def test_writer_of_a_large_file(driver: StorageDriver) -> None:
     writer = await driver.writer("/big")
     await writer.write(data[:4 * 1024 * 1024])  # large writes may leave the event loop
     await writer.write(data[4 * 1024 * 1024:])
-    await writer.close()
+    await writer.commit()
     assert b"".join(await read_all(driver, "/big")) == data
 
 
@@ -604,7 +674,7 @@ async def test_names_with_odd_but_valid_characters(driver: StorageDriver, name: 
     assert info is not None and info.size == 7
     writer = await driver.writer(path)
     await writer.write(b"+")
-    await writer.close()
+    await writer.commit()
     assert b"".join(await read_all(driver, path, 1)) == b"ontent+"
     await driver.move(path, f"/moved/{name}")
     assert await listing(driver, "/moved") == [name]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from dockyard.storage import PathNotFound
-from dockyard.storage.s3 import MIN_PART, S3Driver
+from dockyard.storage.s3 import MAX_PART, MAX_PARTS, MIN_PART, S3Driver, part_size, parts_end
 from tests.support.drivers import s3_settings
 from tests.support.s3 import S3Bucket, botocore_client
 
@@ -76,7 +76,7 @@ async def test_writer_sends_parts_as_it_goes(driver: S3Driver, s3_bucket: S3Buck
                               UploadId=upload["UploadId"])["Parts"]
     assert [part["Size"] for part in parts] == [CHUNK] * 3
     assert writer.size == len(data)
-    await writer.close()
+    await writer.commit()
     assert await driver.get_content("/_uploads/u/data") == data
     assert uploads_in_progress(s3_bucket) == []
 
@@ -98,7 +98,7 @@ async def test_writer_continues_what_another_process_wrote(s3_bucket: S3Bucket,
     again = await other.writer("/up/data")
     assert again.size == first
     await again.write(data[first:])
-    await again.close()
+    await again.commit()
     assert await other.get_content("/up/data") == data
     info = await other.stat("/up/data")
     assert info is not None and info.size == len(data)
@@ -132,7 +132,7 @@ async def test_truncate_wherever_the_cut_falls(driver: S3Driver, s3_bucket: S3Bu
     assert writer.size == cut
     tail = pattern(CHUNK + 33, seed=11)
     await writer.write(tail)
-    await writer.close()
+    await writer.commit()
     assert await driver.get_content(path) == data[:cut] + tail
     assert uploads_in_progress(s3_bucket) == []
 
@@ -141,7 +141,7 @@ async def test_truncate_without_writing_more(driver: S3Driver) -> None:
     await driver.put_content("/f", pattern(CHUNK + 50))
     writer = await driver.writer("/f")
     await writer.truncate(CHUNK + 10)
-    await writer.close()
+    await writer.commit()
     assert await driver.get_content("/f") == pattern(CHUNK + 10)
 
 
@@ -189,3 +189,46 @@ async def test_batches_beyond_one_request(driver: S3Driver, s3_bucket: S3Bucket)
     assert keys(s3_bucket) == ["kept"]
     with pytest.raises(PathNotFound):
         await driver.list("/many")
+
+
+def test_parts_reach_s3s_largest_object_in_10000() -> None:
+    """Parts keep `chunksize` for the first thousand, then double every thousand (up to
+    S3's largest part), so a 5 GiB layer fits with 5 MiB parts and 10,000 parts hold
+    S3's largest object (5 TiB) even from the smallest part size."""
+    assert parts_end(1000, MIN_PART) == 1000 * MIN_PART
+    assert part_size(1001, MIN_PART) == 2 * MIN_PART
+    assert parts_end(1001, MIN_PART) == 1000 * MIN_PART + 2 * MIN_PART
+    assert parts_end(MAX_PARTS, MIN_PART) >= 4 * 1024 ** 4
+    assert max(part_size(number, 10 * MIN_PART) for number in range(1, MAX_PARTS + 1)) \
+        == MAX_PART
+    five_gib = 5 * 1024 ** 3
+    assert next(n for n in range(1, MAX_PARTS + 1) if parts_end(n, MIN_PART) >= five_gib) \
+        < 1100
+
+
+async def test_commit_after_a_completion_whose_tail_was_left(driver: S3Driver,
+                                                            s3_bucket: S3Bucket) -> None:
+    """A commit that completed the upload but died before removing the pending tail is
+    finished by the next commit."""
+    path = "/_uploads/c/data"
+    data = pattern(CHUNK + 99, seed=4)
+    writer = await driver.writer(path)
+    await writer.write(data)
+    await writer.close()
+    assert await driver.stat(path) is None  # nothing at the key before the commit
+    client = botocore_client(s3_bucket.service)
+    pending_key = driver.key(path) + "~pending"
+    head = client.head_object(Bucket=s3_bucket.bucket, Key=pending_key)
+    tail = client.get_object(Bucket=s3_bucket.bucket, Key=pending_key)["Body"].read()
+    writer = await driver.writer(path)
+    await writer.commit()
+    # The tail back, as if the commit had died right after completing.
+    client.put_object(Bucket=s3_bucket.bucket, Key=pending_key, Body=tail,
+                      Metadata=head["Metadata"])
+    again = await driver.writer(path)
+    assert again.size == len(data)
+    await again.commit()
+    assert await driver.get_content(path) == data
+    info = await driver.stat_writer(path)
+    assert info is not None and info.size == len(data)
+    assert keys(s3_bucket) == [driver.key(path)[len(s3_bucket.prefix):]]

@@ -27,9 +27,10 @@ PRESIGNED_LIFETIME = 20 * 60
 
 
 @contextmanager
-def s3_registry(bucket: S3Bucket, tmp_path: Path, redirect_disabled: bool | None = None
-                ) -> Iterator[RunningRegistry]:
-    storage: dict[str, Any] = {"filesystem": None, "s3": s3_section(bucket, tmp_path)}
+def s3_registry(bucket: S3Bucket, tmp_path: Path, redirect_disabled: bool | None = None,
+                **s3: Any) -> Iterator[RunningRegistry]:
+    storage: dict[str, Any] = {"filesystem": None,
+                               "s3": {**s3_section(bucket, tmp_path), **s3}}
     if redirect_disabled is not None:
         storage["redirect"] = {"disable": redirect_disabled}
     with run_registry(tmp_path, config={"storage": storage, "http": {"workers": 2}}) as running:
@@ -84,6 +85,47 @@ def test_get_redirects_to_a_presigned_url_of_the_object(s3_bucket: S3Bucket,
         assert unknown.json()["errors"][0]["code"] == "BLOB_UNKNOWN"
         other = client.get(f"/v2/team/other/blobs/{digest_of(layer)}")
         assert other.status_code == 404
+
+
+def another_name_of(endpoint: str) -> str:
+    """The endpoint under another host name that reaches the same server, where there is one
+    (a loopback address is also `localhost`)."""
+    parts = urlsplit(endpoint)
+    if parts.hostname in ("127.0.0.1", "::1"):
+        return parts._replace(netloc=f"localhost:{parts.port}").geturl()
+    return endpoint
+
+
+def test_redirectendpoint_names_the_host_presigned_urls_point_at(s3_bucket: S3Bucket,
+                                                                  tmp_path: Path) -> None:
+    image = make_image(layer_count=1, layer_size=70_000)
+    layer = image.layers[0]
+    redirect_to = another_name_of(s3_bucket.endpoint)
+    with s3_registry(s3_bucket, tmp_path, redirectendpoint=redirect_to) as running, \
+            running.client(timeout=120) as client:
+        push_image(client, "team/app", "v1", image)
+        redirected = client.get(f"/v2/team/app/blobs/{digest_of(layer)}")
+        assert redirected.status_code == 307
+        location = redirected.headers["Location"]
+        assert location.startswith(redirect_to + "/"), location
+        # Signed for that host, so the object answers there.
+        with httpx.Client(timeout=120) as outside:
+            fetched = outside.get(location)
+        assert fetched.status_code == 200 and fetched.content == layer
+
+
+def test_sessiontoken_goes_with_every_request(s3_bucket: S3Bucket, tmp_path: Path) -> None:
+    if s3_bucket.service.name == "external":
+        pytest.skip("a made-up session token is refused by a real S3; radosgw and moto "
+                    "accept and ignore it")
+    image = make_image(layer_count=1, layer_size=5_000)
+    layer = image.layers[0]
+    with s3_registry(s3_bucket, tmp_path, sessiontoken="temporary-token-1") as running, \
+            running.client(timeout=120) as client:
+        push_image(client, "team/app", "v1", image)
+        location = client.get(f"/v2/team/app/blobs/{digest_of(layer)}").headers["Location"]
+    query = {key.lower(): values for key, values in parse_qs(urlsplit(location).query).items()}
+    assert query["x-amz-security-token"] == ["temporary-token-1"]
 
 
 def test_redirect_disabled_streams_through_the_registry(s3_bucket: S3Bucket,

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,18 +144,24 @@ def registry_command(kind: str, config_path: Path) -> list[str]:
     raise ValueError(kind)
 
 
+def registry_environment(changes: Mapping[str, str | None]) -> dict[str, str]:
+    merged = {**os.environ, **changes}
+    return {name: value for name, value in merged.items() if value is not None}
+
+
 @contextmanager
 def run_registry(
     tmp: Path,
     kind: str = "dockyard",
     root: Path | None = None,
     config: dict[str, Any] | None = None,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str | None] | None = None,
     scheme: str = "http",
     storage: Storage = FILESYSTEM,
 ) -> Iterator[RunningRegistry]:
     """Run a registry on a free loopback port until the block ends, its store on `storage`
-    at `root` (on S3, `root` holds the index and names the store's key prefix)."""
+    at `root` (on S3, `root` holds the index and names the store's key prefix); a variable
+    whose value in `env` is None is removed from the registry's environment."""
     port = free_port()
     root = root or tmp / "store"
     root.mkdir(parents=True, exist_ok=True)
@@ -174,7 +180,7 @@ def run_registry(
         registry_command(kind, config_path),
         stdout=log_file,
         stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
+        env=registry_environment(env or {}),
     )
     url = f"{scheme}://127.0.0.1:{port}"
     running = RunningRegistry(kind, url, f"127.0.0.1:{port}", root, config_path, process, log_path,

@@ -32,15 +32,17 @@ def warn_unknown(messages: tuple[str, ...]) -> None:
         click.echo(f"dockyard: warning: {message}", err=True)
 
 
-def require_filesystem(config: Config, what: str) -> None:
-    if config.storage.driver != "filesystem":
-        click.echo(f"dockyard: {what} needs a filesystem store "
-                   f"(storage.{config.storage.driver} keeps nothing to work on)", err=True)
+def require_persistent(config: Config, what: str) -> None:
+    """Refuse the in-memory driver: a command's process would see a store of its own."""
+    if config.storage.driver == "inmemory":
+        click.echo(f"dockyard: {what} needs a store that outlives the registry "
+                   "(storage.inmemory keeps nothing to work on)", err=True)
         sys.exit(EXIT_CONFIG)
 
 
 def require_store_owner(config: Config, what: str) -> None:
-    """Refuse to write to a store as root when it belongs to another user."""
+    """Refuse to write to a store as root when it belongs to another user (with S3, the
+    local directory of the index and locks)."""
     from dockyard.storage.ownership import ownership_problem
 
     problem = ownership_problem(config.storage.root_directory, what)

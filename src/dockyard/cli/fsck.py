@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 
@@ -12,7 +11,7 @@ from dockyard.cli.common import (
     EXIT_FAILURE,
     human_size,
     load_or_exit,
-    require_filesystem,
+    require_persistent,
     require_store_owner,
 )
 
@@ -26,16 +25,17 @@ from dockyard.cli.common import (
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def fsck(config: str | None, quarantine: bool, as_json: bool) -> None:
     """Read every blob and check it hashes to its digest. Exits 1 if any does not."""
-    from dockyard.console import counted_progress
+    from dockyard.console import counted_progress, run_on
     from dockyard.registry.fsck import verify_blobs
     from dockyard.stores import make_driver
 
     settings = load_or_exit(config)
-    require_filesystem(settings, "fsck")
+    require_persistent(settings, "fsck")
     if quarantine:
         require_store_owner(settings, "fsck --quarantine")
     with counted_progress("verifying blobs") as progress:
-        report = asyncio.run(verify_blobs(make_driver(settings), quarantine, progress))
+        driver = make_driver(settings)
+        report = run_on(driver, verify_blobs(driver, quarantine, progress))
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -15,7 +14,7 @@ from dockyard.cli.common import (
     EXIT_FAILURE,
     human_size,
     load_or_exit,
-    require_filesystem,
+    require_persistent,
     require_store_owner,
 )
 from dockyard.registry.gc import DEFAULT_GRACE_PERIOD, GCOptions, GCReport
@@ -66,12 +65,12 @@ def describe(report: GCReport) -> str:
 def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
                     grace_period: str, as_json: bool) -> None:
     """Delete blobs (and with -m, manifests) nothing uses. Safe while the registry runs."""
-    from dockyard.console import err, gc_progress, synchronize_index
+    from dockyard.console import err, gc_progress, run_on, synchronize_index
     from dockyard.registry.gc_runs import GCAlreadyRunning, GCRuns
     from dockyard.stores import make_driver, make_index, scratch_index
 
     settings = load_or_exit(config)
-    require_filesystem(settings, "garbage-collect")
+    require_persistent(settings, "garbage-collect")
     if not dry_run:
         require_store_owner(settings, "garbage-collect")
     options = GCOptions(
@@ -79,6 +78,12 @@ def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
         grace_period=parse_grace(grace_period),
         upload_purge_age=settings.storage.upload_purging.age,
     )
+    if settings.storage.s3 is not None and not dry_run:
+        # The index's transactions and locks are local files: they exclude only the
+        # registries that share this index directory, on this host.
+        err("dockyard: note: collecting an S3 store is safe against pushes to registries "
+            f"using the index in {settings.storage.root_directory} on this host only; "
+            "nothing else may push to the bucket meanwhile")
     driver = make_driver(settings)
     # A dry run works on a private copy of the index, so it changes nothing on disk (not
     # even an index file created by a user other than the store's owner).
@@ -89,7 +94,8 @@ def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
                 # A store never served by dockyard (say, distribution's): index it first.
                 synchronize_index(driver, index, full=True, log=err)
             with gc_progress() as progress:
-                status = asyncio.run(GCRuns(driver, index).run(options, "command", progress))
+                status = run_on(driver, GCRuns(driver, index).run(options, "command",
+                                                                   progress))
     except GCAlreadyRunning:
         click.echo("dockyard: a garbage collection is already running on this store "
                    "(see GET /admin/gc); try again when it ends", err=True)

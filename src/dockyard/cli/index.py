@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dockyard.cli.common import load_or_exit, require_filesystem, require_store_owner
+from dockyard.cli.common import load_or_exit, require_persistent, require_store_owner
 
 
 @click.group()
@@ -20,7 +20,7 @@ def rebuild(config: str | None) -> None:
     from dockyard.stores import make_driver, make_index
 
     settings = load_or_exit(config)
-    require_filesystem(settings, "index rebuild")
+    require_persistent(settings, "index rebuild")
     require_store_owner(settings, "index rebuild")
     store = make_index(settings)
     try:

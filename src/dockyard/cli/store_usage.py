@@ -8,28 +8,27 @@ brought in line with the store there.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from typing import Any
 
 import click
 
-from dockyard.cli.common import EXIT_FAILURE, load_or_exit, require_filesystem
+from dockyard.cli.common import EXIT_FAILURE, load_or_exit, require_persistent
 from dockyard.cli.output import Output, sharing_text, show_usage_table
 from dockyard.client.operations import RepositoryUsage, Usage, Walk
 from dockyard.registry.usage import Amount, StoreUsage
 
 
 def store_disk_usage(config_path: str, output: Output) -> None:
-    from dockyard.console import counted_progress, synchronize_index
+    from dockyard.console import counted_progress, run_on, synchronize_index
     from dockyard.registry.usage import store_usage
-    from dockyard.stores import make_driver, scratch_index
+    from dockyard.stores import make_driver, scratch_index, store_location
 
     settings = load_or_exit(config_path)
-    require_filesystem(settings, "du --config")
-    root = settings.storage.root_directory
-    if not os.path.isdir(root):
+    require_persistent(settings, "du --config")
+    root = store_location(settings)
+    if settings.storage.s3 is None and not os.path.isdir(root):
         # The filesystem driver would create it: say so instead, and write nothing.
         click.echo(f"dockyard: there is no store at {root} (storage.filesystem.rootdirectory "
                    f"in {config_path})", err=True)
@@ -38,8 +37,9 @@ def store_disk_usage(config_path: str, output: Output) -> None:
     with scratch_index(settings) as index:
         synchronize_index(driver, index, full=False, log=lambda _: None)
         with counted_progress("reading blob sizes") as progress:
-            result = asyncio.run(store_usage(driver, index, settings.storage.gc.grace_period,
-                                             settings.storage.upload_purging.age, progress))
+            result = run_on(driver, store_usage(driver, index,
+                                                settings.storage.gc.grace_period,
+                                                settings.storage.upload_purging.age, progress))
     usage = as_usage(result)
     for repository in result.repositories:
         for digest in repository.missing:

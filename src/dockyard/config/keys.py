@@ -70,10 +70,8 @@ SCHEMA = used(
                 "multipartcopychunksize", "multipartcopymaxconcurrency",
                 "multipartcopythresholdsize", "storageclass", "encrypt", "keyid",
                 "objectacl", "useragent", "loglevel", "usedualstack", "accelerate",
-                "usefipsendpoint",
+                "usefipsendpoint", "sessiontoken", "redirectendpoint",
                 "indexdirectory")},  # dockyard only: the local index and locks
-            "redirectendpoint": IGNORED,  # presigned URLs always name regionendpoint
-            "sessiontoken": IGNORED,  # distribution ignores it too
         }, strict=True),
         # Other drivers are known, and refused by the loader with a list of supported ones.
         azure=ANY_MAPPING, gcs=ANY_MAPPING, swift=ANY_MAPPING, oss=ANY_MAPPING,

@@ -38,6 +38,10 @@ STRICT_ENV = "DOCKYARD_STRICT_CONFIG"
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "fatal", "panic")
 LOG_FORMATTERS = ("text", "json", "logstash")
 # ASCII digits: `\d` would also take other scripts' digits (float() reads them).
+WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+# The words YAML 1.1 (and so distribution's config) reads as true or false.
+YAML_BOOLEANS = {**dict.fromkeys(("true", "yes", "y", "on"), True),
+                 **dict.fromkeys(("false", "no", "n", "off"), False)}
 DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
                   "h": 3600.0}
@@ -135,10 +139,7 @@ def apply_environment(raw: dict[str, Any], environ: Mapping[str, str]
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX:
             continue
         parts = name[len(ENV_PREFIX):].lower().split("_")
-        try:
-            value = yaml.safe_load(environ[name])
-        except yaml.YAMLError:
-            value = environ[name]
+        value = _environment_value(environ[name])
         if parts == ["storage"] and isinstance(value, str):
             # REGISTRY_STORAGE=<driver> picks the driver, keeping the other storage keys.
             storage = raw.setdefault("storage", {})
@@ -165,6 +166,19 @@ def apply_environment(raw: dict[str, Any], environ: Mapping[str, str]
     return env_paths
 
 
+def _environment_value(text: str) -> Any:
+    """A variable's value: YAML for a mapping or a list, else the text as written, which the
+    key's reader converts (as distribution decodes a variable into its key's type, so a
+    realm or secret "0123" is not the number 83)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, dict | list) or value is None:
+        return value
+    return text
+
+
 def _find_key(node: dict[str, Any], lowered: str) -> str:
     for key in node:
         if str(key).lower() == lowered:
@@ -189,8 +203,8 @@ def _bool(section: Mapping[str, Any], key: str, where: str, default: bool) -> bo
     value = section.get(key, default)
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
+    if isinstance(value, str) and value.strip().lower() in YAML_BOOLEANS:
+        return YAML_BOOLEANS[value.strip().lower()]
     raise ConfigError(f"{where}{key}: expected true or false, got {value!r}")
 
 
@@ -198,7 +212,7 @@ def _int(section: Mapping[str, Any], key: str, where: str, default: int) -> int:
     value = section.get(key, default)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and WHOLE_NUMBER.fullmatch(value.strip()):
         return int(value)
     raise ConfigError(f"{where}{key}: expected a whole number, got {value!r}")
 
@@ -219,8 +233,8 @@ def parse_duration(value: Any, key: str) -> float:
         return float(value) / 1e9
     if isinstance(value, str):
         text = value.strip()
-        if text == "0":
-            return 0.0
+        if WHOLE_NUMBER.fullmatch(text):  # a bare number, as from a variable: nanoseconds
+            return float(text) / 1e9
         parts = DURATION_PART.findall(text)
         if parts and "".join(n + u for n, u in parts) == text:
             seconds = sum(float(n) * DURATION_UNITS[u] for n, u in parts)

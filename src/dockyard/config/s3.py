@@ -45,6 +45,10 @@ def s3_settings(params: Mapping[str, Any],
     if not region and not endpoint:
         raise S3ConfigError(f"{WHERE}region: required unless regionendpoint is set")
     access_key, secret_key = text("accesskey"), text("secretkey")
+    session_token = text("sessiontoken")
+    if session_token and not access_key:
+        raise S3ConfigError(f"{WHERE}sessiontoken: needs {WHERE}accesskey and "
+                            f"{WHERE}secretkey (it belongs to those temporary credentials)")
     if bool(access_key) != bool(secret_key):
         raise S3ConfigError(f"{WHERE}accesskey and {WHERE}secretkey: set both, or neither "
                             "(then the AWS SDK's usual sources: environment, profile, "
@@ -68,6 +72,8 @@ def s3_settings(params: Mapping[str, Any],
         regionendpoint=endpoint or None,
         accesskey=access_key or None,
         secretkey=secret_key or None,
+        sessiontoken=session_token or None,
+        redirectendpoint=text("redirectendpoint") or None,
         forcepathstyle=as_bool(params, "forcepathstyle", WHERE, False),
         rootdirectory=text("rootdirectory"),
         secure=as_bool(params, "secure", WHERE, True),

@@ -52,7 +52,7 @@ async def last_activity(driver: StorageDriver, name: str, upload_id: str) -> dat
     # Age counts from the last data received, so a slow upload that is still going is not
     # cut off; an upload with no data counts from its start.
     started = await read_started_at(driver, name, upload_id)
-    info = await driver.stat(layout.upload_data(name, upload_id))
+    info = await driver.stat_writer(layout.upload_data(name, upload_id))
     if info is None:
         info = await driver.stat(layout.upload_dir(name, upload_id))
     if info is None:

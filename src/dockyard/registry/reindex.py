@@ -4,13 +4,21 @@ At start the server compares, repository by repository, the tags, manifest revis
 layer links the store holds with what the index holds, and re-reads only the repositories
 that differ: a store written by distribution, or changed while dockyard was stopped, is
 picked up without a full rebuild. `rebuild` re-reads everything.
+
+Repositories are scanned and read many at a time (`PARALLEL`), and within one the links and
+manifests are read concurrently too: on object storage every read is a request whose
+latency, not its size, is the cost, so a store of thousands of repositories read one request
+after another takes minutes where concurrent reads take seconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from dockyard.concurrency import each
 from dockyard.index.sqlite import (
     ManifestRecord,
     RepositoryContents,
@@ -22,11 +30,13 @@ from dockyard.registry.errors import DigestInvalid
 from dockyard.registry.links import read_link
 from dockyard.registry.manifest import parse_stored, stored_media_type
 from dockyard.registry.reference import HASH_HEX_LENGTHS, Digest
-from dockyard.storage import PathNotFound, StorageDriver
+from dockyard.storage import FileInfo, PathNotFound, StorageDriver
 
 Progress = Callable[[str], None]
 # Repositories re-read per write transaction while synchronizing: pushes wait for each.
 WRITE_BATCH = 64
+# Repositories scanned or read at once, and reads at once within one repository.
+PARALLEL = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,43 +55,139 @@ async def _list(driver: StorageDriver, path: str) -> list[str]:
 
 async def _linked_digests(driver: StorageDriver, directory: str, link_of: Callable[[Digest], str]
                           ) -> set[str]:
-    found = set()
+    digests = []
     for algorithm in HASH_HEX_LENGTHS:
         for hex_digest in await _list(driver, f"{directory}/{algorithm}"):
             try:
-                digest = Digest.parse(f"{algorithm}:{hex_digest}")
+                digests.append(Digest.parse(f"{algorithm}:{hex_digest}"))
             except DigestInvalid:
                 continue
-            if await read_link(driver, link_of(digest)) == digest:
-                found.add(str(digest))
-    return found
+
+    async def linked(digest: Digest) -> bool:
+        return await read_link(driver, link_of(digest)) == digest
+
+    found = await each(PARALLEL, linked, digests)
+    return {str(digest) for digest, ok in zip(digests, found, strict=True) if ok}
 
 
-async def scan_repository(driver: StorageDriver, name: str) -> RepositorySnapshot:
-    """What the store holds for a repository (links only; manifests are not parsed)."""
-    tags = {}
-    for tag in await _list(driver, layout.tags(name)):
-        digest = await read_link(driver, layout.tag_current_link(name, tag))
-        if digest is not None:
-            tags[tag] = str(digest)
-    manifests = await _linked_digests(driver, f"{layout.manifests(name)}/revisions",
-                                      lambda d: layout.revision_link(name, d))
-    layers = await _linked_digests(driver, f"{layout.repository(name)}/_layers",
-                                   lambda d: layout.layer_link(name, d))
-    return RepositorySnapshot(tags, frozenset(manifests), frozenset(layers))
+@dataclass(frozen=True, slots=True)
+class _Scan:
+    snapshot: RepositorySnapshot
+    # Revisions with a `mediatype` file beside their link; None: not known, look for each.
+    media_types: frozenset[str] | None = None
 
 
-async def describe_manifest(driver: StorageDriver, name: str, digest_text: str
-                            ) -> ManifestRecord | None:
+async def scan_repository(driver: StorageDriver, name: str,
+                          expected: RepositorySnapshot | None = None) -> RepositorySnapshot:
+    """What the store holds for a repository (links only; manifests are not parsed).
+    `expected`, what the index holds, only saves reads where its tags are still right."""
+    return (await _scan(driver, name, expected)).snapshot
+
+
+async def _scan(driver: StorageDriver, name: str, expected: RepositorySnapshot | None = None
+                ) -> _Scan:
+    files = await driver.files_below(layout.repository(name))
+    if files is not None:
+        return await _scan_listing(driver, name, files, expected)
+    names = await _list(driver, layout.tags(name))
+    targets = await each(PARALLEL, lambda tag: read_link(
+        driver, layout.tag_current_link(name, tag)), names)
+    tags = {tag: str(digest) for tag, digest in zip(names, targets, strict=True)
+            if digest is not None}
+    manifests, layers = await asyncio.gather(
+        _linked_digests(driver, f"{layout.manifests(name)}/revisions",
+                        lambda d: layout.revision_link(name, d)),
+        _linked_digests(driver, f"{layout.repository(name)}/_layers",
+                        lambda d: layout.layer_link(name, d)))
+    return _Scan(RepositorySnapshot(tags, frozenset(manifests), frozenset(layers)))
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def _digest(algorithm: str, hex_digest: str) -> Digest | None:
+    if algorithm not in HASH_HEX_LENGTHS:
+        return None
+    try:
+        return Digest.parse(f"{algorithm}:{hex_digest}")
+    except DigestInvalid:
+        return None
+
+
+async def _scan_listing(driver: StorageDriver, name: str, files: Sequence[FileInfo],
+                        expected: RepositorySnapshot | None) -> _Scan:
+    """The scan from one listing of the repository's files. A link whose listed content MD5
+    is that of the digest it should hold needs no read: on S3 a repository costs one
+    listing, not a request per tag, revision and layer."""
+    root = f"{layout.repository(name)}/"
+    current: dict[str, FileInfo] = {}
+    revisions: dict[Digest, FileInfo] = {}
+    layers: dict[Digest, FileInfo] = {}
+    media_types: set[str] = set()
+    seen: set[str] = set()  # digests a tag has pointed at (distribution's tag index)
+    for info in files:
+        match info.path[len(root):].split("/"):
+            case ["_manifests", "tags", tag, "current", "link"]:
+                current[tag] = info
+            case ["_manifests", "tags", _, "index", algorithm, hex_digest, "link"]:
+                seen.add(f"{algorithm}:{hex_digest}")
+            case ["_manifests", "revisions", algorithm, hex_digest, "link"]:
+                if (digest := _digest(algorithm, hex_digest)) is not None:
+                    revisions[digest] = info
+            case ["_manifests", "revisions", algorithm, hex_digest, "mediatype"]:
+                media_types.add(f"{algorithm}:{hex_digest}")
+            case ["_layers", algorithm, hex_digest, "link"]:
+                if (digest := _digest(algorithm, hex_digest)) is not None:
+                    layers[digest] = info
+
+    async def holds(item: tuple[Digest, FileInfo]) -> bool:
+        digest, info = item
+        if info.content_md5 is not None and info.content_md5 == _md5(str(digest)):
+            return True
+        return await read_link(driver, info.path) == digest
+
+    candidates: set[str] = {*(str(digest) for digest in revisions), *seen,
+                            *(expected.tags.values() if expected is not None else ())}
+    by_md5 = {_md5(text): text for text in candidates}
+
+    async def target(info: FileInfo) -> str | None:
+        if info.content_md5 is not None and info.content_md5 in by_md5:
+            return by_md5[info.content_md5]
+        digest = await read_link(driver, info.path)
+        return None if digest is None else str(digest)
+
+    tag_names = sorted(current)
+    revision_items, layer_items = list(revisions.items()), list(layers.items())
+    targets, linked_revisions, linked_layers = await asyncio.gather(
+        each(PARALLEL, target, [current[tag] for tag in tag_names]),
+        each(PARALLEL, holds, revision_items), each(PARALLEL, holds, layer_items))
+    tags = {tag: digest for tag, digest in zip(tag_names, targets, strict=True)
+            if digest is not None}
+    manifests = frozenset(str(digest) for (digest, _), ok
+                          in zip(revision_items, linked_revisions, strict=True) if ok)
+    linked = frozenset(str(digest) for (digest, _), ok
+                       in zip(layer_items, linked_layers, strict=True) if ok)
+    return _Scan(RepositorySnapshot(tags, manifests, linked), frozenset(media_types))
+
+
+async def describe_manifest(driver: StorageDriver, name: str, digest_text: str,
+                            has_media_type: bool = True) -> ManifestRecord | None:
+    """The index's record of a manifest revision; `has_media_type` False when the store is
+    known to hold no `mediatype` file beside it (saves looking)."""
     digest = Digest.parse(digest_text)
     try:
         data = await driver.get_content(layout.blob_data(digest))
     except PathNotFound:
         return None
-    try:
-        recorded = await driver.get_content(layout.revision_media_type(name, digest))
-        media_type = recorded.decode().strip()
-    except (PathNotFound, UnicodeDecodeError):
+    media_type = None
+    if has_media_type:
+        try:
+            recorded = await driver.get_content(layout.revision_media_type(name, digest))
+            media_type = recorded.decode().strip()
+        except (PathNotFound, UnicodeDecodeError):
+            pass
+    if media_type is None:
         media_type = stored_media_type(data)
     manifest = parse_stored(data, media_type)
     if manifest is None:
@@ -92,13 +198,14 @@ async def describe_manifest(driver: StorageDriver, name: str, digest_text: str
                           manifest.annotations, references)
 
 
-async def read_repository(driver: StorageDriver, name: str, snapshot: RepositorySnapshot
-                          ) -> RepositoryContents:
-    records = []
-    for digest in sorted(snapshot.manifests):
-        record = await describe_manifest(driver, name, digest)
-        if record is not None:
-            records.append(record)
+async def read_repository(driver: StorageDriver, name: str, snapshot: RepositorySnapshot,
+                          media_types: frozenset[str] | None = None) -> RepositoryContents:
+    """Every manifest of `snapshot` described; `media_types`, where known, the revisions
+    with a `mediatype` file."""
+    described = await each(PARALLEL, lambda digest: describe_manifest(
+        driver, name, digest, media_types is None or digest in media_types),
+        sorted(snapshot.manifests))
+    records = [record for record in described if record is not None]
     present = {record.digest for record in records}
     tags = {tag: digest for tag, digest in snapshot.tags.items() if digest in present}
     return RepositoryContents(name, tags, records, sorted(snapshot.layers))
@@ -119,23 +226,32 @@ async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = Fa
         on_total(len(names))
     full = full or not index.is_complete
     indexed = {} if full else index.snapshots()
-    differing: list[str] = []
-    for name in names:
-        if full or indexed.get(name) != await scan_repository(driver, name):
-            differing.append(name)
-        elif progress is not None:
+
+    async def differs(name: str) -> bool:
+        known = indexed.get(name)
+        same = not full and known == await scan_repository(driver, name, known)
+        if same and progress is not None:
             progress(name)
+        return not same
+
+    found = await each(PARALLEL, differs, names)
+    differing = [name for name, differ in zip(names, found, strict=True) if differ]
     stored = set(names)
     gone = [name for name in index.repositories() if name not in stored]
     removed: list[str] = []
+
+    async def read_again(name: str) -> RepositoryContents:
+        scan = await _scan(driver, name, indexed.get(name))
+        contents = await read_repository(driver, name, scan.snapshot, scan.media_types)
+        if progress is not None:
+            progress(name)
+        return contents
+
     for start in range(0, len(differing), WRITE_BATCH):
         async with index.writing() as db:
-            for name in differing[start:start + WRITE_BATCH]:
-                snapshot = await scan_repository(driver, name)
-                SQLiteIndex.replace_repository_within(
-                    db, await read_repository(driver, name, snapshot))
-                if progress is not None:
-                    progress(name)
+            for contents in await each(PARALLEL, read_again,
+                                       differing[start:start + WRITE_BATCH]):
+                SQLiteIndex.replace_repository_within(db, contents)
     for start in range(0, len(gone), WRITE_BATCH):
         async with index.writing() as db:
             for name in gone[start:start + WRITE_BATCH]:

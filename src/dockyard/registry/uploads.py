@@ -1,8 +1,10 @@
 """Blob uploads: started, appended in chunks or streamed, then committed by digest.
 
 Upload state lives in storage (`_uploads/<id>/data` and `startedat`), so any worker can take
-the next chunk. Each process also keeps the running hash of uploads it has been appending to,
-and the hash state after each chunk is saved beside the data, keyed by the size it describes.
+the next chunk: each chunk opens a writer of the data, which `close` leaves for the next one
+to continue (on S3, an open multipart upload), and the commit makes it whole with `commit`.
+Each process also keeps the running hash of uploads it has been appending to, and the hash
+state after each chunk is saved beside the data, keyed by the size it describes.
 
 Everything that changes an upload (a chunk, the commit, a cancel, purging) holds the upload's
 lock, which every process on the store respects. So a saved state for size N always hashes
@@ -132,7 +134,7 @@ class RepositoryUploads:
     async def status(self, upload_id: str) -> UploadStatus:
         if not UPLOAD_ID_RE.fullmatch(upload_id):
             raise BlobUploadUnknown(detail={"uuid": upload_id[:200]})
-        info = await self.driver.stat(layout.upload_data(self.name, upload_id))
+        info = await self.driver.stat_writer(layout.upload_data(self.name, upload_id))
         if info is None or info.is_dir:
             raise BlobUploadUnknown(detail={"uuid": upload_id})
         return UploadStatus(upload_id, info.size, await self.started_at(upload_id))
@@ -163,9 +165,19 @@ class RepositoryUploads:
     async def _append_locked(
         self, upload_id: str, size: int, body: AsyncIterable[bytes], length: int | None
     ) -> int:
-        key = self._key(upload_id)
-        hasher = await self._running_hash(upload_id, size)
         writer = await self.driver.writer(layout.upload_data(self.name, upload_id))
+        hasher, received = await self._write_chunk(writer, upload_id, size, body, length)
+        await writer.close()
+        await self._keep_hash(upload_id, size, size + received, hasher)
+        return size + received
+
+    async def _write_chunk(
+        self, writer: FileWriter, upload_id: str, size: int, body: AsyncIterable[bytes],
+        length: int | None
+    ) -> tuple[Hasher | None, int]:
+        """Write a chunk after the upload's `size` bytes, with the running hash; a chunk
+        that fails is cut off again (the writer closed) so the client can send it again."""
+        hasher = await self._running_hash(upload_id, size)
         received = 0
         try:
             async for buffer in _buffered(body, WRITE_BUFFER):
@@ -183,11 +195,13 @@ class RepositoryUploads:
                 await writer.truncate(size)
             await writer.close()
             raise
-        await writer.close()
+        return hasher, received
+
+    async def _keep_hash(self, upload_id: str, old_size: int, size: int,
+                         hasher: Hasher | None) -> None:
         if hasher is not None:
-            self.store.keep_hash(key, size + received, hasher)
-            await self._save_hash(upload_id, size, size + received, hasher)
-        return size + received
+            self.store.keep_hash(self._key(upload_id), size, hasher)
+            await self._save_hash(upload_id, old_size, size, hasher)
 
     async def _running_hash(self, upload_id: str, size: int) -> Hasher | None:
         """The hash of the first `size` bytes: this process's, or the state saved beside
@@ -210,7 +224,7 @@ class RepositoryUploads:
             return
         await self.driver.put_content(layout.upload_hash_state(self.name, upload_id, size),
                                       hasher.save())
-        if old_size:
+        if old_size and old_size != size:
             with contextlib.suppress(PathNotFound):
                 await self.driver.delete(layout.upload_hash_state(self.name, upload_id,
                                                                   old_size))
@@ -224,12 +238,33 @@ class RepositoryUploads:
         async with self.store.lock(key):
             status = await self.status(upload_id)
             size = status.size
-            if body is not None:
-                size = await self._append_locked(upload_id, size, body, length)
-            actual = await self._digest_of(upload_id, size, digest.algorithm)
-            if actual != digest:
-                raise DigestInvalid(detail={"expected": str(digest), "actual": str(actual)})
             data_path = layout.upload_data(self.name, upload_id)
+            writer = await self.driver.writer(data_path)
+            hasher = None
+            if body is not None:
+                hasher, received = await self._write_chunk(writer, upload_id, size, body,
+                                                           length)
+                size += received
+            else:
+                hasher = await self._running_hash(upload_id, size)
+            if hasher is not None and hasher.name == digest.algorithm:
+                # Checked before the data is made whole, so a wrong digest leaves the
+                # upload open to go on.
+                actual = Digest(digest.algorithm, hasher.hexdigest())  # state kept
+                if actual != digest:
+                    await writer.close()
+                    await self._keep_hash(upload_id, status.size, size, hasher)
+                    raise DigestInvalid(detail={"expected": str(digest),
+                                                "actual": str(actual)})
+                await writer.commit()
+            else:
+                await writer.commit()
+                if body is not None:
+                    await self._keep_hash(upload_id, status.size, size, hasher)
+                actual = await self._digest_of(upload_id, size, digest.algorithm)
+                if actual != digest:
+                    raise DigestInvalid(detail={"expected": str(digest),
+                                                "actual": str(actual)})
             # Made visible and recorded in one transaction, before the client hears 201,
             # so garbage collection sees the blob as fresh from the moment it exists.
             async with self.store.index.writing() as db:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 from dockyard.index.sqlite import SQLiteIndex
 from dockyard.registry import catalog, layout
-from dockyard.registry.gc import stored_blobs
+from dockyard.registry.gc import stored_blob_files
 from dockyard.registry.maintenance import last_activity
 from dockyard.storage import PathNotFound, StorageDriver
 
@@ -153,12 +153,16 @@ def _kept(index: SQLiteIndex, manifests: dict[tuple[str, str], tuple[int, str | 
 async def _blob_sizes(driver: StorageDriver, progress: Progress | None
                       ) -> tuple[dict[str, int], dict[str, float]]:
     """Size and mtime of every blob in the store."""
-    digests = await stored_blobs(driver)
+    listed = await stored_blob_files(driver)
+    digests = list(listed)
     sizes: dict[str, int] = {}
     modified: dict[str, float] = {}
     for start in range(0, len(digests), STAT_BATCH):
         batch = digests[start:start + STAT_BATCH]
-        infos = await driver.stat_many([layout.blob_data(digest) for digest in batch])
+        unknown = [digest for digest in batch if listed[digest] is None]
+        asked = dict(zip(unknown, await driver.stat_many(
+            [layout.blob_data(digest) for digest in unknown]), strict=True))
+        infos = [listed[digest] or asked.get(digest) for digest in batch]
         for digest, info in zip(batch, infos, strict=True):
             if info is not None and not info.is_dir:
                 sizes[str(digest)] = info.size
@@ -181,7 +185,7 @@ async def _uploads(driver: StorageDriver, purge_age: float | None) -> tuple[Amou
             last = await last_activity(driver, name, upload_id)
             if last is None:
                 continue
-            info = await driver.stat(layout.upload_data(name, upload_id))
+            info = await driver.stat_writer(layout.upload_data(name, upload_id))
             size = info.size if info is not None else 0
             idle = (now - last).total_seconds()
             (abandoned if purge_age is not None and idle >= purge_age else active).add(size)

@@ -61,13 +61,21 @@ class FileInfo:
     size: int
     modified: float
     is_dir: bool
+    # What the store reports as the MD5 of the content, unchecked (S3's ETag, which is that
+    # for an object written in one PUT without KMS): when it equals the MD5 of a content
+    # the reader expects, the file holds that content; any other value proves nothing.
+    content_md5: str | None = None
 
 
 class FileWriter(abc.ABC):
-    """Appends to one file. Nothing is visible at `path` beyond what `write` appended: a
-    reader meanwhile sees a prefix of it (an object store may show nothing new before
-    `close`). After `close`, `write` and `truncate` raise ValueError; closing again is
-    harmless."""
+    """Appends to one file, possibly over many writers in turn: `close` keeps what was
+    written for the next `StorageDriver.writer` of the path to continue (from any process),
+    `commit` makes it the whole file at `path`.
+
+    Until `commit`, a reader of `path` sees a prefix of what was written (a filesystem shows
+    every write, an object store nothing new), and `StorageDriver.stat_writer` tells how
+    much the last writer kept. After `close` or `commit`, `write`, `truncate` and `commit`
+    raise ValueError; closing again is harmless."""
 
     @property
     @abc.abstractmethod
@@ -78,13 +86,21 @@ class FileWriter(abc.ABC):
     async def write(self, data: bytes) -> None: ...
 
     @abc.abstractmethod
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Keep what was written, for a later writer of the path to continue."""
+
+    @abc.abstractmethod
+    async def commit(self) -> None:
+        """Make what was written the file at `path`, readable whole, and end the writer."""
 
     @abc.abstractmethod
     async def truncate(self, size: int) -> None:
         """Drop everything after `size` bytes (undo a broken chunk); later writes append
         there. A file is never grown (a `size` past the end drops nothing); a negative
-        `size` raises ValueError."""
+        `size` raises ValueError. Cutting back to the size the writer was opened with always
+        works, and so does cutting within bytes written since; but an object store's writer
+        sends each part as it fills and cannot read one back, so it refuses (ValueError) a
+        cut below its opening size or into a part it sent, other than to its opening size."""
 
 
 class StorageDriver(abc.ABC):
@@ -125,8 +141,14 @@ class StorageDriver(abc.ABC):
 
     @abc.abstractmethod
     async def writer(self, path: str) -> FileWriter:
-        """Open `path` for appending, creating it (and its parents) if needed; an existing
-        file is continued from its end."""
+        """Open `path` for appending, creating it (and its parents) if needed: what the last
+        writer of the path kept (closed or committed) is continued from its end."""
+
+    async def stat_writer(self, path: str) -> FileInfo | None:
+        """As `stat`, but of what the last writer of `path` kept, committed or only closed:
+        its size and when it last changed (default: `stat`, for a driver whose writers write
+        the file itself)."""
+        return await self.stat(path)
 
     @abc.abstractmethod
     def read(self, path: str, offset: int = 0, length: int | None = None
@@ -134,6 +156,11 @@ class StorageDriver(abc.ABC):
         """Stream bytes `offset` to `offset + length` of a file (to its end if `length` is
         None), clipped to the file's end, in pieces that are never empty: an empty range
         yields nothing. PathNotFound, when iteration starts, if missing or a directory."""
+
+    async def close(self) -> None:
+        """Release what the driver holds for the running event loop (S3's connections);
+        the driver stays usable, from this loop or another."""
+        return None
 
     async def url_for(self, path: str, expires: float) -> str | None:
         """A URL from which a client can GET the file itself, with ranges, for `expires`
@@ -180,6 +207,13 @@ class StorageDriver(abc.ABC):
                 except PathNotFound:
                     pass  # pruned meanwhile by someone else
             path = path.rsplit("/", 1)[0]
+
+    async def files_below(self, path: str) -> Sequence[FileInfo] | None:
+        """Every file below `path` (not directories), in no particular order, from a listing
+        cheaper than `walk` (a few requests for a whole tree); None where the driver has
+        none, and the caller should list directory by directory. Nothing if missing."""
+        check_root_or_path(path)
+        return None
 
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:
         """Every file and directory below `path` (not `path` itself), depth first, names

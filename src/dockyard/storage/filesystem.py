@@ -131,6 +131,11 @@ class FilesystemWriter(FileWriter):
             os.close(self._fd)
             self._fd = -1
 
+    async def commit(self) -> None:
+        """Nothing to assemble: every write already went to the file itself."""
+        self._check_open()
+        await self.close()
+
 
 class FilesystemDriver(StorageDriver):
     name = "filesystem"

@@ -79,6 +79,11 @@ class MemoryWriter(FileWriter):
     async def close(self) -> None:
         self._closed = True
 
+    async def commit(self) -> None:
+        """Nothing to assemble: every write already went to the file itself."""
+        self._check_open()
+        await self.close()
+
 
 class MemoryDriver(StorageDriver):
     name = "inmemory"

@@ -10,9 +10,12 @@ What differs from a filesystem, by the nature of an object store:
   its path with a directory (`/a` and `/a/b` both exist as keys).
 - `put_content` and a file `move` replace an object whole (readers see the old or the new
   object); moving a directory moves its objects one by one and is not atomic.
-- A `writer` shows nothing new before `close`, which makes the object whole. Appending to an
-  object reopens it as a multipart upload whose first part is the existing object, copied
-  inside S3 (or, when it is smaller than S3's smallest part, read back into memory).
+- A `writer` keeps a file being written as one multipart upload that stays open from writer
+  to writer (in whichever process), plus a small pending-tail object beside it,
+  `<key>~pending`, holding the bytes that do not fill a part yet and, in its metadata, the
+  upload's state. Nothing of it shows at the key before `commit` completes the upload there;
+  `stat_writer` reads the state. Appending to a whole object reopens it as such an upload
+  whose first parts are copied from it inside S3.
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import io
 import logging
+import re
 import threading
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
+from dockyard.concurrency import each
 from dockyard.storage.driver import (
     FileInfo,
     FileWriter,
@@ -53,15 +59,20 @@ READ_PIECE = 256 * 1024
 # own: sharing the one of every other request (64), 64 slow clients would stall them all.
 POOL_CONNECTIONS = 64
 DOWNLOAD_CONNECTIONS = 1024
+# A file being written keeps its unsent bytes and state in `<key>` + this: "~" is in no
+# valid name, so no listing shows it, and deleting the file's directory takes it along.
+PENDING_SUFFIX = "~pending"
+# A writer's parts double in size every so many parts (from `chunksize`), so 10,000 parts
+# reach S3's largest object whatever the size of the upload.
+PARTS_PER_SIZE = 1000
 _NAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_MD5 = re.compile(r"[0-9a-f]{32}")  # a multipart object's ETag has "-<parts>" after it
 
 log = logging.getLogger("dockyard.storage.s3")
 
 # Files directly below a directory: (name, size, modified).
 Files = list[tuple[str, int, float]]
-T = TypeVar("T")
-A = TypeVar("A")
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,10 @@ class S3Settings:
     regionendpoint: str | None = None
     accesskey: str | None = None
     secretkey: str | None = None
+    sessiontoken: str | None = None
+    # Where presigned blob URLs point (a CDN or another name of the S3 endpoint), else
+    # regionendpoint.
+    redirectendpoint: str | None = None
     forcepathstyle: bool = False
     rootdirectory: str = ""
     secure: bool = True
@@ -109,15 +124,40 @@ def _is_not_found(error: Exception) -> bool:
     return _error_code(error) in NOT_FOUND_CODES
 
 
-async def _each(limit: int, work: Callable[[A], Awaitable[T]], items: Iterable[A]) -> list[T]:
-    """`work` of every item, with at most `limit` in flight; results in order."""
-    slots = asyncio.Semaphore(limit)
+def _range_length(value: object) -> int | None:
+    """The length of a `bytes=first-last` range, None for any other."""
+    if isinstance(value, str) and value.startswith("bytes="):
+        first, _, last = value[len("bytes="):].partition("-")
+        if first.isdigit() and last.isdigit():
+            return int(last) - int(first) + 1
+    return None
 
-    async def run(item: A) -> T:
-        async with slots:
-            return await work(item)
 
-    return list(await asyncio.gather(*(run(item) for item in items)))
+def _log_request(params: dict[str, Any], model: Any, **_: Any) -> None:
+    """One line per S3 request: the operation, its key, and the bytes it sends, reads or
+    copies where the request says (a body, a `Range`, a `CopySourceRange`)."""
+    body = params.get("Body")
+    if isinstance(body, io.BytesIO):  # botocore wraps some bodies before this is called
+        body = body.getbuffer()
+    size = len(body) if isinstance(body, bytes | bytearray | memoryview) else (
+        _range_length(params.get("Range")) or _range_length(params.get("CopySourceRange")))
+    log.info("s3 request %s key=%s bytes=%s", model.name, params.get("Key", ""),
+             "-" if size is None else size)
+
+
+def part_size(number: int, first_size: int) -> int:
+    """The size of part `number` (from 1) of a writer whose first parts are `first_size`."""
+    return min(first_size << ((number - 1) // PARTS_PER_SIZE), MAX_PART)
+
+
+def parts_end(count: int, first_size: int) -> int:
+    """The offset where part `count` ends (and part `count` + 1 begins)."""
+    end, done = 0, 0
+    while done < count:
+        step = min(PARTS_PER_SIZE - done % PARTS_PER_SIZE, count - done)
+        end += step * part_size(done + 1, first_size)
+        done += step
+    return end
 
 
 class S3Driver(StorageDriver):
@@ -128,13 +168,21 @@ class S3Driver(StorageDriver):
         self.bucket = settings.bucket
         self._root = settings.rootdirectory.strip("/")
         # An aiobotocore client belongs to the event loop it was made in: one per loop
-        # (a worker has one; a command or a test may run several in turn), and one more
-        # per loop for downloads (see DOWNLOAD_CONNECTIONS).
-        self._clients: dict[bool, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]] \
-            = {False: weakref.WeakKeyDictionary(), True: weakref.WeakKeyDictionary()}
+        # (a worker has one; a command or a test may run several in turn), plus one for
+        # presigning where redirectendpoint names another host, and one for downloads
+        # (see DOWNLOAD_CONNECTIONS).
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary())
+        self._presigners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary())
+        self._downloaders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary())
         self._contexts: dict[int, Any] = {}
         self._clients_lock = threading.Lock()
-        if settings.loglevel != "off":
+        # "debug": a line per S3 request (operation, key, bytes); the "debugwith..."
+        # levels add the AWS SDK's own debug output, which holds whole request bodies.
+        self._log_requests = settings.loglevel != "off"
+        if settings.loglevel not in ("off", "debug"):
             logging.getLogger("botocore").setLevel(logging.DEBUG)
 
     # Keys
@@ -151,15 +199,38 @@ class S3Driver(StorageDriver):
 
     # The client
 
-    async def _client(self, downloads: bool = False) -> Any:
+    async def _client(self) -> Any:
         loop = asyncio.get_running_loop()
-        clients = self._clients[downloads]
-        client = clients.get(loop)
+        client = self._clients.get(loop)
         if client is not None:
             return client
-        context = self._new_client_context(
-            DOWNLOAD_CONNECTIONS if downloads else POOL_CONNECTIONS)
+        return await self._open_client(self._clients, self.settings.regionendpoint)
+
+    async def _download_client(self) -> Any:
+        """The client downloads stream through, with a pool of its own."""
+        client = self._downloaders.get(asyncio.get_running_loop())
+        if client is not None:
+            return client
+        return await self._open_client(self._downloaders, self.settings.regionendpoint,
+                                       DOWNLOAD_CONNECTIONS)
+
+    async def _presigning_client(self) -> Any:
+        """The client whose presigned URLs name `redirectendpoint` (the main one if unset)."""
+        if not self.settings.redirectendpoint:
+            return await self._client()
+        client = self._presigners.get(asyncio.get_running_loop())
+        if client is not None:
+            return client
+        return await self._open_client(self._presigners, self.settings.redirectendpoint)
+
+    async def _open_client(self, clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, Any], endpoint: str | None,
+            connections: int = POOL_CONNECTIONS) -> Any:
+        loop = asyncio.get_running_loop()
+        context = self._new_client_context(endpoint, connections)
         client = await context.__aenter__()
+        if self._log_requests:
+            client.meta.events.register("before-parameter-build.s3", _log_request)
         with self._clients_lock:
             existing = clients.get(loop)
             if existing is None:
@@ -169,12 +240,11 @@ class S3Driver(StorageDriver):
         await context.__aexit__(None, None, None)
         return existing
 
-    def _new_client_context(self, connections: int) -> Any:
+    def _new_client_context(self, endpoint: str | None, connections: int) -> Any:
         from aiobotocore.config import AioConfig
         from aiobotocore.session import get_session
 
         settings = self.settings
-        endpoint = settings.regionendpoint
         if endpoint and "://" not in endpoint:
             endpoint = f"{'https' if settings.secure else 'http'}://{endpoint}"
         config = AioConfig(
@@ -202,12 +272,14 @@ class S3Driver(StorageDriver):
         if settings.accesskey and settings.secretkey:
             options["aws_access_key_id"] = settings.accesskey
             options["aws_secret_access_key"] = settings.secretkey
+            if settings.sessiontoken:
+                options["aws_session_token"] = settings.sessiontoken
         return get_session().create_client("s3", **options)
 
     async def close(self) -> None:
         """Close this event loop's clients (others close with their loops)."""
         loop = asyncio.get_running_loop()
-        for clients in self._clients.values():
+        for clients in (self._clients, self._presigners, self._downloaders):
             with self._clients_lock:
                 client = clients.pop(loop, None)
                 context = self._contexts.pop(id(client), None) if client is not None else None
@@ -261,7 +333,7 @@ class S3Driver(StorageDriver):
                 raise PathNotFound(path)
             return
         last = "" if length is None else str(offset + length - 1)
-        client = await self._client(downloads=True)
+        client = await self._download_client()
         try:
             answer = await client.get_object(Bucket=self.bucket, Key=key,
                                              Range=f"bytes={offset}-{last}")
@@ -279,7 +351,7 @@ class S3Driver(StorageDriver):
     async def url_for(self, path: str, expires: float) -> str | None:
         """A presigned GetObject URL of the object (signed here, no request to S3)."""
         key = self.key(check_path(path))
-        client = await self._client()
+        client = await self._presigning_client()
         url: str = await client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key},
             ExpiresIn=max(1, int(expires)))
@@ -304,7 +376,7 @@ class S3Driver(StorageDriver):
     async def stat_many(self, paths: Sequence[str]) -> Sequence[FileInfo | None]:
         for path in paths:
             check_root_or_path(path)
-        return await _each(BATCH_CONCURRENCY, self.stat, paths)
+        return await each(BATCH_CONCURRENCY, self.stat, paths)
 
     async def _list_page(self, prefix: str) -> AsyncIterator[dict[str, Any]]:
         client = await self._client()
@@ -337,6 +409,26 @@ class S3Driver(StorageDriver):
             raise PathNotFound(path)
         return [name for name, _, _ in files] + directories
 
+    async def files_below(self, path: str) -> Sequence[FileInfo]:
+        """One listing of every key below `path` (1,000 a request), with the ETag of each
+        as its content MD5 where it has an MD5's form."""
+        prefix = self._prefix(check_root_or_path(path))
+        base = path.rstrip("/")
+        client = await self._client()
+        found: builtins.list[FileInfo] = []
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": LIST_MAX})
+        async for page in pages:
+            for item in page.get("Contents", []):
+                relative = item["Key"][len(prefix):]
+                if not all(_is_valid_name(name) for name in relative.split("/")):
+                    continue  # keys no driver path can name are not listed
+                etag = str(item.get("ETag", "")).strip('"').lower()
+                found.append(FileInfo(f"{base}/{relative}", int(item["Size"]),
+                                      item["LastModified"].timestamp(), False,
+                                      etag if _MD5.fullmatch(etag) else None))
+        return found
+
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:
         """As the interface's, with one listing per directory (sizes and times come with
         it) rather than a request per file."""
@@ -366,10 +458,23 @@ class S3Driver(StorageDriver):
 
     async def writer(self, path: str) -> FileWriter:
         key = self.key(check_path(path))
+        pending = await self._head(key + PENDING_SUFFIX)
+        if pending is not None:
+            return S3Writer(self, key, WriterState.of_pending(key, pending))
         head = await self._head(key)
         if head is None:
-            return S3Writer(self, key, 0, None)
-        return S3Writer(self, key, int(head["ContentLength"]), head["ETag"])
+            return S3Writer(self, key, WriterState.new(self.settings.chunksize))
+        return S3Writer(self, key, WriterState.of_object(
+            key, head, self.settings.chunksize))
+
+    async def stat_writer(self, path: str) -> FileInfo | None:
+        """What the pending-tail object records, else the object itself."""
+        key = self.key(check_path(path))
+        pending = await self._head(key + PENDING_SUFFIX)
+        if pending is None:
+            return await self.stat(path)
+        state = WriterState.of_pending(key, pending)
+        return FileInfo(path, state.size, pending["LastModified"].timestamp(), False)
 
     async def move(self, source: str, destination: str) -> None:
         check_path(source)
@@ -396,7 +501,7 @@ class S3Driver(StorageDriver):
             key, size = key_and_size
             await self._copy(key, target_prefix + key[len(source_prefix):], size, None)
 
-        await _each(BATCH_CONCURRENCY, copy_one, keys)
+        await each(BATCH_CONCURRENCY, copy_one, keys)
         await self._delete_keys([key for key, _ in keys])
 
     async def _copy(self, source: str, target: str, size: int, etag: str | None) -> None:
@@ -427,7 +532,7 @@ class S3Driver(StorageDriver):
                 return await self._copy_part(target, upload_id, number, source, first, last,
                                              etag)
 
-            parts = await _each(settings.multipartcopymaxconcurrency, copy_range,
+            parts = await each(settings.multipartcopymaxconcurrency, copy_range,
                                 enumerate(ranges, start=1))
             await client.complete_multipart_upload(
                 Bucket=self.bucket, Key=target, UploadId=upload_id,
@@ -471,7 +576,8 @@ class S3Driver(StorageDriver):
         async for page in pages:
             # "/a" must not take "/ab" with it.
             found.extend(item["Key"] for item in page.get("Contents", [])
-                         if item["Key"] == key or item["Key"].startswith(f"{key}/"))
+                         if item["Key"] in (key, key + PENDING_SUFFIX)
+                         or item["Key"].startswith(f"{key}/"))
         return found
 
     async def _delete_keys(self, keys: Sequence[str]) -> None:
@@ -490,16 +596,19 @@ class S3Driver(StorageDriver):
 
         batches = [keys[start:start + DELETE_BATCH] for start in range(0, len(keys),
                                                                         DELETE_BATCH)]
-        await _each(BATCH_CONCURRENCY, delete_batch, batches)
+        await each(BATCH_CONCURRENCY, delete_batch, batches)
 
-    async def _abort_uploads_below(self, path: str) -> None:
-        """Abort multipart uploads a writer that died left below `path` (S3 keeps, and
-        bills, their parts until then)."""
+    async def _abort_uploads_of(self, path: str) -> None:
+        """Abort the multipart uploads of `path` and below: those writers kept open and
+        those a writer that died left (S3 keeps, and bills, their parts until then)."""
         client = await self._client()
+        key = self.key(path)
         pages = client.get_paginator("list_multipart_uploads").paginate(
-            Bucket=self.bucket, Prefix=self._prefix(path))
+            Bucket=self.bucket, Prefix=key)
         async for page in pages:
             for upload in page.get("Uploads", []):
+                if upload["Key"] != key and not upload["Key"].startswith(f"{key}/"):
+                    continue
                 with contextlib.suppress(Exception):
                     await client.abort_multipart_upload(
                         Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
@@ -509,14 +618,15 @@ class S3Driver(StorageDriver):
         keys = await self._keys_of(path)
         if not keys:
             raise PathNotFound(path)
-        await self._delete_keys(keys)
+        # Abort first: a writer's upload must not outlive its pending tail.
         if any(key != self.key(path) for key in keys):
-            await self._abort_uploads_below(path)
+            await self._abort_uploads_of(path)
+        await self._delete_keys(keys)
 
     async def delete_many(self, paths: Sequence[str]) -> None:
         for path in paths:
             check_path(path)
-        found = await _each(BATCH_CONCURRENCY, self._keys_of, paths)
+        found = await each(BATCH_CONCURRENCY, self._keys_of, paths)
         keys = sorted({key for keys in found for key in keys})
         await self._delete_keys(keys)
 
@@ -524,170 +634,325 @@ class S3Driver(StorageDriver):
         """Nothing to do: a prefix with nothing below it is no directory at all."""
 
 
+@dataclass
+class WriterState:
+    """Where a file being written stands: `parts` full parts sent to multipart upload
+    `upload_id`, whose first parts are `first_part` bytes (see `part_size`), then the bytes
+    past them, `size` in all. Those bytes are read from `source` (a key, its ETag, and the
+    offset in it where they begin) until a writer loads them."""
+
+    size: int
+    parts: int
+    first_part: int
+    upload_id: str | None
+    source: tuple[str, str, int] | None
+    pending_exists: bool
+    whole_object: bool = False  # `source` is the file itself, not yet an upload
+
+    @classmethod
+    def new(cls, chunksize: int) -> WriterState:
+        return cls(0, 0, max(chunksize, MIN_PART), None, None, False)
+
+    @classmethod
+    def of_pending(cls, key: str, head: dict[str, Any]) -> WriterState:
+        """The state a pending-tail object records (in its metadata; its body holds the
+        bytes past the parts)."""
+        meta = head.get("Metadata", {})
+        try:
+            size = int(meta["dockyard-size"])
+            parts = int(meta["dockyard-parts"])
+            first_part = int(meta["dockyard-first-part"])
+        except (KeyError, ValueError):
+            raise OSError(f"{key}{PENDING_SUFFIX} is no pending tail dockyard wrote") from None
+        upload_id = meta.get("dockyard-upload-id") or None
+        if size - parts_end(parts, first_part) != int(head["ContentLength"]):
+            raise OSError(f"{key}{PENDING_SUFFIX} does not hold the {size} bytes it records")
+        return cls(size, parts, first_part, upload_id, (key + PENDING_SUFFIX, head["ETag"], 0),
+                   True)
+
+    @classmethod
+    def of_object(cls, key: str, head: dict[str, Any], chunksize: int) -> WriterState:
+        return cls(int(head["ContentLength"]), 0, max(chunksize, MIN_PART), None,
+                   (key, head["ETag"], 0), False, whole_object=True)
+
+    def metadata(self) -> dict[str, str]:
+        return {"dockyard-size": str(self.size), "dockyard-parts": str(self.parts),
+                "dockyard-first-part": str(self.first_part),
+                "dockyard-upload-id": self.upload_id or ""}
+
+
 class S3Writer(FileWriter):
-    """Appends to one object through a multipart upload, holding at most about one part
-    (`chunksize`) in memory, and makes the object whole on `close`.
+    """Appends to a file through one multipart upload that stays open from writer to writer
+    and is completed by `commit`; parts are aligned (see `part_size`), so each writer sends
+    only the parts its own bytes fill. The bytes past the last full part live in the pending
+    tail (`<key>~pending`), rewritten by `close` with the state in its metadata. A writer
+    holds at most about one part in memory, and costs a read and a write of the tail plus
+    its own bytes, however large the file.
 
-    The object as it was when opened (`base` bytes, of ETag `base_etag`) stays untouched
-    until `close`: it becomes the upload's first part, copied inside S3 when it is at least
-    S3's smallest part, else read back into the buffer before the first write. So cutting
-    back to within it (`truncate` of a failed chunk) only starts the parts again.
-    """
+    The tail is the state's only record and changes only at `close`: a writer that dies
+    leaves the file as the last `close` did (parts it sent past that are overwritten by the
+    next writer, or left out at commit). `truncate` back to the opening size hence needs
+    nothing but forgetting this writer's parts."""
 
-    def __init__(self, driver: S3Driver, key: str, base: int, base_etag: str | None) -> None:
+    def __init__(self, driver: S3Driver, key: str, state: WriterState) -> None:
         self._driver = driver
         self._key = key
-        self._base = base  # bytes still only in the original object, none in parts/buffer
-        self._base_etag = base_etag
-        self._existed = base_etag is not None
-        self._source_size = base  # bytes of the object as it stands in S3 (ETag base_etag)
-        self._size = base
+        self._pending_key = key + PENDING_SUFFIX
+        self._state = state
+        self._opened = WriterState(**vars(state))
         self._buffer = bytearray()
-        self._buffer_start = base  # offset of the buffer's first byte
-        self._upload_id: str | None = None
-        self._parts: list[tuple[int, str, int]] = []  # (number, ETag, size)
+        self._loaded = state.source is None
         self._changed = False
         self._closed = False
 
     @property
     def size(self) -> int:
-        return self._size
+        return self._state.size
 
     def _check_open(self) -> None:
         if self._closed:
             raise ValueError("write to a closed FileWriter")
 
-    async def _load_small_base(self) -> None:
-        """Bring an original object too small to be a part into the buffer."""
-        if 0 < self._base < MIN_PART:
+    def _buffer_start(self) -> int:
+        return parts_end(self._state.parts, self._state.first_part)
+
+    async def _load(self) -> None:
+        """Bring the bytes past the last full part into the buffer (a whole object being
+        appended to first becomes an upload, its full parts copied inside S3)."""
+        if self._loaded:
+            return
+        state = self._state
+        assert state.source is not None
+        source, etag, first = state.source
+        if state.whole_object:
+            await self._adopt_whole_object(source, etag)
+            source, etag, first = state.source
+        start = self._buffer_start()
+        length = state.size - start
+        data = b""
+        if length:
             client = await self._driver._client()
             answer = await client.get_object(
-                Bucket=self._driver.bucket, Key=self._key, Range=f"bytes=0-{self._base - 1}",
-                IfMatch=self._base_etag)
+                Bucket=self._driver.bucket, Key=source, IfMatch=etag,
+                Range=f"bytes={first}-{first + length - 1}")
             async with answer["Body"] as body:
                 data = bytes(await body.read())
-            if len(data) != self._base:
-                raise OSError(f"{self._key} changed while being appended to")
-            self._buffer[0:0] = data
-            self._buffer_start = 0
-            self._base = 0
+            if len(data) != length:
+                raise OSError(f"{source} changed while being appended to")
+        self._buffer = bytearray(data)
+        self._loaded = True
 
-    async def _start_parts(self) -> None:
-        """The multipart upload, with the original object copied in as its first parts."""
-        client = await self._driver._client()
-        if self._upload_id is None:
+    async def _adopt_whole_object(self, key: str, etag: str) -> None:
+        """Copy a whole object's full parts into a new upload (once, then the pending tail
+        carries on), so that its last bytes can be read into the buffer."""
+        state = self._state
+        while parts_end(state.parts + 1, state.first_part) <= state.size:
+            first = parts_end(state.parts, state.first_part)
+            last = parts_end(state.parts + 1, state.first_part) - 1
+            upload_id = await self._upload_id()
+            await self._driver._copy_part(self._key, upload_id, state.parts + 1, key,
+                                          first, last, etag)
+            state.parts += 1
+        state.whole_object = False
+        state.source = (key, etag, parts_end(state.parts, state.first_part))
+        self._opened = WriterState(**vars(state))
+        self._changed = True  # the upload and the tail now stand for the file
+
+    async def _upload_id(self) -> str:
+        if self._state.upload_id is None:
+            client = await self._driver._client()
             answer = await client.create_multipart_upload(
                 Bucket=self._driver.bucket, Key=self._key, **self._driver._object_options())
-            self._upload_id = answer["UploadId"]
-        if self._base >= MIN_PART and not self._parts:
-            count = -(-self._base // MAX_PART)
-            piece = -(-self._base // count)  # even pieces, each well above MIN_PART
-            for first in range(0, self._base, piece):
-                last = min(self._base, first + piece) - 1
-                number = len(self._parts) + 1
-                part = await self._driver._copy_part(
-                    self._key, self._upload_id, number, self._key, first, last,
-                    self._base_etag)
-                self._parts.append((number, part["ETag"], last - first + 1))
-            self._base = 0
+            self._state.upload_id = answer["UploadId"]
+        return self._state.upload_id
 
-    async def _send_part(self, data: bytes) -> None:
-        await self._start_parts()
-        assert self._upload_id is not None
-        number = len(self._parts) + 1
+    async def _send_part(self, number: int, data: bytes) -> str:
         if number > MAX_PARTS:
-            raise OSError(f"{self._key}: more than {MAX_PARTS} parts; raise chunksize")
+            raise OSError(f"{self._key}: more than {MAX_PARTS} parts")
+        upload_id = await self._upload_id()
         client = await self._driver._client()
         answer = await client.upload_part(Bucket=self._driver.bucket, Key=self._key,
-                                          UploadId=self._upload_id, PartNumber=number,
-                                          Body=data)
-        self._parts.append((number, answer["ETag"], len(data)))
+                                          UploadId=upload_id, PartNumber=number, Body=data)
+        return str(answer["ETag"])
 
     async def write(self, data: bytes) -> None:
         self._check_open()
         if not data:
             return
-        await self._load_small_base()
+        await self._load()
+        state = self._state
         self._buffer += data
-        self._size += len(data)
+        state.size += len(data)
         self._changed = True
-        chunk = self._driver.settings.chunksize
-        while len(self._buffer) >= chunk:
-            await self._send_part(bytes(self._buffer[:chunk]))
-            del self._buffer[:chunk]
-            self._buffer_start += chunk
+        while len(self._buffer) >= (full := part_size(state.parts + 1, state.first_part)):
+            with memoryview(self._buffer) as view:
+                part = bytes(view[:full])  # one copy (a bytearray slice would be two)
+            await self._send_part(state.parts + 1, part)
+            del part, self._buffer[:full]
+            state.parts += 1
 
     async def truncate(self, size: int) -> None:
         self._check_open()
+        state = self._state
         if size < 0:
             raise ValueError(f"negative size: {size}")
-        if size >= self._size:
+        if size >= state.size:
             return
+        if size == self._opened.size:
+            # Back to how the writer found the file; parts it sent past that are overwritten
+            # by later writes or left out at commit.
+            upload_id = state.upload_id
+            self._state = WriterState(**vars(self._opened))
+            self._state.upload_id = upload_id
+            self._buffer = bytearray()
+            self._loaded = self._state.source is None
+            self._changed = upload_id != self._opened.upload_id
+            return
+        if state.whole_object and not self._loaded:
+            state.size = size  # its parts are copied from the object only up to `size`
+            self._changed = True
+            return
+        await self._load()
+        start = self._buffer_start()
+        if size < start:
+            await self._remake_cut(size)
+            return
+        del self._buffer[size - start:]
+        state.size = size
         self._changed = True
-        if size >= self._buffer_start:
-            del self._buffer[size - self._buffer_start:]
-        else:
-            await self._restart_from(size)
-        self._size = size
 
-    async def _restart_from(self, size: int) -> None:
-        """Start again from the first `size` bytes of the object. Parts already sent cannot
-        be left out of a completion (radosgw refuses one that omits any), nor read back: if
-        the object as opened holds those bytes the upload is dropped, else what was written
-        is first made whole, and the cut copied back from that."""
-        if size > self._source_size:
-            await self._complete()
-            head = await self._driver._head(self._key)
-            if head is None:
-                raise PathNotFound(self._key)
-            self._base_etag = head["ETag"]
-            self._source_size = int(head["ContentLength"])
-            self._existed = True
-        else:
-            await self._abort()
-        self._parts = []
-        self._buffer.clear()
-        self._base = size
-        self._buffer_start = size
+    async def _remake_cut(self, size: int) -> None:
+        """Cut into bytes already sent, which S3 cannot read back before completion: make
+        the file whole, then start again from its first `size` bytes (copied inside S3).
+        Costly, but a broken chunk is only ever cut back to the opening size."""
+        await self._finish()
+        head = await self._driver._head(self._key)
+        if head is None:
+            raise PathNotFound(self._key)
+        self._state = WriterState.of_object(self._key, head, self._state.first_part)
+        self._opened = WriterState(**vars(self._state))
+        self._state.size = size
+        self._buffer = bytearray()
+        self._loaded = False
+        self._changed = True
 
     async def close(self) -> None:
+        """Rewrite the pending tail: the bytes past the last full part, and the state."""
         if self._closed:
             return
         self._closed = True
-        if not self._changed and self._existed:
+        if not self._changed and (self._state.pending_exists or self._state.whole_object):
             return
-        await self._complete()
+        await self._load()
+        client = await self._driver._client()
+        await client.put_object(Bucket=self._driver.bucket, Key=self._pending_key,
+                                Body=bytes(self._buffer), Metadata=self._state.metadata(),
+                                **self._driver._object_options())
+        self._buffer = bytearray()
 
-    async def _complete(self) -> None:
-        """Make the object what was written: one PUT when it all fits in the buffer, else
-        the last part and the multipart upload's completion."""
+    async def commit(self) -> None:
+        """Complete the upload at the key (one PUT if it never filled a part), then drop
+        the pending tail."""
+        self._check_open()
+        self._closed = True
+        await self._finish()
+
+    async def _finish(self) -> None:
+        state = self._state
+        if state.whole_object and not self._changed:
+            return  # the object already is the file
+        await self._load()
         client = await self._driver._client()
         bucket = self._driver.bucket
-        await self._load_small_base()
-        try:
-            if not self._parts and self._base == 0:
-                await client.put_object(Bucket=bucket, Key=self._key, Body=bytes(self._buffer),
-                                        **self._driver._object_options())
-                await self._abort()
-            else:
-                await self._start_parts()
-                if self._buffer or not self._parts:
-                    await self._send_part(bytes(self._buffer))
-                assert self._upload_id is not None
-                await client.complete_multipart_upload(
-                    Bucket=bucket, Key=self._key, UploadId=self._upload_id,
-                    MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag}
-                                               for number, etag, _ in self._parts]})
-                self._upload_id = None
-        except BaseException:
-            await self._abort()
-            raise
-        self._buffer.clear()
+        if state.parts == 0:
+            await client.put_object(Bucket=bucket, Key=self._key, Body=bytes(self._buffer),
+                                    **self._driver._object_options())
+            if state.upload_id is not None:
+                await self._abort(state.upload_id)
+        else:
+            await self._complete(await self._upload_id())
+        self._buffer = bytearray()
+        if state.pending_exists or self._opened.pending_exists:
+            await client.delete_object(Bucket=bucket, Key=self._pending_key)
+        state.upload_id = None
+        state.pending_exists = False
 
-    async def _abort(self) -> None:
-        if self._upload_id is None:
+    async def _sent_parts(self, upload_id: str) -> dict[int, tuple[str, int]]:
+        """Every part the upload holds: number -> (ETag, size)."""
+        client = await self._driver._client()
+        parts: dict[int, tuple[str, int]] = {}
+        pages = client.get_paginator("list_parts").paginate(
+            Bucket=self._driver.bucket, Key=self._key, UploadId=upload_id)
+        async for page in pages:
+            for part in page.get("Parts", []):
+                parts[int(part["PartNumber"])] = (part["ETag"], int(part["Size"]))
+        return parts
+
+    async def _complete(self, upload_id: str) -> None:
+        state = self._state
+        client = await self._driver._client()
+        try:
+            sent = await self._sent_parts(upload_id)
+        except Exception as error:
+            # A commit that completed the upload but died before dropping the pending
+            # tail: the object is already the file.
+            head = await self._driver._head(self._key)
+            # (radosgw answers NoSuchKey for an upload completed, S3 NoSuchUpload.)
+            if _error_code(error) in {"NoSuchUpload", *NOT_FOUND_CODES} and head is not None \
+                    and int(head["ContentLength"]) == state.size:
+                return
+            raise
+        last = state.parts + 1 if self._buffer else state.parts
+        if max(sent, default=0) > last:
+            # Parts a broken chunk sent past the end: radosgw refuses a completion that
+            # leaves any out, so the file is made again without them.
+            await self._rebuild(upload_id, sent)
             return
-        upload_id, self._upload_id = self._upload_id, None
+        if self._buffer:
+            sent[last] = (await self._send_part(last, bytes(self._buffer)), len(self._buffer))
+        missing = [number for number in range(1, last + 1) if number not in sent]
+        if missing:
+            raise OSError(f"{self._key}: parts {missing[:5]} of the upload are missing")
+        await client.complete_multipart_upload(
+            Bucket=self._driver.bucket, Key=self._key, UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": number, "ETag": sent[number][0]}
+                                       for number in range(1, last + 1)]})
+
+    async def _rebuild(self, upload_id: str, sent: dict[int, tuple[str, int]]) -> None:
+        """Complete the upload with every part it holds, then copy the file's full parts
+        back from that into a new upload, add the buffer and complete again."""
+        state = self._state
+        client = await self._driver._client()
+        bucket = self._driver.bucket
+        numbers = sorted(sent)
+        if numbers != list(range(1, len(numbers) + 1)) or any(
+                sent[number][1] < MIN_PART for number in numbers[:-1]):
+            raise OSError(f"{self._key}: the upload's parts cannot be put together")
+        answer = await client.complete_multipart_upload(
+            Bucket=bucket, Key=self._key, UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": number, "ETag": sent[number][0]}
+                                       for number in numbers]})
+        etag = answer.get("ETag") or (await self._driver._head(self._key) or {}).get("ETag")
+        state.upload_id = None
+        new_id = await self._upload_id()
+        settings = self._driver.settings
+
+        async def copy(number: int) -> dict[str, Any]:
+            first = parts_end(number - 1, state.first_part)
+            last = parts_end(number, state.first_part) - 1
+            return await self._driver._copy_part(self._key, new_id, number, self._key,
+                                                 first, last, etag)
+
+        parts = await each(settings.multipartcopymaxconcurrency, copy,
+                            range(1, state.parts + 1))
+        if self._buffer:
+            number = state.parts + 1
+            parts.append({"PartNumber": number,
+                          "ETag": await self._send_part(number, bytes(self._buffer))})
+        await client.complete_multipart_upload(
+            Bucket=bucket, Key=self._key, UploadId=new_id, MultipartUpload={"Parts": parts})
+
+    async def _abort(self, upload_id: str) -> None:
         client = await self._driver._client()
         with contextlib.suppress(Exception):
             await client.abort_multipart_upload(Bucket=self._driver.bucket, Key=self._key,
