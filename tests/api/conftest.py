@@ -7,9 +7,8 @@ Every test that starts a registry asks for `storage` (directly, or through `regi
 answers blob GETs (ranges, conditions, errors) from S3 as the tests expect of it; tests
 marked `blob_redirect` run a third time, as `[s3-redirect]`, with the redirect on and their
 clients following it. Tests about the filesystem itself (permissions, symlinks, a full
-disk), those needing what dockyard does not do on S3 yet (garbage collection), and those
-in which the storage plays no part carry `@pytest.mark.filesystem_only(reason)` and run
-on the filesystem alone.
+disk) and those in which the storage plays no part carry
+`@pytest.mark.filesystem_only(reason)` and run on the filesystem alone.
 """
 
 from __future__ import annotations

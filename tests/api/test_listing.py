@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.support.oci import error_codes, make_image, push_image
 from tests.support.server import RunningRegistry, Storage, run_registry
@@ -118,8 +117,6 @@ def test_listings_follow_changes_in_every_worker(tmp_path: Path, storage: Storag
             [["cached/app", "cached/other"]] * 12
 
 
-@pytest.mark.filesystem_only(reason="dockyard garbage-collect works on filesystem stores "
-                             "only (it refuses storage.s3)")
 def test_catalogs_follow_the_garbage_collector_in_every_worker(tmp_path: Path,
                                                                storage: Storage) -> None:
     """A change another process makes (the garbage collector) shows in the next catalog
