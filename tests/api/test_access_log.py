@@ -21,6 +21,7 @@ from tests.support.oci import make_image, push_image
 from tests.support.rawhttp import build_request
 from tests.support.server import (
     RunningRegistry,
+    Storage,
     free_port,
     run_registry,
     wait_until_serving,
@@ -52,11 +53,11 @@ def users(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def json_registry(tmp_path: Path, users: Path) -> Iterator[RunningRegistry]:
+def json_registry(tmp_path: Path, users: Path, storage: Storage) -> Iterator[RunningRegistry]:
     config = {"log": {"formatter": "json", "fields": {"service": "registry"}},
               "http": {"workers": 1},
               "auth": {"htpasswd": {"realm": "Dockyard Test", "path": str(users)}}}
-    with run_registry(tmp_path, config=config) as running:
+    with run_registry(tmp_path, config=config, storage=storage) as running:
         yield running
 
 
@@ -136,8 +137,8 @@ def test_a_request_id_with_raw_bytes_is_replaced(registry: RunningRegistry) -> N
     assert found and GENERATED_ID.fullmatch(found.group(1)), head
 
 
-def test_text_access_log_is_one_line_per_request(tmp_path: Path) -> None:
-    with run_registry(tmp_path) as running, running.client() as client:
+def test_text_access_log_is_one_line_per_request(tmp_path: Path, storage: Storage) -> None:
+    with run_registry(tmp_path, storage=storage) as running, running.client() as client:
         # A line break in the path (percent-encoded) or the user agent's quotes must not
         # forge lines or fields.
         answered = client.get("/v2/a%0Aforged=1/tags/list",
@@ -158,10 +159,11 @@ def test_text_access_log_is_one_line_per_request(tmp_path: Path) -> None:
     assert not any(line.startswith("forged") for line in lines)
 
 
-def test_every_line_is_json_with_the_json_formatter(tmp_path: Path) -> None:
+def test_every_line_is_json_with_the_json_formatter(tmp_path: Path, storage: Storage) -> None:
     config = {"log": {"formatter": "json", "level": "debug"}, "http": {"workers": 2},
               "extras": {"colour": "blue"}}  # an unknown key: warned about, as JSON too
-    with run_registry(tmp_path, config=config) as running, running.client() as client:
+    with run_registry(tmp_path, config=config, storage=storage) as running, \
+            running.client() as client:
         assert client.get("/v2/").status_code == 200
         client.get("/v2/_catalog")
     output = running.logs()
@@ -176,11 +178,17 @@ def test_every_line_is_json_with_the_json_formatter(tmp_path: Path) -> None:
     # uvicorn's own lines (its start and stop messages at debug level) are there, as JSON.
     assert any("Started server process" in message for message in messages), messages
     banner = next(json.loads(line) for line in lines if "serving http://" in line)
-    assert banner["storage"] == str(running.root)
+    if storage.bucket is None:
+        assert banner["storage"] == str(running.root)
+    else:  # the bucket and key prefix, and where the index is
+        assert banner["storage"].startswith(f"s3://{storage.bucket.bucket}/"), banner
+        assert banner["storage"].endswith(f" (index in {running.root})"), banner
     assert any("extras" in entry["msg"] and entry["level"] == "warning"
                for entry in map(json.loads, lines)), lines
 
 
+@pytest.mark.filesystem_only(reason="about client addresses on a dual-stack socket, with a "
+                             "config of its own; the store plays no part")
 def test_ipv4_clients_of_a_dual_stack_socket_are_logged_as_ipv4(tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "config.yml"

@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.memory import server_rss_kib
 from tests.support.rawhttp import build_request, parse_response
-from tests.support.server import RunningRegistry, run_registry
+from tests.support.server import RunningRegistry, Storage, run_registry
 
 HEAD_TIMEOUT = 2
 IDLE_TIMEOUT = 2
@@ -25,11 +25,13 @@ CLOSED_WITHIN = 25
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
+def running(tmp_path_factory: pytest.TempPathFactory, storage: Storage
+            ) -> Iterator[RunningRegistry]:
     config = {"http": {"workers": 1, "timeouts": {"head": f"{HEAD_TIMEOUT}s",
                                                   "idle": f"{IDLE_TIMEOUT}s",
                                                   "body": f"{BODY_TIMEOUT}s"}}}
-    with run_registry(tmp_path_factory.mktemp("timeouts"), config=config) as registry:
+    with run_registry(tmp_path_factory.mktemp("timeouts"), config=config,
+                      storage=storage) as registry:
         yield registry
 
 
@@ -55,6 +57,8 @@ def upload_request(host: str, data: bytes) -> bytes:
                          [("Content-Type", "application/octet-stream")], data)
 
 
+@pytest.mark.filesystem_only(reason="the storage plays no part: "
+                             "connection timeouts, enforced outside of any request")
 def test_a_head_that_never_ends_gets_408(running: RunningRegistry) -> None:
     """A client trickling header bytes (slowloris) is cut off although it keeps sending."""
     with connect(running) as sock:
@@ -79,6 +83,8 @@ def test_a_head_that_never_ends_gets_408(running: RunningRegistry) -> None:
     assert response.status == 408
 
 
+@pytest.mark.filesystem_only(reason="the storage plays no part: "
+                             "connection timeouts, enforced outside of any request")
 def test_a_half_sent_head_gets_408(running: RunningRegistry) -> None:
     with connect(running) as sock:
         sock.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n")
@@ -87,11 +93,15 @@ def test_a_half_sent_head_gets_408(running: RunningRegistry) -> None:
     assert response.headers["connection"] == "close"
 
 
+@pytest.mark.filesystem_only(reason="the storage plays no part: "
+                             "connection timeouts, enforced outside of any request")
 def test_an_idle_connection_is_closed(running: RunningRegistry) -> None:
     with connect(running) as sock:
         assert read_until_closed(sock) == b""
 
 
+@pytest.mark.filesystem_only(reason="the storage plays no part: "
+                             "connection timeouts, enforced outside of any request")
 def test_a_kept_alive_connection_is_closed_when_idle(running: RunningRegistry) -> None:
     request = build_request("GET", "/v2/", running.host).replace(b"Connection: close",
                                                                  b"Connection: keep-alive")
@@ -167,12 +177,15 @@ def stall(registry: RunningRegistry, count: int) -> int:
         selector.close()
 
 
-def test_stalled_connections_are_closed_and_their_memory_reused(tmp_path: Path) -> None:
+@pytest.mark.filesystem_only(reason="the storage plays no part: "
+                             "connection timeouts, enforced outside of any request")
+def test_stalled_connections_are_closed_and_their_memory_reused(tmp_path: Path,
+                                                                storage: Storage) -> None:
     """Two waves of 1,000 stalled connections (30 KB half-heads and silent ones) are all
     closed by the server after their timeouts; the second wave reuses the memory the first
     held instead of adding to it (without timeouts every wave stays and adds ~20 MB)."""
     config = {"http": {"workers": 1, "timeouts": {"head": "3s", "idle": "3s"}}}
-    with run_registry(tmp_path, config=config) as registry:
+    with run_registry(tmp_path, config=config, storage=storage) as registry:
         pid = registry.process.pid
         baseline = server_rss_kib(pid)
         assert stall(registry, WAVE) == 0

@@ -12,14 +12,15 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.rawhttp import build_request, exchange
-from tests.support.server import RunningRegistry, run_registry
+from tests.support.server import RunningRegistry, Storage, run_registry
 
 HEAD_LIMIT = 64 * 1024  # what dockyard's server promises to take (docs/asgi-servers.md)
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
-    with run_registry(tmp_path_factory.mktemp("connections")) as registry:
+def running(tmp_path_factory: pytest.TempPathFactory, storage: Storage
+            ) -> Iterator[RunningRegistry]:
+    with run_registry(tmp_path_factory.mktemp("connections"), storage=storage) as registry:
         yield registry
 
 

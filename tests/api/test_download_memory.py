@@ -10,14 +10,15 @@ from pathlib import Path
 
 from tests.support.memory import reset_peak_rss, server_peak_rss_kib, server_rss_kib
 from tests.support.oci import push_blob, random_blob
-from tests.support.server import run_registry
+from tests.support.server import Storage, run_registry
 
 DOWNLOADS = 120
 BLOB_MIB = 24
 
 
-def test_slow_concurrent_downloads_hold_bounded_memory(tmp_path: Path) -> None:
-    with run_registry(tmp_path, config={"http": {"workers": 1}}) as registry, \
+def test_slow_concurrent_downloads_hold_bounded_memory(tmp_path: Path, storage: Storage
+                                                       ) -> None:
+    with run_registry(tmp_path, config={"http": {"workers": 1}}, storage=storage) as registry, \
             registry.client() as http:
         digest = push_blob(http, "memory/big", random_blob(BLOB_MIB * 1024 * 1024))
         http.get(f"/v2/memory/big/blobs/{digest}")  # warm: the blob is in the page cache
@@ -35,6 +36,9 @@ def test_slow_concurrent_downloads_hold_bounded_memory(tmp_path: Path) -> None:
                              f"Host: {registry.host}\r\n\r\n".encode())
                 connections.append(sock)
             time.sleep(3)  # every download has started and is stalled on its reader
+            # Stalled downloads hold nothing other requests need (a connection to S3).
+            head = http.head(f"/v2/memory/big/blobs/{digest}", timeout=30)
+            assert head.status_code == 200
             for sock in connections:
                 sock.recv(65536)  # each reads a little, so the server reads on
             time.sleep(2)

@@ -9,8 +9,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from tests.support.oci import digest_of, make_image, push_image, random_blob
-from tests.support.server import RunningRegistry, run_registry
+from tests.support.server import RunningRegistry, Storage, run_registry
 
 
 def send_partial(host: str, request_head: str, body: bytes) -> None:
@@ -19,10 +21,6 @@ def send_partial(host: str, request_head: str, body: bytes) -> None:
     with socket.create_connection((address, int(port)), timeout=10) as sock:
         sock.sendall(request_head.encode() + body)
         time.sleep(0.2)
-
-
-def store_files(root: Path) -> list[str]:
-    return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file())
 
 
 def test_disconnect_mid_monolithic_upload_leaves_nothing(fresh_registry: RunningRegistry
@@ -35,7 +33,7 @@ def test_disconnect_mid_monolithic_upload_leaves_nothing(fresh_registry: Running
     with fresh_registry.client() as client:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            leftovers = [path for path in store_files(fresh_registry.root) if "_uploads" in path
+            leftovers = [path for path in fresh_registry.store_files() if "_uploads" in path
                          or "/blobs/" in path]
             if not leftovers:
                 break
@@ -73,11 +71,11 @@ def test_disconnect_mid_chunk_keeps_the_earlier_chunks(fresh_registry: RunningRe
         assert client.get(f"/v2/faults/chunk/blobs/{digest_of(data)}").content == data
 
 
-def test_killed_server_leaves_a_consistent_store(tmp_path: Path) -> None:
+def test_killed_server_leaves_a_consistent_store(tmp_path: Path, storage: Storage) -> None:
     root = tmp_path / "store"
     image = make_image()
     big = random_blob(64 * 1024 * 1024)
-    with run_registry(tmp_path, root=root) as running:
+    with run_registry(tmp_path, root=root, storage=storage) as running:
         with running.client() as client:
             push_image(client, "faults/kept", "v1", image)
         head = (f"POST /v2/faults/killed/blobs/uploads/?digest={digest_of(big)} HTTP/1.1\r\n"
@@ -89,9 +87,10 @@ def test_killed_server_leaves_a_consistent_store(tmp_path: Path) -> None:
             os.kill(running.process.pid, signal.SIGKILL)
             running.process.wait()
     # No half-written file is visible as content or as a link.
-    for path in store_files(root):
+    for path in running.store_files():
         assert not path.endswith(".tmp"), path
-    with run_registry(tmp_path, root=root) as running, running.client() as client:
+    with run_registry(tmp_path, root=root, storage=storage) as running, \
+            running.client() as client:
         assert client.head(f"/v2/faults/killed/blobs/{digest_of(big)}").status_code == 404
         assert client.get("/v2/faults/kept/manifests/v1").content == image.manifest
         for blob in (image.config, *image.layers):
@@ -99,6 +98,7 @@ def test_killed_server_leaves_a_consistent_store(tmp_path: Path) -> None:
         assert client.get("/v2/_catalog").json()["repositories"] == ["faults/kept"]
 
 
+@pytest.mark.blob_redirect
 def test_concurrent_uploads_of_one_blob(registry: RunningRegistry) -> None:
     data = random_blob(3_000_000)
     digest = digest_of(data)
@@ -140,26 +140,33 @@ def test_concurrent_manifest_pushes_to_one_tag(registry: RunningRegistry) -> Non
         assert got.headers["Docker-Content-Digest"] in {image.digest for image in images}
 
 
-def test_upload_resumes_its_hash_across_a_restart(tmp_path: Path) -> None:
+def hash_states(running: RunningRegistry, upload_id: str) -> list[str]:
+    """The offsets at which an upload's running sha256 is saved beside it."""
+    states = f"docker/registry/v2/repositories/faults/resume/_uploads/{upload_id}" \
+        "/dockyard-hashstate/sha256/"
+    return [path[len(states):] for path in running.store_files() if path.startswith(states)]
+
+
+def test_upload_resumes_its_hash_across_a_restart(tmp_path: Path, storage: Storage) -> None:
     root = tmp_path / "store"
     data = random_blob(3_000_000)
-    with run_registry(tmp_path, root=root) as running, running.client() as client:
+    with run_registry(tmp_path, root=root, storage=storage) as running, \
+            running.client() as client:
         location = client.post("/v2/faults/resume/blobs/uploads/").headers["Location"]
         path = location.split(running.host, 1)[1]
         response = client.patch(location, content=data[:1_000_000],
                                 headers={"Content-Range": "0-999999"})
         assert response.status_code == 202
     upload_id = path.rsplit("/", 1)[1]
-    states = root / f"docker/registry/v2/repositories/faults/resume/_uploads/{upload_id}" \
-        / "dockyard-hashstate/sha256"
     # The running hash was saved beside the upload, at the offset it covers.
-    assert [entry.name for entry in states.iterdir()] == ["1000000"]
-    with run_registry(tmp_path, root=root) as running, running.client() as client:
+    assert hash_states(running, upload_id) == ["1000000"]
+    with run_registry(tmp_path, root=root, storage=storage) as running, \
+            running.client() as client:
         location = f"{running.url}{path}"
         response = client.patch(location, content=data[1_000_000:],
                                 headers={"Content-Range": f"1000000-{len(data) - 1}"})
         assert response.status_code == 202
-        assert [entry.name for entry in states.iterdir()] == [str(len(data))]
+        assert hash_states(running, upload_id) == [str(len(data))]
         done = client.put(location, params={"digest": digest_of(data)})
         assert done.status_code == 201, done.text
         assert client.get(f"/v2/faults/resume/blobs/{digest_of(data)}").content == data
@@ -167,4 +174,4 @@ def test_upload_resumes_its_hash_across_a_restart(tmp_path: Path) -> None:
         client.patch(wrong.headers["Location"], content=data[:10])
         mismatch = client.put(wrong.headers["Location"], params={"digest": digest_of(data)})
         assert mismatch.status_code == 400
-    assert not states.exists()
+    assert hash_states(running, upload_id) == []

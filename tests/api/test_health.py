@@ -39,6 +39,7 @@ def run_without_permission_override(tmp_path: Path) -> Iterator[RunningRegistry]
             yield running
 
 
+@pytest.mark.filesystem_only(reason="makes the store's directory unreadable, which S3 has not")
 def test_storage_failure_is_503_without_details(tmp_path: Path) -> None:
     with run_without_permission_override(tmp_path) as running:
         healthy = httpx.get(running.url + "/debug/health", timeout=30)

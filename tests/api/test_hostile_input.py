@@ -35,7 +35,7 @@ from tests.support.oci import (
     push_image,
 )
 from tests.support.rawhttp import RawResponse, build_request, exchange
-from tests.support.server import RunningRegistry, run_registry
+from tests.support.server import RunningRegistry, Storage, run_registry
 
 REPO = "hostile/repo"
 UPLOAD_DATA = b"hello"
@@ -422,16 +422,15 @@ def index_rows(root: Path) -> str:
         return "\n".join(db.iterdump())
 
 
-def store_state(root: Path) -> dict[str, str]:
-    """Every directory and file below the store's root (with a hash of its content), and
-    the index's rows in place of the index files."""
-    state = {}
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root).as_posix()
-        if relative.split("/", 1)[0] == INDEX_DIR:
-            continue
-        state[relative] = "directory" if path.is_dir() else \
-            hashlib.sha256(path.read_bytes()).hexdigest()
+def store_state(running: RunningRegistry) -> dict[str, str]:
+    """Every file below the store's root (with a fingerprint of its content) and, on a
+    filesystem, every directory, and the index's rows in place of the index files."""
+    root = running.root
+    state = running.store_files()
+    if running.storage.bucket is None:
+        state.update((path.relative_to(root).as_posix(), "directory")
+                     for path in root.rglob("*") if path.is_dir()
+                     and path.relative_to(root).parts[0] != INDEX_DIR)
     state["index rows"] = hashlib.sha256(index_rows(root).encode()).hexdigest()
     return state
 
@@ -442,10 +441,10 @@ def assert_serving(running: RunningRegistry) -> None:
 
 
 @pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+def target(tmp_path_factory: pytest.TempPathFactory, storage: Storage) -> Iterator[Target]:
     """A dockyard of its own holding one image and one open upload. When the module's tests
     are done, it must still serve, unharmed, with its store unchanged."""
-    with run_registry(tmp_path_factory.mktemp("hostile")) as running:
+    with run_registry(tmp_path_factory.mktemp("hostile"), storage=storage) as running:
         image = make_image()
         with running.client() as client:
             push_image(client, REPO, "v1", image)
@@ -453,10 +452,10 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
             appended = client.patch(location, content=UPLOAD_DATA, headers={
                 "Content-Range": f"0-{len(UPLOAD_DATA) - 1}"})
             assert appended.status_code == 202
-        before = store_state(running.root)
+        before = store_state(running)
         yield Target(running, image, digest_of(image.layers[0]), urlsplit(location).path)
         assert_serving(running)
-        assert store_state(running.root) == before, "hostile requests changed the store"
+        assert store_state(running) == before, "hostile requests changed the store"
         logs = running.logs()
         assert "Traceback" not in logs and "unexpected error" not in logs, logs[-3000:]
 

@@ -6,12 +6,15 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.support.oci import make_image, push_image
 from tests.support.server import run_registry
 
 SECRET = b"top secret outside the store\n"
 
 
+@pytest.mark.filesystem_only(reason="symlinks planted in the store's directory tree")
 def test_symlinks_out_of_the_store_read_as_missing(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()

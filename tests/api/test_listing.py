@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.oci import error_codes, make_image, push_image
-from tests.support.server import RunningRegistry, run_registry
+from tests.support.server import RunningRegistry, Storage, run_registry
 
 
 def test_tags_sorted_and_paginated(client: httpx.Client) -> None:
@@ -94,12 +94,12 @@ def _listings_seen(registry: RunningRegistry, path: str, key: str, times: int = 
     return seen
 
 
-def test_listings_follow_changes_in_every_worker(tmp_path: Path) -> None:
-    """Workers keep encoded tag lists and catalog pages; any change, made through any worker
-    or by another process (the garbage collector), shows in the next listing of each."""
+def test_listings_follow_changes_in_every_worker(tmp_path: Path, storage: Storage) -> None:
+    """Workers keep encoded tag lists and catalog pages; a change made through any worker
+    shows in the next listing of each."""
     image = make_image()
     config = {"http": {"workers": 2}}
-    with run_registry(tmp_path, config=config) as registry:
+    with run_registry(tmp_path, config=config, storage=storage) as registry:
         with registry.client() as client:
             for tag in ("one", "two"):
                 push_image(client, "cached/app", tag, image)
@@ -113,6 +113,19 @@ def test_listings_follow_changes_in_every_worker(tmp_path: Path) -> None:
             assert client.delete("/v2/cached/app/manifests/two").status_code == 202
         assert _listings_seen(registry, tags_path, "tags") == [["one", "three"]] * 12
 
+        assert _listings_seen(registry, "/v2/_catalog", "repositories") == \
+            [["cached/app", "cached/other"]] * 12
+
+
+def test_catalogs_follow_the_garbage_collector_in_every_worker(tmp_path: Path,
+                                                               storage: Storage) -> None:
+    """A change another process makes (the garbage collector) shows in the next catalog
+    page of every worker."""
+    image = make_image()
+    with run_registry(tmp_path, config={"http": {"workers": 2}}, storage=storage) as registry:
+        with registry.client() as client:
+            push_image(client, "cached/app", "one", image)
+            push_image(client, "cached/other", "latest", image)
         assert _listings_seen(registry, "/v2/_catalog", "repositories") == \
             [["cached/app", "cached/other"]] * 12
         with registry.client() as client:

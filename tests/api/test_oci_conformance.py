@@ -44,7 +44,7 @@ import pytest
 
 from dockyard.auth.htpasswd import hash_password
 from tests.support.oci import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, digest_of
-from tests.support.server import run_registry
+from tests.support.server import Storage, run_registry
 
 NAME = "conformance/repo"
 CROSSMOUNT_NAME = f"conformance-{uuid.uuid4()}"
@@ -292,8 +292,8 @@ class Settings:
     pytest.param(Settings(manifests_first=False, basic_auth=False), id="blobs-before-manifests"),
     pytest.param(Settings(manifests_first=True, basic_auth=True), id="htpasswd"),
 ])
-def suite(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[SuiteRun]:
+def suite(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+          storage: Storage) -> Iterator[SuiteRun]:
     settings: Settings = request.param
     tmp = tmp_path_factory.mktemp("conformance")
     config: dict[str, Any] = {"storage": {"delete": {"enabled": True}}}
@@ -303,7 +303,8 @@ def suite(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         users = tmp / "htpasswd"
         users.write_text(f"{credentials[0]}:{hash_password(credentials[1], rounds=4)}\n")
         config["auth"] = {"htpasswd": {"realm": "conformance", "path": str(users)}}
-    with run_registry(tmp, config=config) as registry, registry.client(auth=credentials) as http:
+    with run_registry(tmp, config=config, storage=storage) as registry, \
+            registry.client(auth=credentials) as http:
         if credentials is not None:
             assert httpx.get(f"{registry.url}/v2/").status_code == 401
         yield SuiteRun(http, manifests_first=settings.manifests_first)

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.memory import reset_peak_rss, server_peak_rss_kib, server_rss_kib
 from tests.support.oci import (
@@ -19,7 +20,7 @@ from tests.support.oci import (
     push_blob,
     push_image,
 )
-from tests.support.server import run_registry
+from tests.support.server import Storage, run_registry
 
 EMPTY = b"{}"
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
@@ -150,9 +151,11 @@ def test_referrers_are_paginated_by_size(client: httpx.Client) -> None:
                   if kind == "application/vnd.example.sbom")
 
 
-def test_a_referrer_larger_than_a_page_is_served_alone(tmp_path: Path) -> None:
+def test_a_referrer_larger_than_a_page_is_served_alone(tmp_path: Path, storage: Storage
+                                                       ) -> None:
     config = {"validation": {"manifests": {"maxsize": 3 * PAGE_BUDGET}}}
-    with run_registry(tmp_path, config=config) as registry, registry.client() as client:
+    with run_registry(tmp_path, config=config, storage=storage) as registry, \
+            registry.client() as client:
         name = "referrers/huge"
         image = make_image()
         push_image(client, name, "v1", image)
@@ -170,10 +173,13 @@ def test_a_referrer_larger_than_a_page_is_served_alone(tmp_path: Path) -> None:
         assert sum(item.get("annotations") == huge for item in listed) == 2
 
 
-def test_referrers_with_large_annotations_keep_memory_flat(tmp_path: Path) -> None:
+@pytest.mark.filesystem_only(reason="the storage plays no part in what "
+                             "is measured: referrers are listed from the index")
+def test_referrers_with_large_annotations_keep_memory_flat(tmp_path: Path, storage: Storage
+                                                            ) -> None:
     """25 referrers of 4 MB each, listed by 8 clients at once: the server sends them page by
     page instead of building a 100 MB index per request."""
-    with run_registry(tmp_path, config={"http": {"workers": 1}}) as registry, \
+    with run_registry(tmp_path, config={"http": {"workers": 1}}, storage=storage) as registry, \
             registry.client() as client:
         name = "referrers/heavy"
         image = make_image()

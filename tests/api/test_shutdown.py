@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.support.rawhttp import parse_response
-from tests.support.server import RunningRegistry, run_registry
+from tests.support.server import RunningRegistry, Storage, run_registry
 
 MiB = 1024 * 1024
 
@@ -42,10 +42,11 @@ def read_until_closed(sock: socket.socket) -> bytes:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_an_upload_in_flight_finishes_after_sigterm(tmp_path: Path, workers: int) -> None:
+def test_an_upload_in_flight_finishes_after_sigterm(tmp_path: Path, workers: int,
+                                                    storage: Storage) -> None:
     config = {"http": {"workers": workers, "draintimeout": "30s"}}
     data = os.urandom(4 * MiB)
-    with run_registry(tmp_path, config=config) as running:
+    with run_registry(tmp_path, config=config, storage=storage) as running:
         sock = start_slow_patch(running, data)
         running.process.send_signal(signal.SIGTERM)
         time.sleep(1.0)
@@ -61,9 +62,9 @@ def test_an_upload_in_flight_finishes_after_sigterm(tmp_path: Path, workers: int
 
 
 def test_a_stalled_request_does_not_hold_the_server_past_the_drain_timeout(
-        tmp_path: Path) -> None:
+        tmp_path: Path, storage: Storage) -> None:
     config = {"http": {"workers": 1, "draintimeout": "2s"}}
-    with run_registry(tmp_path, config=config) as running:
+    with run_registry(tmp_path, config=config, storage=storage) as running:
         sock = start_slow_patch(running, os.urandom(MiB))
         started = time.monotonic()
         running.process.send_signal(signal.SIGTERM)

@@ -16,6 +16,9 @@ from tests.support.server import IN_CI, RunningRegistry, run_registry
 
 SIZE_MIB = 48
 
+pytestmark = pytest.mark.filesystem_only(
+    reason="a full or read-only filesystem and file permissions under the store")
+
 
 @pytest.fixture
 def small_store(tmp_path: Path) -> Iterator[Path]:

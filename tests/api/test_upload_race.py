@@ -20,9 +20,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from tests.support.rawhttp import parse_response
-from tests.support.server import RunningRegistry, run_registry
+from tests.support.server import RunningRegistry, Storage, run_registry
 
 REPO = "race/target"
 CHUNK = 64 * 1024
@@ -114,38 +115,41 @@ def assert_blobs_match_digests(registry: RunningRegistry, digests: list[str]) ->
 
 
 @contextmanager
-def two_servers_on_one_store(tmp_path: Path) -> Iterator[tuple[RunningRegistry,
-                                                               RunningRegistry]]:
+def two_servers_on_one_store(tmp_path: Path, storage: Storage
+                             ) -> Iterator[tuple[RunningRegistry, RunningRegistry]]:
     store = tmp_path / "store"
     single = {"http": {"workers": 1}}
     for name in ("one", "two"):
         (tmp_path / name).mkdir()
-    with run_registry(tmp_path / "one", root=store, config=single) as first, \
-            run_registry(tmp_path / "two", root=store, config=single) as second:
+    with run_registry(tmp_path / "one", root=store, config=single, storage=storage) as first, \
+            run_registry(tmp_path / "two", root=store, config=single, storage=storage) as second:
         yield first, second
 
 
-def test_chunks_raced_across_two_servers_never_poison_a_digest(tmp_path: Path) -> None:
-    with two_servers_on_one_store(tmp_path) as (first, second):
+def test_chunks_raced_across_two_servers_never_poison_a_digest(tmp_path: Path,
+                                                               storage: Storage) -> None:
+    with two_servers_on_one_store(tmp_path, storage) as (first, second):
         for attempt in range(3):
             digests = attack(first, second, f"attempt {attempt}".encode())
             assert_blobs_match_digests(first, list(digests))
             assert_blobs_match_digests(second, list(digests))
 
 
-def test_chunks_raced_across_workers_never_poison_a_digest(tmp_path: Path) -> None:
+def test_chunks_raced_across_workers_never_poison_a_digest(tmp_path: Path,
+                                                           storage: Storage) -> None:
     # Which worker takes a connection is up to the kernel, so the interleaving is tried
     # several times; every outcome must keep digests and bytes in agreement.
-    with run_registry(tmp_path, config={"http": {"workers": 2}}) as registry:
+    with run_registry(tmp_path, config={"http": {"workers": 2}}, storage=storage) as registry:
         for attempt in range(6):
             digests = attack(registry, registry, f"worker attempt {attempt}".encode())
             assert_blobs_match_digests(registry, list(digests))
 
 
-def test_a_chunk_waits_for_the_one_writing_and_both_land(tmp_path: Path) -> None:
+def test_a_chunk_waits_for_the_one_writing_and_both_land(tmp_path: Path,
+                                                         storage: Storage) -> None:
     """Two chunks of one upload at once on two servers: the second waits for the first,
     then appends after it, and the digest of the whole is committed."""
-    with two_servers_on_one_store(tmp_path) as (first, second):
+    with two_servers_on_one_store(tmp_path, storage) as (first, second):
         with first.client() as http:
             target = urlsplit(http.post(f"/v2/{REPO}/blobs/uploads/").headers["location"]).path
         one, two = os.urandom(CHUNK), os.urandom(CHUNK)
@@ -169,9 +173,13 @@ def test_a_chunk_waits_for_the_one_writing_and_both_land(tmp_path: Path) -> None
             assert http.get(f"/v2/{REPO}/blobs/{_sha256(whole)}").content == whole
 
 
-def test_locks_leave_nothing_behind_for_unknown_uploads(tmp_path: Path) -> None:
+@pytest.mark.filesystem_only(reason="about the upload locks, which live in the local index "
+                             "directory whatever the storage; on S3 each of its 18,000 "
+                             "requests also costs a bucket round trip (3 minutes)")
+def test_locks_leave_nothing_behind_for_unknown_uploads(tmp_path: Path,
+                                                        storage: Storage) -> None:
     """PATCHes to uploads that do not exist must not grow the server's memory."""
-    with run_registry(tmp_path, config={"http": {"workers": 1}}) as registry:
+    with run_registry(tmp_path, config={"http": {"workers": 1}}, storage=storage) as registry:
         worker = registry.process.pid  # one worker: it serves in the main process
 
         def hammer(count: int, offset: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import httpx
+import pytest
 
 from tests.support.oci import digest_of, error_codes, push_blob, random_blob
 from tests.support.rawhttp import build_request, exchange
@@ -19,6 +20,7 @@ def start(client: httpx.Client, name: str) -> str:
     return response.headers["Location"]
 
 
+@pytest.mark.blob_redirect
 def test_chunked_upload(client: httpx.Client) -> None:
     data = random_blob(300_000)
     location = start(client, "uploads/chunked")
@@ -62,6 +64,7 @@ def test_streamed_upload_without_content_length(client: httpx.Client) -> None:
     assert response.status_code == 201
 
 
+@pytest.mark.blob_redirect
 def test_last_chunk_in_put(client: httpx.Client) -> None:
     data = random_blob(5000)
     location = start(client, "uploads/lastchunk")
@@ -131,6 +134,7 @@ def test_unknown_and_malformed_upload_ids(client: httpx.Client) -> None:
         assert response.status_code != 500
 
 
+@pytest.mark.blob_redirect
 def test_mount_from_another_repository(client: httpx.Client) -> None:
     data = random_blob()
     digest = push_blob(client, "mount/source", data)

@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.support.server import run_registry
+from tests.support.server import Storage, run_registry
 
 
 def workers_of(pid: int) -> list[int]:
@@ -19,8 +20,10 @@ def workers_of(pid: int) -> list[int]:
             and b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()]
 
 
-def test_a_killed_worker_is_logged_and_replaced(tmp_path: Path) -> None:
-    with run_registry(tmp_path, config={"http": {"workers": 2}}) as registry:
+@pytest.mark.filesystem_only(reason="the storage plays no part: worker "
+                             "processes are replaced whatever they serve")
+def test_a_killed_worker_is_logged_and_replaced(tmp_path: Path, storage: Storage) -> None:
+    with run_registry(tmp_path, config={"http": {"workers": 2}}, storage=storage) as registry:
         deadline = time.monotonic() + 30
         while len(workers_of(registry.process.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -12,12 +13,17 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import yaml
 
+if TYPE_CHECKING:
+    from tests.support.s3 import S3Bucket
+
 IN_CI = bool(os.environ.get("CI"))
+MIB = 1024 * 1024
+INDEX_DIR = "dockyard"  # the index and lock file, beside the store's docker/ tree
 
 
 def require_tool(name: str) -> str:
@@ -50,6 +56,59 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+@dataclass(frozen=True)
+class Storage:
+    """Where a registry under test keeps its store: a directory, or an S3 bucket (then the
+    local root holds only the index, and the objects live under a key prefix of the bucket
+    named after that root, so a registry started again on the same root finds them)."""
+
+    kind: str  # "filesystem" or "s3"
+    bucket: S3Bucket | None = None
+    # S3 only: blob GETs answered 307 to a presigned URL (dockyard's default), which the
+    # registry's clients then follow; off, the registry streams the bytes itself.
+    redirect: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}-redirect" if self.redirect else self.kind
+
+    def config(self, root: Path) -> dict[str, Any]:
+        """The `storage` settings of a registry whose store is `root`."""
+        if self.bucket is None:
+            return {"filesystem": {"rootdirectory": str(root)}}
+        bucket = self.bucket
+        store = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+        return {
+            "s3": {"bucket": bucket.bucket, "region": bucket.region,
+                   "regionendpoint": bucket.endpoint, "accesskey": bucket.access_key,
+                   "secretkey": bucket.secret_key,
+                   "forcepathstyle": bucket.service.path_style,
+                   "secure": bucket.endpoint.startswith("https:"),
+                   "rootdirectory": f"/{bucket.prefix}{store}", "chunksize": 5 * MIB,
+                   "indexdirectory": str(root)},
+            "redirect": {"disable": not self.redirect},
+        }
+
+
+    def files(self, root: Path) -> dict[str, str]:
+        """See `RunningRegistry.store_files`."""
+        if self.bucket is None:
+            return {path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()
+                                                                      ).hexdigest()
+                    for path in sorted(root.rglob("*")) if path.is_file()
+                    and path.relative_to(root).parts[0] != INDEX_DIR}
+        from tests.support.s3 import botocore_client
+
+        prefix = self.config(root)["s3"]["rootdirectory"].lstrip("/") + "/"
+        pages = botocore_client(self.bucket.service).get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket.bucket, Prefix=prefix)
+        return {item["Key"][len(prefix):]: f"{item['Size']} {item['ETag']}"
+                for page in pages for item in page.get("Contents", [])}
+
+
+FILESYSTEM = Storage("filesystem")
+
+
 @dataclass
 class RunningRegistry:
     kind: str
@@ -59,12 +118,21 @@ class RunningRegistry:
     config_path: Path
     process: subprocess.Popen[bytes]
     log_path: Path
+    storage: Storage = FILESYSTEM
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(**{"base_url": self.url, "timeout": 60, **kwargs})
+        # A blob GET redirected to the storage is followed, as pulling clients do.
+        defaults = {"base_url": self.url, "timeout": 60,
+                    "follow_redirects": self.storage.redirect}
+        return httpx.Client(**{**defaults, **kwargs})
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def store_files(self) -> dict[str, str]:
+        """Every file of the store by its path below the store's root (index files apart),
+        with a fingerprint of its content: a hash on a filesystem, size and ETag on S3."""
+        return self.storage.files(self.root)
 
 
 def registry_command(kind: str, config_path: Path) -> list[str]:
@@ -89,19 +157,18 @@ def run_registry(
     config: dict[str, Any] | None = None,
     env: Mapping[str, str | None] | None = None,
     scheme: str = "http",
+    storage: Storage = FILESYSTEM,
 ) -> Iterator[RunningRegistry]:
-    """Run a registry on a free loopback port until the block ends; a variable whose value
-    in `env` is None is removed from the registry's environment."""
+    """Run a registry on a free loopback port until the block ends, its store on `storage`
+    at `root` (on S3, `root` holds the index and names the store's key prefix); a variable
+    whose value in `env` is None is removed from the registry's environment."""
     port = free_port()
     root = root or tmp / "store"
     root.mkdir(parents=True, exist_ok=True)
     base: dict[str, Any] = {
         "version": 0.1,
         "log": {"level": "info"},
-        "storage": {
-            "filesystem": {"rootdirectory": str(root)},
-            "delete": {"enabled": True},
-        },
+        "storage": {**storage.config(root), "delete": {"enabled": True}},
         "http": {"addr": f"127.0.0.1:{port}"},
     }
     settings = deep_merge(base, config or {})
@@ -116,7 +183,8 @@ def run_registry(
         env=registry_environment(env or {}),
     )
     url = f"{scheme}://127.0.0.1:{port}"
-    running = RunningRegistry(kind, url, f"127.0.0.1:{port}", root, config_path, process, log_path)
+    running = RunningRegistry(kind, url, f"127.0.0.1:{port}", root, config_path, process, log_path,
+                              storage)
     try:
         wait_until_serving(running)
         yield running

@@ -58,8 +58,13 @@ SPLIT_DEPTH = 3
 # Paths a `delete_many` has at least before one listing of their shared directory may
 # stand for a listing per path.
 BULK_DELETE_MIN = 64
-# Pieces a download is handed out in.
-READ_PIECE = 1 * MIB
+# Pieces a download is handed out in (a slow client holds one, and the next read).
+READ_PIECE = 256 * 1024
+# Connections to S3 that a worker's downloads may hold at once. A download holds its
+# connection for as long as its client takes to read, so downloads have a pool of their
+# own: sharing the one of every other request (64), 64 slow clients would stall them all.
+POOL_CONNECTIONS = 64
+DOWNLOAD_CONNECTIONS = 1024
 # A file being written keeps its unsent bytes and state in `<key>` + this: "~" is in no
 # valid name, so no listing shows it, and deleting the file's directory takes it along.
 PENDING_SUFFIX = "~pending"
@@ -188,10 +193,14 @@ class S3Driver(StorageDriver):
         self.bucket = settings.bucket
         self._root = settings.rootdirectory.strip("/")
         # An aiobotocore client belongs to the event loop it was made in: one per loop
-        # (a worker has one; a command or a test may run several in turn).
+        # (a worker has one; a command or a test may run several in turn), plus one for
+        # presigning where redirectendpoint names another host, and one for downloads
+        # (see DOWNLOAD_CONNECTIONS).
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary())
         self._presigners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary())
+        self._downloaders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary())
         self._contexts: dict[int, Any] = {}
         self._clients_lock = threading.Lock()
@@ -222,6 +231,14 @@ class S3Driver(StorageDriver):
             return client
         return await self._open_client(self._clients, self.settings.regionendpoint)
 
+    async def _download_client(self) -> Any:
+        """The client downloads stream through, with a pool of its own."""
+        client = self._downloaders.get(asyncio.get_running_loop())
+        if client is not None:
+            return client
+        return await self._open_client(self._downloaders, self.settings.regionendpoint,
+                                       DOWNLOAD_CONNECTIONS)
+
     async def _presigning_client(self) -> Any:
         """The client whose presigned URLs name `redirectendpoint` (the main one if unset)."""
         if not self.settings.redirectendpoint:
@@ -232,9 +249,10 @@ class S3Driver(StorageDriver):
         return await self._open_client(self._presigners, self.settings.redirectendpoint)
 
     async def _open_client(self, clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, Any], endpoint: str | None) -> Any:
+            asyncio.AbstractEventLoop, Any], endpoint: str | None,
+            connections: int = POOL_CONNECTIONS) -> Any:
         loop = asyncio.get_running_loop()
-        context = self._new_client_context(endpoint)
+        context = self._new_client_context(endpoint, connections)
         client = await context.__aenter__()
         if self._log_requests:
             client.meta.events.register("before-parameter-build.s3", _log_request)
@@ -247,7 +265,7 @@ class S3Driver(StorageDriver):
         await context.__aexit__(None, None, None)
         return existing
 
-    def _new_client_context(self, endpoint: str | None) -> Any:
+    def _new_client_context(self, endpoint: str | None, connections: int) -> Any:
         from aiobotocore.config import AioConfig
         from aiobotocore.session import get_session
 
@@ -261,7 +279,7 @@ class S3Driver(StorageDriver):
             use_fips_endpoint=settings.usefipsendpoint,
             signature_version="s3v4" if settings.v4auth else "s3",
             user_agent_extra=settings.useragent,
-            max_pool_connections=64,
+            max_pool_connections=connections,
             retries={"max_attempts": 5, "mode": "standard"},
             # No CRC32 trailers (botocore >= 1.36 adds them by default): S3s older than
             # that change, radosgw 16 among them, refuse what they do not know.
@@ -286,7 +304,7 @@ class S3Driver(StorageDriver):
     async def close(self) -> None:
         """Close this event loop's clients (others close with their loops)."""
         loop = asyncio.get_running_loop()
-        for clients in (self._clients, self._presigners):
+        for clients in (self._clients, self._presigners, self._downloaders):
             with self._clients_lock:
                 client = clients.pop(loop, None)
                 context = self._contexts.pop(id(client), None) if client is not None else None
@@ -340,7 +358,7 @@ class S3Driver(StorageDriver):
                 raise PathNotFound(path)
             return
         last = "" if length is None else str(offset + length - 1)
-        client = await self._client()
+        client = await self._download_client()
         try:
             answer = await client.get_object(Bucket=self.bucket, Key=key,
                                              Range=f"bytes={offset}-{last}")
