@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dockyard.concurrency import each
 from dockyard.index.sqlite import SQLiteIndex
 from dockyard.registry import layout
 from dockyard.registry.errors import DigestInvalid
@@ -32,6 +33,8 @@ DEFAULT_GRACE_PERIOD = 3600.0
 # Blobs deleted per write transaction: large enough that transactions cost little, small
 # enough that a manifest push waits only milliseconds for the lock.
 SWEEP_BATCH = 256
+# Repositories looked at once when finding the empty ones (each a listing on S3).
+PARALLEL = 16
 
 
 @dataclass(frozen=True)
@@ -239,8 +242,10 @@ async def _remove_empty_repositories(driver: StorageDriver, index: SQLiteIndex,
     that, briefly)."""
     async with index.writing() as db:
         pushed_since = SQLiteIndex.with_manifests_among(db, names)
-        removed = [name for name in names if name not in pushed_since
-                   and await _is_empty(driver, name, cutoff)]
+        candidates = [name for name in names if name not in pushed_since]
+        empty = await each(PARALLEL, lambda name: _is_empty(driver, name, cutoff),
+                           candidates)
+        removed = [name for name, is_empty in zip(candidates, empty, strict=True) if is_empty]
         report.repositories_removed += removed
         if dry_run or not removed:
             return
@@ -255,6 +260,16 @@ async def _remove_empty_repositories(driver: StorageDriver, index: SQLiteIndex,
 
 
 async def _is_empty(driver: StorageDriver, name: str, cutoff: float) -> bool:
+    files = await driver.files_below(layout.repository(name))
+    if files is not None:  # one listing instead of one per directory and a stat per link
+        root = f"{layout.repository(name)}/"
+        for info in files:
+            parts = info.path[len(root):].split("/")
+            if parts[:2] == ["_manifests", "revisions"] or parts[0] == "_uploads":
+                return False  # manifests the index does not know yet; an upload going on
+            if parts[0] == "_layers" and parts[-1] == "link" and info.modified > cutoff:
+                return False
+        return True
     for algorithm in HASH_HEX_LENGTHS:
         if await _list(driver, layout.revisions(name, algorithm)):
             return False  # the store has manifests the index does not know yet

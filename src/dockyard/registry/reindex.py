@@ -273,10 +273,6 @@ async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = Fa
     return SyncReport(len(names), differing, removed)
 
 
-# What makes a directory a repository, as `catalog.list_repositories` finds them.
-_REPOSITORY_MARKERS = ("_layers", "_manifests")
-
-
 async def _repository_files(driver: StorageDriver) -> dict[str, list[FileInfo]] | None:
     """Every repository's files from one listing of the whole repositories tree (None where
     the driver has no such listing): on S3 a few requests per thousand files instead of
@@ -284,16 +280,7 @@ async def _repository_files(driver: StorageDriver) -> dict[str, list[FileInfo]] 
     files = await driver.files_below(layout.REPOSITORIES)
     if files is None:
         return None
-    root = f"{layout.REPOSITORIES}/"
-    found: dict[str, list[FileInfo]] = {}
-    for info in files:
-        parts = info.path[len(root):].split("/")
-        for depth, part in enumerate(parts[:-1]):
-            if part.startswith("_"):  # never descended into, as the catalog walk
-                if depth and part in _REPOSITORY_MARKERS:
-                    found.setdefault("/".join(parts[:depth]), []).append(info)
-                break
-    return found
+    return catalog.group_by_repository(files, catalog.REPOSITORY_MARKERS)
 
 
 async def reindex_repository(driver: StorageDriver, index: SQLiteIndex, name: str) -> bool:
