@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import email.utils
 import io
 import logging
 import posixpath
@@ -31,6 +32,7 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from dockyard.concurrency import each
@@ -166,6 +168,16 @@ def parts_end(count: int, first_size: int) -> int:
     return end
 
 
+def _parse_timestamp(value: str) -> datetime:
+    """S3's times: ISO 8601 in listings (thousands a page, which botocore's general parser
+    takes most of a listing's CPU to read), HTTP dates in headers."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return email.utils.parsedate_to_datetime(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 class _TooManyRequests(Exception):
     pass
 
@@ -204,6 +216,7 @@ class S3Driver(StorageDriver):
             weakref.WeakKeyDictionary())
         self._contexts: dict[int, Any] = {}
         self._clients_lock = threading.Lock()
+        self._session: Any = None
         # "debug": a line per S3 request (operation, key, bytes); the "debugwith..."
         # levels add the AWS SDK's own debug output, which holds whole request bodies.
         self._log_requests = settings.loglevel != "off"
@@ -299,7 +312,14 @@ class S3Driver(StorageDriver):
             options["aws_secret_access_key"] = settings.secretkey
             if settings.sessiontoken:
                 options["aws_session_token"] = settings.sessiontoken
-        return get_session().create_client("s3", **options)
+        with self._clients_lock:
+            if self._session is None:
+                # One session for every client: it loads S3's service model once.
+                self._session = get_session()
+                self._session.get_component("response_parser_factory").set_parser_defaults(
+                    timestamp_parser=_parse_timestamp)
+            session = self._session
+        return session.create_client("s3", **options)
 
     async def close(self) -> None:
         """Close this event loop's clients (others close with their loops)."""
