@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import shutil
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from pathlib import Path
 from .clients import Client, check_blob, curl_download
 from .common import DISTRIBUTION, DOCKYARD, HOST, MACHINE, SERVERS, BenchError, MiB, first_line, log
 from .measure import Results, measured
-from .phase_stores import logged_index_seconds
+from .phase_stores import logged_index_seconds, record_gc_facts
 from .procs import MemorySampler
 from .s3store import S3Endpoint, delete_prefix, radosgw_cpu
 from .scenarios_blobs import (
@@ -316,17 +315,6 @@ def run_s3_gc(run: S3Run) -> None:
                     f"{time.perf_counter() - started:.1f}s")
                 if not settings.keep_tmp:
                     shutil.rmtree(server.workdir, ignore_errors=True)
-    for (kind, mode), runs in outcomes.items():
-        results.fact(kind, f"gc_deleted_{mode}",
-                     statistics.median(r.before - r.after for r in runs))
-        reported = [r.reported for r in runs if r.reported is not None]
-        if reported:
-            results.fact(kind, f"gc_reported_{mode}", statistics.median(reported))
-        if mode == "online":
-            total = sum(r.load_ok + r.load_failed for r in runs)
-            results.fact(kind, "gc_load_requests", float(total))
-            if total:
-                results.fact(kind, "gc_load_success_pct",
-                             100.0 * sum(r.load_ok for r in runs) / total)
+    record_gc_facts(results, outcomes)
     if not settings.keep_tmp:
         shutil.rmtree(store.root, ignore_errors=True)

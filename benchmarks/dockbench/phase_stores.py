@@ -174,6 +174,14 @@ def run_gc_phase(
                 server.stop()
                 if not settings.keep_tmp:
                     shutil.rmtree(server.workdir, ignore_errors=True)
+    record_gc_facts(results, outcomes)
+    if not settings.keep_tmp:
+        shutil.rmtree(store.root, ignore_errors=True)
+
+
+def record_gc_facts(results: Results, outcomes: dict[tuple[str, str], list[GCOutcome]]) -> None:
+    """Blobs each collector deleted and said it deleted, and how the load during an online
+    collection fared (medians over its runs)."""
     for (kind, mode), runs in outcomes.items():
         results.fact(kind, f"gc_deleted_{mode}",
                      statistics.median(run.before - run.after for run in runs))
@@ -186,5 +194,3 @@ def run_gc_phase(
             if total:
                 results.fact(kind, "gc_load_success_pct",
                              100.0 * sum(run.load_ok for run in runs) / total)
-    if not settings.keep_tmp:
-        shutil.rmtree(store.root, ignore_errors=True)

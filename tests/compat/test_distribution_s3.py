@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from tests.compat.test_distribution_store import Stored, check_serves, fill, snapshot
+from tests.gc.test_gc_in_server import wait_finished
 from tests.support.clients import CommandFailed, RegistryReader, Skopeo, run
 from tests.support.daemons import run_dockerd
 from tests.support.images import (
@@ -515,7 +516,7 @@ def test_collection_in_a_running_dockyard_keeps_what_distribution_pushed(
             started = client.post("/admin/gc", params={"deleteuntagged": "true",
                                                        "graceperiod": "0s"})
             assert started.status_code == 202, started.text
-            status = wait_finished(client)
+            status = wait_finished(client, timeout=120)
         assert status["state"] == "finished", status
         # What distribution deleted, and only that, is collected.
         deleted = set(status["report"]["blobs_deleted"])
@@ -523,13 +524,3 @@ def test_collection_in_a_running_dockyard_keeps_what_distribution_pushed(
         assert not deleted & {digest for (_, digest) in stored.blobs}, status["report"]
         check_serves(distribution, stored)
         check_serves(dockyard, stored)
-
-
-def wait_finished(client: httpx.Client, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        status: dict[str, Any] = client.get("/admin/gc").json()
-        if status["state"] in ("finished", "failed"):
-            return status
-        assert time.monotonic() < deadline, status
-        time.sleep(0.3)
