@@ -187,6 +187,16 @@ async def test_stat_of_files_directories_and_nothing(driver: StorageDriver) -> N
         assert await driver.stat(path) is None
 
 
+async def test_stat_file_sees_files_only(driver: StorageDriver) -> None:
+    await driver.put_content("/d/file", b"12345")
+    file = await driver.stat_file("/d/file")
+    assert file is not None
+    assert (file.path, file.size, file.is_dir) == ("/d/file", 5, False)
+    assert file == await driver.stat("/d/file")
+    for path in ("/", "/d", "/missing", "/d/missing", "/d/file/below"):
+        assert await driver.stat_file(path) is None
+
+
 async def test_stat_follows_a_rewrite(driver: StorageDriver) -> None:
     await driver.put_content("/f", b"1")
     await driver.put_content("/f", b"123")
@@ -719,6 +729,7 @@ async def test_invalid_paths_are_refused_by_every_operation(driver: StorageDrive
         lambda: driver.get_content(bad),
         lambda: driver.put_content(bad, b"x"),
         lambda: driver.stat(bad),
+        lambda: driver.stat_file(bad),
         lambda: driver.list(bad),
         lambda: driver.move(bad, "/elsewhere"),
         lambda: driver.move("/good", bad),

@@ -36,8 +36,8 @@ class BlobStore:
         self.redirect = redirect
 
     async def size(self, digest: Digest) -> int | None:
-        info = await self.driver.stat(layout.blob_data(digest))
-        return None if info is None or info.is_dir else info.size
+        info = await self.driver.stat_file(layout.blob_data(digest))
+        return None if info is None else info.size
 
     async def get(self, digest: Digest) -> bytes:
         try:

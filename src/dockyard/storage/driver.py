@@ -144,6 +144,12 @@ class StorageDriver(abc.ABC):
         """Open `path` for appending, creating it (and its parents) if needed: what the last
         writer of the path kept (closed or committed) is continued from its end."""
 
+    async def stat_file(self, path: str) -> FileInfo | None:
+        """As `stat`, for a file only: None for a directory as for nothing (an object store
+        needs a listing to tell a directory from nothing, a file only a HEAD)."""
+        info = await self.stat(path)
+        return None if info is None or info.is_dir else info
+
     async def stat_writer(self, path: str) -> FileInfo | None:
         """As `stat`, but of what the last writer of `path` kept, committed or only closed:
         its size and when it last changed (default: `stat`, for a driver whose writers write

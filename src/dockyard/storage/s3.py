@@ -406,10 +406,9 @@ class S3Driver(StorageDriver):
         check_root_or_path(path)
         if path == "/":
             return FileInfo(path, 0, 0.0, True)
-        head = await self._head(self.key(path))
-        if head is not None:
-            return FileInfo(path, int(head["ContentLength"]),
-                            head["LastModified"].timestamp(), False)
+        info = await self.stat_file(path)
+        if info is not None:
+            return info
         client = await self._client()
         answer = await client.list_objects_v2(Bucket=self.bucket, Prefix=self._prefix(path),
                                               MaxKeys=1)
@@ -417,6 +416,15 @@ class S3Driver(StorageDriver):
         if contents:
             return FileInfo(path, 0, contents[0]["LastModified"].timestamp(), True)
         return None
+
+    async def stat_file(self, path: str) -> FileInfo | None:
+        if check_root_or_path(path) == "/":
+            return None
+        head = await self._head(self.key(path))
+        if head is None:
+            return None
+        return FileInfo(path, int(head["ContentLength"]), head["LastModified"].timestamp(),
+                        False)
 
     async def stat_many(self, paths: Sequence[str]) -> Sequence[FileInfo | None]:
         for path in paths:
