@@ -93,6 +93,14 @@ class FileWriter(abc.ABC):
     async def commit(self) -> None:
         """Make what was written the file at `path`, readable whole, and end the writer."""
 
+    async def commit_to(self, destination: str) -> bool:
+        """As `commit` and then the driver's `move` to `destination`, where the driver can
+        write `destination` itself in one step and skip the move (an object store, for a
+        file that fits in one request): True, the writer ended and nothing left at `path`.
+        False, with nothing done, where it cannot: the caller commits and moves."""
+        check_path(destination)
+        return False
+
     @abc.abstractmethod
     async def truncate(self, size: int) -> None:
         """Drop everything after `size` bytes (undo a broken chunk); later writes append

@@ -1021,6 +1021,25 @@ class S3Writer(FileWriter):
         self._closed = True
         await self._finish()
 
+    async def commit_to(self, destination: str) -> bool:
+        """One PUT of the whole file at `destination` where no part was sent (nor an upload
+        opened), then the pending tail dropped; else nothing (False)."""
+        target = self._driver.key(check_path(destination))
+        self._check_open()
+        state = self._state
+        if state.parts or state.upload_id is not None or state.whole_object:
+            return False
+        await self._load()
+        client = await self._driver._client()
+        await client.put_object(Bucket=self._driver.bucket, Key=target,
+                                Body=bytes(self._buffer), **self._driver._object_options())
+        self._closed = True
+        self._buffer = bytearray()
+        if state.pending_exists or self._opened.pending_exists:
+            await client.delete_object(Bucket=self._driver.bucket, Key=self._pending_key)
+        state.pending_exists = False
+        return True
+
     async def _finish(self) -> None:
         state = self._state
         if state.whole_object and not self._changed:
