@@ -152,6 +152,15 @@ class StorageDriver(abc.ABC):
         """Open `path` for appending, creating it (and its parents) if needed: what the last
         writer of the path kept (closed or committed) is continued from its end."""
 
+    async def reopen(self, path: str) -> FileWriter | None:
+        """`writer` of a path where a writer kept something (closed or committed), None where
+        none did (`stat_writer` finds nothing, or a directory), creating nothing: a caller
+        that needs both learns the size from the writer without asking the store twice."""
+        info = await self.stat_writer(path)
+        if info is None or info.is_dir:
+            return None
+        return await self.writer(path)
+
     async def stat_file(self, path: str) -> FileInfo | None:
         """As `stat`, for a file only: None for a directory as for nothing (an object store
         needs a listing to tell a directory from nothing, a file only a HEAD)."""

@@ -599,15 +599,21 @@ class S3Driver(StorageDriver):
                                 **self._object_options())
 
     async def writer(self, path: str) -> FileWriter:
+        kept = await self.reopen(path)
+        if kept is not None:
+            return kept
+        return S3Writer(self, self.key(path), WriterState.new(self.settings.chunksize))
+
+    async def reopen(self, path: str) -> FileWriter | None:
+        """From the pending tail's state, else from the object itself."""
         key = self.key(check_path(path))
         pending = await self._head(key + PENDING_SUFFIX)
         if pending is not None:
             return S3Writer(self, key, WriterState.of_pending(key, pending))
         head = await self._head(key)
         if head is None:
-            return S3Writer(self, key, WriterState.new(self.settings.chunksize))
-        return S3Writer(self, key, WriterState.of_object(
-            key, head, self.settings.chunksize))
+            return None
+        return S3Writer(self, key, WriterState.of_object(key, head, self.settings.chunksize))
 
     async def stat_writer(self, path: str) -> FileInfo | None:
         """What the pending-tail object records, else the object itself."""
