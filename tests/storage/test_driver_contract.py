@@ -369,6 +369,26 @@ async def test_writer_commit_to_another_path(driver: StorageDriver) -> None:
         await (await driver.writer("/_uploads/u4/data")).commit_to("/../x")
 
 
+async def test_reopen_continues_what_was_kept_and_creates_nothing(
+        driver: StorageDriver) -> None:
+    path = "/_uploads/u5/data"
+    assert await driver.reopen(path) is None
+    assert await driver.stat_writer(path) is None and await driver.stat(path) is None
+    await driver.put_content("/_uploads/u5/dir/file", b"1")
+    assert await driver.reopen("/_uploads/u5/dir") is None
+    writer = await driver.writer(path)
+    await writer.write(b"abc")
+    await writer.close()
+    kept = await driver.reopen(path)
+    assert kept is not None and kept.size == 3
+    await kept.write(b"d")
+    await kept.commit()
+    again = await driver.reopen(path)
+    assert again is not None and again.size == 4
+    await again.close()
+    assert await driver.get_content(path) == b"abcd"
+
+
 async def test_writer_of_nothing_leaves_an_empty_file(driver: StorageDriver) -> None:
     writer = await driver.writer("/_uploads/u2/data")
     await writer.close()
@@ -757,6 +777,7 @@ async def test_invalid_paths_are_refused_by_every_operation(driver: StorageDrive
         lambda: driver.move("/good", bad),
         lambda: driver.delete(bad),
         lambda: driver.writer(bad),
+        lambda: driver.reopen(bad),
         lambda: read_all(driver, bad),
         lambda: driver.stat_many(["/good", bad]),
         lambda: driver.delete_many([bad]),
