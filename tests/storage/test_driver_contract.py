@@ -389,6 +389,23 @@ async def test_reopen_continues_what_was_kept_and_creates_nothing(
     assert await driver.get_content(path) == b"abcd"
 
 
+async def test_new_writer_starts_a_file_to_continue(driver: StorageDriver) -> None:
+    path = "/_uploads/u6/data"
+    writer = await driver.new_writer(path)
+    assert writer.size == 0
+    await writer.close()
+    info = await driver.stat_writer(path)
+    assert info is not None and info.size == 0
+    writer = await driver.new_writer("/_uploads/u7/data")
+    await writer.write(b"abc")
+    await writer.close()
+    kept = await driver.reopen("/_uploads/u7/data")
+    assert kept is not None and kept.size == 3
+    await kept.write(b"d")
+    await kept.commit()
+    assert await driver.get_content("/_uploads/u7/data") == b"abcd"
+
+
 async def test_writer_of_nothing_leaves_an_empty_file(driver: StorageDriver) -> None:
     writer = await driver.writer("/_uploads/u2/data")
     await writer.close()
@@ -778,6 +795,7 @@ async def test_invalid_paths_are_refused_by_every_operation(driver: StorageDrive
         lambda: driver.delete(bad),
         lambda: driver.writer(bad),
         lambda: driver.reopen(bad),
+        lambda: driver.new_writer(bad),
         lambda: read_all(driver, bad),
         lambda: driver.stat_many(["/good", bad]),
         lambda: driver.delete_many([bad]),

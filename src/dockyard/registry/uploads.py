@@ -127,7 +127,7 @@ class RepositoryUploads:
             layout.upload_started_at(self.name, upload_id),
             started.strftime("%Y-%m-%dT%H:%M:%SZ").encode(),
         )
-        writer = await self.driver.writer(layout.upload_data(self.name, upload_id))
+        writer = await self.driver.new_writer(layout.upload_data(self.name, upload_id))
         await writer.close()
         self.store.keep_hash(self._key(upload_id), 0, ResumableSHA256())
         return UploadStatus(upload_id, 0)

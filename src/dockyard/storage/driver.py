@@ -152,6 +152,12 @@ class StorageDriver(abc.ABC):
         """Open `path` for appending, creating it (and its parents) if needed: what the last
         writer of the path kept (closed or committed) is continued from its end."""
 
+    async def new_writer(self, path: str) -> FileWriter:
+        """`writer` of a path no writer has written to (a new upload's), which the caller
+        knows without asking the store: it starts empty (an object store skips the reads
+        that would find an earlier file to continue)."""
+        return await self.writer(path)
+
     async def reopen(self, path: str) -> FileWriter | None:
         """`writer` of a path where a writer kept something (closed or committed), None where
         none did (`stat_writer` finds nothing, or a directory), creating nothing: a caller

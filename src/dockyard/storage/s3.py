@@ -604,6 +604,10 @@ class S3Driver(StorageDriver):
             return kept
         return S3Writer(self, self.key(path), WriterState.new(self.settings.chunksize))
 
+    async def new_writer(self, path: str) -> FileWriter:
+        return S3Writer(self, self.key(check_path(path)),
+                        WriterState.new(self.settings.chunksize))
+
     async def reopen(self, path: str) -> FileWriter | None:
         """From the pending tail's state, else from the object itself."""
         key = self.key(check_path(path))
