@@ -187,6 +187,16 @@ async def test_stat_of_files_directories_and_nothing(driver: StorageDriver) -> N
         assert await driver.stat(path) is None
 
 
+async def test_stat_file_sees_files_only(driver: StorageDriver) -> None:
+    await driver.put_content("/d/file", b"12345")
+    file = await driver.stat_file("/d/file")
+    assert file is not None
+    assert (file.path, file.size, file.is_dir) == ("/d/file", 5, False)
+    assert file == await driver.stat("/d/file")
+    for path in ("/", "/d", "/missing", "/d/missing", "/d/file/below"):
+        assert await driver.stat_file(path) is None
+
+
 async def test_stat_follows_a_rewrite(driver: StorageDriver) -> None:
     await driver.put_content("/f", b"1")
     await driver.put_content("/f", b"123")
@@ -335,6 +345,65 @@ async def test_writer_appends_and_reopens_to_continue(driver: StorageDriver) -> 
     await after.write(b"?")
     await after.commit()
     assert await driver.get_content(path) == b"hello world!?"
+
+
+async def test_writer_commit_to_another_path(driver: StorageDriver) -> None:
+    path, destination = "/_uploads/u3/data", "/blobs/ab/data"
+    await driver.put_content(destination, b"old")
+    first = await driver.writer(path)
+    await first.write(b"hello ")
+    await first.close()
+    writer = await driver.writer(path)
+    await writer.write(b"world")
+    placed = await writer.commit_to(destination)
+    # An object store writes a file of one part at the destination itself.
+    assert placed == (driver.name == "s3aws")
+    if not placed:  # what the caller does instead
+        await writer.commit()
+        await driver.move(path, destination)
+    assert await driver.get_content(destination) == b"hello world"
+    assert await driver.stat_writer(path) is None and await driver.stat(path) is None
+    with pytest.raises(ValueError):
+        await writer.write(b"!")
+    with pytest.raises(InvalidPath):
+        await (await driver.writer("/_uploads/u4/data")).commit_to("/../x")
+
+
+async def test_reopen_continues_what_was_kept_and_creates_nothing(
+        driver: StorageDriver) -> None:
+    path = "/_uploads/u5/data"
+    assert await driver.reopen(path) is None
+    assert await driver.stat_writer(path) is None and await driver.stat(path) is None
+    await driver.put_content("/_uploads/u5/dir/file", b"1")
+    assert await driver.reopen("/_uploads/u5/dir") is None
+    writer = await driver.writer(path)
+    await writer.write(b"abc")
+    await writer.close()
+    kept = await driver.reopen(path)
+    assert kept is not None and kept.size == 3
+    await kept.write(b"d")
+    await kept.commit()
+    again = await driver.reopen(path)
+    assert again is not None and again.size == 4
+    await again.close()
+    assert await driver.get_content(path) == b"abcd"
+
+
+async def test_new_writer_starts_a_file_to_continue(driver: StorageDriver) -> None:
+    path = "/_uploads/u6/data"
+    writer = await driver.new_writer(path)
+    assert writer.size == 0
+    await writer.close()
+    info = await driver.stat_writer(path)
+    assert info is not None and info.size == 0
+    writer = await driver.new_writer("/_uploads/u7/data")
+    await writer.write(b"abc")
+    await writer.close()
+    kept = await driver.reopen("/_uploads/u7/data")
+    assert kept is not None and kept.size == 3
+    await kept.write(b"d")
+    await kept.commit()
+    assert await driver.get_content("/_uploads/u7/data") == b"abcd"
 
 
 async def test_writer_of_nothing_leaves_an_empty_file(driver: StorageDriver) -> None:
@@ -719,11 +788,14 @@ async def test_invalid_paths_are_refused_by_every_operation(driver: StorageDrive
         lambda: driver.get_content(bad),
         lambda: driver.put_content(bad, b"x"),
         lambda: driver.stat(bad),
+        lambda: driver.stat_file(bad),
         lambda: driver.list(bad),
         lambda: driver.move(bad, "/elsewhere"),
         lambda: driver.move("/good", bad),
         lambda: driver.delete(bad),
         lambda: driver.writer(bad),
+        lambda: driver.reopen(bad),
+        lambda: driver.new_writer(bad),
         lambda: read_all(driver, bad),
         lambda: driver.stat_many(["/good", bad]),
         lambda: driver.delete_many([bad]),

@@ -12,7 +12,7 @@ from dockyard.registry import layout
 from dockyard.registry.errors import BlobUnknown
 from dockyard.registry.links import read_link, write_link
 from dockyard.registry.reference import Digest
-from dockyard.storage import PathNotFound, StorageDriver
+from dockyard.storage import FileWriter, PathNotFound, StorageDriver
 
 log = logging.getLogger("dockyard.registry")
 
@@ -36,8 +36,8 @@ class BlobStore:
         self.redirect = redirect
 
     async def size(self, digest: Digest) -> int | None:
-        info = await self.driver.stat(layout.blob_data(digest))
-        return None if info is None or info.is_dir else info.size
+        info = await self.driver.stat_file(layout.blob_data(digest))
+        return None if info is None else info.size
 
     async def get(self, digest: Digest) -> bytes:
         try:
@@ -63,6 +63,23 @@ class BlobStore:
             await self.driver.move(source_path, layout.blob_data(digest))
         else:
             await self.driver.delete(source_path)
+
+    async def adopt_writer(self, writer: FileWriter, digest: Digest, size: int) -> bool:
+        """`adopt` verified upload data still in its writer, where that needs no move: a
+        blob already stored under the digest with the upload's size wins (the writer is
+        closed, its data left for the upload's removal), else the writer writes the blob's
+        path itself if its driver can. False, with nothing done, where neither: the caller
+        commits the writer and calls `adopt`."""
+        existing = await self.size(digest)
+        if existing == size:
+            await writer.close()
+            return True
+        if not await writer.commit_to(layout.blob_data(digest)):
+            return False
+        if existing is not None:
+            log.warning("blob %s held %d bytes, not the %d its verified upload has; "
+                        "replaced by the verified data", digest, existing, size)
+        return True
 
     def read(self, digest: Digest, offset: int = 0, length: int | None = None
              ) -> AsyncIterator[bytes]:

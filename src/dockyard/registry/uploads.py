@@ -2,7 +2,8 @@
 
 Upload state lives in storage (`_uploads/<id>/data` and `startedat`), so any worker can take
 the next chunk: each chunk opens a writer of the data, which `close` leaves for the next one
-to continue (on S3, an open multipart upload), and the commit makes it whole with `commit`.
+to continue (on S3, an open multipart upload), and the commit makes it whole with `commit`
+(or, where the driver can, writes it straight to the blob's path with `commit_to`).
 Each process also keeps the running hash of uploads it has been appending to, and the hash
 state after each chunk is saved beside the data, keyed by the size it describes.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sqlite3
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator
@@ -54,7 +56,6 @@ LOCK_WAIT = 30.0
 class UploadStatus:
     id: str
     size: int
-    started_at: datetime | None
 
 
 @dataclass(slots=True)
@@ -126,21 +127,26 @@ class RepositoryUploads:
             layout.upload_started_at(self.name, upload_id),
             started.strftime("%Y-%m-%dT%H:%M:%SZ").encode(),
         )
-        writer = await self.driver.writer(layout.upload_data(self.name, upload_id))
+        writer = await self.driver.new_writer(layout.upload_data(self.name, upload_id))
         await writer.close()
         self.store.keep_hash(self._key(upload_id), 0, ResumableSHA256())
-        return UploadStatus(upload_id, 0, started)
+        return UploadStatus(upload_id, 0)
 
     async def status(self, upload_id: str) -> UploadStatus:
-        if not UPLOAD_ID_RE.fullmatch(upload_id):
-            raise BlobUploadUnknown(detail={"uuid": upload_id[:200]})
+        _check_upload_id(upload_id)
         info = await self.driver.stat_writer(layout.upload_data(self.name, upload_id))
         if info is None or info.is_dir:
             raise BlobUploadUnknown(detail={"uuid": upload_id})
-        return UploadStatus(upload_id, info.size, await self.started_at(upload_id))
+        return UploadStatus(upload_id, info.size)
 
-    async def started_at(self, upload_id: str) -> datetime | None:
-        return await read_started_at(self.driver, self.name, upload_id)
+    async def _reopen(self, upload_id: str) -> FileWriter:
+        """The writer continuing the upload's data; BlobUploadUnknown if there is none (a
+        writer of its own would make one)."""
+        _check_upload_id(upload_id)
+        writer = await self.driver.reopen(layout.upload_data(self.name, upload_id))
+        if writer is None:
+            raise BlobUploadUnknown(detail={"uuid": upload_id})
+        return writer
 
     async def append(
         self,
@@ -153,19 +159,21 @@ class RepositoryUploads:
         `length` (from Content-Length) must match what arrives. A failed chunk is undone."""
         key = self._key(upload_id)
         async with self.store.lock(key):
-            status = await self.status(upload_id)
-            if start is not None and start != status.size:
+            writer = await self._reopen(upload_id)
+            if start is not None and start != writer.size:
+                await writer.close()
                 raise UploadOutOfOrder(
-                    f"chunk starts at {start} but the upload has {status.size} bytes",
-                    {"expected_start": status.size, "start": start},
+                    f"chunk starts at {start} but the upload has {writer.size} bytes",
+                    {"expected_start": writer.size, "start": start},
                 )
-            size = await self._append_locked(upload_id, status.size, body, length)
-        return UploadStatus(upload_id, size, status.started_at)
+            size = await self._append_locked(writer, upload_id, body, length)
+        return UploadStatus(upload_id, size)
 
     async def _append_locked(
-        self, upload_id: str, size: int, body: AsyncIterable[bytes], length: int | None
+        self, writer: FileWriter, upload_id: str, body: AsyncIterable[bytes],
+        length: int | None
     ) -> int:
-        writer = await self.driver.writer(layout.upload_data(self.name, upload_id))
+        size = writer.size
         hasher, received = await self._write_chunk(writer, upload_id, size, body, length)
         await writer.close()
         await self._keep_hash(upload_id, size, size + received, hasher)
@@ -236,10 +244,9 @@ class RepositoryUploads:
         """Finish an upload: append a last chunk, verify the digest, make the blob visible."""
         key = self._key(upload_id)
         async with self.store.lock(key):
-            status = await self.status(upload_id)
-            size = status.size
+            writer = await self._reopen(upload_id)
+            size = opened_size = writer.size
             data_path = layout.upload_data(self.name, upload_id)
-            writer = await self.driver.writer(data_path)
             hasher = None
             if body is not None:
                 hasher, received = await self._write_chunk(writer, upload_id, size, body,
@@ -253,14 +260,24 @@ class RepositoryUploads:
                 actual = Digest(digest.algorithm, hasher.hexdigest())  # state kept
                 if actual != digest:
                     await writer.close()
-                    await self._keep_hash(upload_id, status.size, size, hasher)
+                    await self._keep_hash(upload_id, opened_size, size, hasher)
                     raise DigestInvalid(detail={"expected": str(digest),
                                                 "actual": str(actual)})
+                # Straight to the blob's path where the driver can (a small blob on S3:
+                # one PUT rather than a PUT, a copy and a delete).
+                async with self.store.index.writing() as db:
+                    placed = await self.store.blobs.adopt_writer(writer, digest, size)
+                    if placed:
+                        await self._record(db, digest, size)
+                if placed:
+                    await self._remove(upload_id)
+                    self.store.forget(key)
+                    return BlobDescriptor(digest, size)
                 await writer.commit()
             else:
                 await writer.commit()
                 if body is not None:
-                    await self._keep_hash(upload_id, status.size, size, hasher)
+                    await self._keep_hash(upload_id, opened_size, size, hasher)
                 actual = await self._digest_of(upload_id, size, digest.algorithm)
                 if actual != digest:
                     raise DigestInvalid(detail={"expected": str(digest),
@@ -269,12 +286,16 @@ class RepositoryUploads:
             # so garbage collection sees the blob as fresh from the moment it exists.
             async with self.store.index.writing() as db:
                 await self.store.blobs.adopt(data_path, digest, size)
-                SQLiteIndex.record_blob(db, str(digest), size)
-                await RepositoryBlobs(self.name, self.store.blobs,
-                                      self.store.index).link_within(db, digest)
+                await self._record(db, digest, size)
             await self._remove(upload_id)
         self.store.forget(key)
         return BlobDescriptor(digest, size)
+
+    async def _record(self, db: sqlite3.Connection, digest: Digest, size: int) -> None:
+        """Index a blob just made visible and link it to this repository."""
+        SQLiteIndex.record_blob(db, str(digest), size)
+        await RepositoryBlobs(self.name, self.store.blobs, self.store.index).link_within(
+            db, digest)
 
     async def _digest_of(self, upload_id: str, size: int, algorithm: str) -> Digest:
         hasher = await self._running_hash(upload_id, size)
@@ -329,6 +350,11 @@ async def _write_and_hash(writer: FileWriter, hasher: Hasher | None, data: bytes
     else:
         await asyncio.gather(writer.write(data), _update_hash(hasher, data))
 
+
+
+def _check_upload_id(upload_id: str) -> None:
+    if not UPLOAD_ID_RE.fullmatch(upload_id):
+        raise BlobUploadUnknown(detail={"uuid": upload_id[:200]})
 
 
 def upload_lock_key(name: str, upload_id: str) -> str:

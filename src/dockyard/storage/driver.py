@@ -93,6 +93,14 @@ class FileWriter(abc.ABC):
     async def commit(self) -> None:
         """Make what was written the file at `path`, readable whole, and end the writer."""
 
+    async def commit_to(self, destination: str) -> bool:
+        """As `commit` and then the driver's `move` to `destination`, where the driver can
+        write `destination` itself in one step and skip the move (an object store, for a
+        file that fits in one request): True, the writer ended and nothing left at `path`.
+        False, with nothing done, where it cannot: the caller commits and moves."""
+        check_path(destination)
+        return False
+
     @abc.abstractmethod
     async def truncate(self, size: int) -> None:
         """Drop everything after `size` bytes (undo a broken chunk); later writes append
@@ -143,6 +151,27 @@ class StorageDriver(abc.ABC):
     async def writer(self, path: str) -> FileWriter:
         """Open `path` for appending, creating it (and its parents) if needed: what the last
         writer of the path kept (closed or committed) is continued from its end."""
+
+    async def new_writer(self, path: str) -> FileWriter:
+        """`writer` of a path no writer has written to (a new upload's), which the caller
+        knows without asking the store: it starts empty (an object store skips the reads
+        that would find an earlier file to continue)."""
+        return await self.writer(path)
+
+    async def reopen(self, path: str) -> FileWriter | None:
+        """`writer` of a path where a writer kept something (closed or committed), None where
+        none did (`stat_writer` finds nothing, or a directory), creating nothing: a caller
+        that needs both learns the size from the writer without asking the store twice."""
+        info = await self.stat_writer(path)
+        if info is None or info.is_dir:
+            return None
+        return await self.writer(path)
+
+    async def stat_file(self, path: str) -> FileInfo | None:
+        """As `stat`, for a file only: None for a directory as for nothing (an object store
+        needs a listing to tell a directory from nothing, a file only a HEAD)."""
+        info = await self.stat(path)
+        return None if info is None or info.is_dir else info
 
     async def stat_writer(self, path: str) -> FileInfo | None:
         """As `stat`, but of what the last writer of `path` kept, committed or only closed:

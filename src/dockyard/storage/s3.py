@@ -406,10 +406,9 @@ class S3Driver(StorageDriver):
         check_root_or_path(path)
         if path == "/":
             return FileInfo(path, 0, 0.0, True)
-        head = await self._head(self.key(path))
-        if head is not None:
-            return FileInfo(path, int(head["ContentLength"]),
-                            head["LastModified"].timestamp(), False)
+        info = await self.stat_file(path)
+        if info is not None:
+            return info
         client = await self._client()
         answer = await client.list_objects_v2(Bucket=self.bucket, Prefix=self._prefix(path),
                                               MaxKeys=1)
@@ -417,6 +416,15 @@ class S3Driver(StorageDriver):
         if contents:
             return FileInfo(path, 0, contents[0]["LastModified"].timestamp(), True)
         return None
+
+    async def stat_file(self, path: str) -> FileInfo | None:
+        if check_root_or_path(path) == "/":
+            return None
+        head = await self._head(self.key(path))
+        if head is None:
+            return None
+        return FileInfo(path, int(head["ContentLength"]), head["LastModified"].timestamp(),
+                        False)
 
     async def stat_many(self, paths: Sequence[str]) -> Sequence[FileInfo | None]:
         for path in paths:
@@ -591,15 +599,25 @@ class S3Driver(StorageDriver):
                                 **self._object_options())
 
     async def writer(self, path: str) -> FileWriter:
+        kept = await self.reopen(path)
+        if kept is not None:
+            return kept
+        return S3Writer(self, self.key(path), WriterState.new(self.settings.chunksize))
+
+    async def new_writer(self, path: str) -> FileWriter:
+        return S3Writer(self, self.key(check_path(path)),
+                        WriterState.new(self.settings.chunksize))
+
+    async def reopen(self, path: str) -> FileWriter | None:
+        """From the pending tail's state, else from the object itself."""
         key = self.key(check_path(path))
         pending = await self._head(key + PENDING_SUFFIX)
         if pending is not None:
             return S3Writer(self, key, WriterState.of_pending(key, pending))
         head = await self._head(key)
         if head is None:
-            return S3Writer(self, key, WriterState.new(self.settings.chunksize))
-        return S3Writer(self, key, WriterState.of_object(
-            key, head, self.settings.chunksize))
+            return None
+        return S3Writer(self, key, WriterState.of_object(key, head, self.settings.chunksize))
 
     async def stat_writer(self, path: str) -> FileInfo | None:
         """What the pending-tail object records, else the object itself."""
@@ -1012,6 +1030,25 @@ class S3Writer(FileWriter):
         self._check_open()
         self._closed = True
         await self._finish()
+
+    async def commit_to(self, destination: str) -> bool:
+        """One PUT of the whole file at `destination` where no part was sent (nor an upload
+        opened), then the pending tail dropped; else nothing (False)."""
+        target = self._driver.key(check_path(destination))
+        self._check_open()
+        state = self._state
+        if state.parts or state.upload_id is not None or state.whole_object:
+            return False
+        await self._load()
+        client = await self._driver._client()
+        await client.put_object(Bucket=self._driver.bucket, Key=target,
+                                Body=bytes(self._buffer), **self._driver._object_options())
+        self._closed = True
+        self._buffer = bytearray()
+        if state.pending_exists or self._opened.pending_exists:
+            await client.delete_object(Bucket=self._driver.bucket, Key=self._pending_key)
+        state.pending_exists = False
+        return True
 
     async def _finish(self) -> None:
         state = self._state
