@@ -629,6 +629,18 @@ async def test_delete_many_removes_files_and_trees_and_skips_missing(
     assert await driver.get_content("/files/f2") == b"2"
 
 
+async def test_delete_files_removes_exactly_those_files(driver: StorageDriver) -> None:
+    for n in range(70):
+        await driver.put_content(f"/blobs/b{n}/data", b"x")
+    await driver.put_content("/blobs/b1/other", b"stays")
+    await driver.put_content("/blobs/b10x", b"stays")
+    await driver.delete_files([f"/blobs/b{n}/data" for n in range(70)] + ["/blobs/gone/data"])
+    for n in range(70):
+        assert await driver.stat_file(f"/blobs/b{n}/data") is None
+    assert await driver.get_content("/blobs/b1/other") == b"stays"
+    assert await driver.get_content("/blobs/b10x") == b"stays"
+
+
 async def test_files_below_lists_what_walk_finds(driver: StorageDriver) -> None:
     """A listing of a whole tree (where a driver has one) finds every file `walk` does,
     however the tree's directories are split up to be listed side by side."""

@@ -161,6 +161,7 @@ async def stored_blob_files(driver: StorageDriver) -> dict[Digest, FileInfo | No
     files = await driver.files_below(layout.BLOBS)
     if files is not None:
         listed: dict[Digest, FileInfo | None] = {}
+        crowded: set[Digest] = set()  # something beside `data` in the blob's directory
         root = f"{layout.BLOBS}/"
         for info in files:
             parts = info.path[len(root):].split("/")
@@ -170,10 +171,11 @@ async def stored_blob_files(driver: StorageDriver) -> dict[Digest, FileInfo | No
                 digest = Digest.parse(f"{parts[0]}:{parts[2]}")
             except DigestInvalid:
                 continue
-            if parts[3:] == ["data"]:
+            if parts[3:] == ["data"] and digest not in crowded:
                 listed[digest] = info
             else:
-                listed.setdefault(digest, None)
+                crowded.add(digest)
+                listed[digest] = None
         return dict(sorted(listed.items(), key=lambda item: str(item[0])))
     found: dict[Digest, FileInfo | None] = {}
     for algorithm in HASH_HEX_LENGTHS:
@@ -226,11 +228,20 @@ async def _sweep_blobs(driver: StorageDriver, index: SQLiteIndex, batch: list[Di
             return
         gone = [str(digest) for digest in doomed]
         # Links first: a crash part-way leaves links to a blob that still exists.
-        links = SQLiteIndex.links_among(db, gone)
-        await driver.delete_many([
-            layout.layer_link(repository, Digest.parse(text)).removesuffix("/link")
-            for repository, text in links])
-        await driver.delete_many([layout.blob_dir(digest) for digest in doomed])
+        links = [layout.layer_link(repository, Digest.parse(text))
+                 for repository, text in SQLiteIndex.links_among(db, gone)]
+        if any(info is not None for info in listed.values()):
+            # The blob tree was listed (object storage): its keys are known, so they are
+            # deleted as they are, with no listing of each blob's and link's directory.
+            # (A link's directory holds the link alone; pushes take this transaction.)
+            await driver.delete_files(links)
+            await driver.delete_files([layout.blob_data(digest) for digest in doomed
+                                       if listed.get(digest) is not None])
+            await driver.delete_many([layout.blob_dir(digest) for digest in doomed
+                                      if listed.get(digest) is None])
+        else:
+            await driver.delete_many([link.removesuffix("/link") for link in links])
+            await driver.delete_many([layout.blob_dir(digest) for digest in doomed])
         SQLiteIndex.forget_blobs(db, gone)
 
 

@@ -215,6 +215,12 @@ class StorageDriver(abc.ABC):
             with contextlib.suppress(PathNotFound):
                 await self.delete(path)
 
+    async def delete_files(self, paths: Sequence[str]) -> None:
+        """Delete these files (paths a listing gave as files), skipping those already gone;
+        unlike `delete_many`, an object store need not list anything first. The
+        directories they leave empty stay where directories exist (see `prune_many`)."""
+        await self.delete_many(paths)
+
     async def prune_many(self, paths: Sequence[str], stop: str) -> None:
         """Remove each of `paths` and then its parents, up to but not including `stop`, while
         they are empty directories (where directories exist at all): the first that is a file

@@ -49,6 +49,7 @@ from dockyard.storage.s3.requests import (
 from dockyard.storage.s3.settings import (
     BATCH_CONCURRENCY,
     BULK_DELETE_MIN,
+    BULK_KEYS_PER_PATH,
     DELETE_BATCH,
     DOWNLOAD_CONNECTIONS,
     LIST_MAX,
@@ -673,6 +674,9 @@ class S3Driver(StorageDriver):
             await self._abort_uploads_of(path)
         await self._delete_keys(keys)
 
+    async def delete_files(self, paths: Sequence[str]) -> None:
+        await self._delete_keys(sorted({self.key(check_path(path)) for path in paths}))
+
     async def delete_many(self, paths: Sequence[str]) -> None:
         for path in paths:
             check_path(path)
@@ -684,11 +688,13 @@ class S3Driver(StorageDriver):
 
     async def _keys_of_many(self, paths: Sequence[str]) -> builtins.list[str] | None:
         """The keys of many paths from listings of the directory they share, where that
-        costs fewer requests than a listing per path (None: it would not)."""
+        directory holds not many more keys than the paths do (None: it holds more, and a
+        listing per path costs less than reading all of them)."""
         parent = posixpath.commonpath([posixpath.dirname(path) for path in paths])
         prefix = self._prefix(parent)
         try:
-            objects = await self._objects_below(prefix, _RequestBudget(len(paths) // 4))
+            pages = 1 + len(paths) * BULK_KEYS_PER_PATH // LIST_MAX
+            objects = await self._objects_below(prefix, _RequestBudget(pages))
         except _TooManyRequests:
             return None
         # Every key of a path or below it, whatever its name (as `_keys_of`).

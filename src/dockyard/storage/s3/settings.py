@@ -19,6 +19,9 @@ SPLIT_DEPTH = 3
 # Paths a `delete_many` has at least before one listing of their shared directory may
 # stand for a listing per path.
 BULK_DELETE_MIN = 64
+# ...and keys per path their shared directory may hold at most for that (beyond, reading
+# them all costs more than a small listing per path).
+BULK_KEYS_PER_PATH = 16
 # Pieces a download is handed out in (a slow client holds one, and the next read).
 READ_PIECE = 256 * 1024
 # Connections to S3 that a worker's downloads may hold at once. A download holds its
