@@ -254,14 +254,21 @@ async def _remove_empty_repositories(driver: StorageDriver, index: SQLiteIndex,
     async with index.writing() as db:
         pushed_since = SQLiteIndex.with_manifests_among(db, names)
         candidates = [name for name in names if name not in pushed_since]
-        empty = await each(PARALLEL, lambda name: _is_empty(driver, name, cutoff),
+        found = await each(PARALLEL, lambda name: _emptiness(driver, name, cutoff),
                            candidates)
-        removed = [name for name, is_empty in zip(candidates, empty, strict=True) if is_empty]
+        removed = [name for name, (is_empty, _) in zip(candidates, found, strict=True)
+                   if is_empty]
         report.repositories_removed += removed
         if dry_run or not removed:
             return
-        await driver.delete_many([f"{layout.repository(name)}/{part}" for name in removed
-                                  for part in ("_layers", "_manifests")])
+        listed = [files for is_empty, files in found if is_empty]
+        if all(files is not None for files in listed):
+            # Their files are known from the listing that found them empty (object
+            # storage): deleted as they are, with no listing of each directory.
+            await driver.delete_files([path for files in listed for path in files or ()])
+        else:
+            await driver.delete_many([f"{layout.repository(name)}/{part}" for name in removed
+                                      for part in ("_layers", "_manifests")])
         # Directories left empty go, up to the repositories root: `_uploads` only if no
         # upload has started since the check above (uploads take no index transaction), and
         # a nested repository (name/child) keeps its parents.
@@ -270,17 +277,27 @@ async def _remove_empty_repositories(driver: StorageDriver, index: SQLiteIndex,
         SQLiteIndex.forget_repositories(db, removed)
 
 
-async def _is_empty(driver: StorageDriver, name: str, cutoff: float) -> bool:
+async def _emptiness(driver: StorageDriver, name: str, cutoff: float
+                     ) -> tuple[bool, list[str] | None]:
+    """Whether a repository is empty (see `_is_empty`), and, where one listing told, the
+    files of its `_layers` and `_manifests` (what removing it deletes)."""
     files = await driver.files_below(layout.repository(name))
-    if files is not None:  # one listing instead of one per directory and a stat per link
-        root = f"{layout.repository(name)}/"
-        for info in files:
-            parts = info.path[len(root):].split("/")
-            if parts[:2] == ["_manifests", "revisions"] or parts[0] == "_uploads":
-                return False  # manifests the index does not know yet; an upload going on
-            if parts[0] == "_layers" and parts[-1] == "link" and info.modified > cutoff:
-                return False
-        return True
+    if files is None:
+        return await _is_empty(driver, name, cutoff), None
+    root = f"{layout.repository(name)}/"
+    doomed: list[str] = []
+    for info in files:  # one listing instead of one per directory and a stat per link
+        parts = info.path[len(root):].split("/")
+        if parts[:2] == ["_manifests", "revisions"] or parts[0] == "_uploads":
+            return False, None  # manifests the index does not know yet; an upload going on
+        if parts[0] == "_layers" and parts[-1] == "link" and info.modified > cutoff:
+            return False, None
+        if parts[0] in ("_layers", "_manifests"):
+            doomed.append(info.path)  # not a nested repository's (name/child) files
+    return True, doomed
+
+
+async def _is_empty(driver: StorageDriver, name: str, cutoff: float) -> bool:
     for algorithm in HASH_HEX_LENGTHS:
         if await _list(driver, layout.revisions(name, algorithm)):
             return False  # the store has manifests the index does not know yet
