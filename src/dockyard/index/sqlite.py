@@ -40,6 +40,11 @@ CREATE INDEX IF NOT EXISTS references_by_digest ON manifest_references (digest);
 -- keeps fresh ones for its grace period).
 CREATE TABLE IF NOT EXISTS blobs (
     digest TEXT PRIMARY KEY, size INTEGER NOT NULL, created REAL NOT NULL) WITHOUT ROWID;
+-- When a layer link was last written in each repository (a rewrite of a link the
+-- repository already had included): garbage collection, deciding from a listing made
+-- earlier that a repository is empty, keeps it if a push linked something since.
+CREATE TABLE IF NOT EXISTS links_written (
+    repository TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -148,6 +153,7 @@ class SQLiteIndex:
             db.execute("INSERT OR IGNORE INTO repositories (name) VALUES (?)", (repository,))
             db.execute("INSERT OR IGNORE INTO layers (repository, digest) VALUES (?, ?)",
                        (repository, digest))
+            self.record_link_written(db, repository)
 
     async def remove_layer(self, repository: str, digest: str) -> None:
         async with self.writing() as db:
@@ -265,8 +271,22 @@ class SQLiteIndex:
             tuple(names))}
 
     @staticmethod
+    def record_link_written(db: sqlite3.Connection, repository: str) -> None:
+        """Inside `writing`: a layer link of `repository` has just been written."""
+        db.execute("INSERT OR REPLACE INTO links_written (repository, at) VALUES (?, ?)",
+                   (repository, time.time()))
+
+    @staticmethod
+    def linked_since(db: sqlite3.Connection, names: Sequence[str], since: float) -> set[str]:
+        """Those of `names` a layer link was written in at or after `since`."""
+        return {row[0] for row in db.execute(
+            f"SELECT repository FROM links_written WHERE at >= ? AND repository IN "
+            f"({_marks(names)})", (since, *names))}
+
+    @staticmethod
     def forget_repositories(db: sqlite3.Connection, names: Sequence[str]) -> None:
         rows = [(name,) for name in names]
+        db.executemany("DELETE FROM links_written WHERE repository = ?", rows)
         for table in ("tags", "layers", "manifest_references"):
             db.executemany(f"DELETE FROM {table} WHERE repository = ?", rows)
         db.executemany("DELETE FROM repositories WHERE name = ?", rows)

@@ -132,6 +132,7 @@ class RepositoryBlobs:
         db.execute("INSERT OR IGNORE INTO repositories (name) VALUES (?)", (self.name,))
         db.execute("INSERT OR IGNORE INTO layers (repository, digest) VALUES (?, ?)",
                    (self.name, str(digest)))
+        SQLiteIndex.record_link_written(db, self.name)
 
     async def unlink(self, digest: Digest) -> None:
         if not await self.is_linked(digest):

@@ -14,16 +14,17 @@ added manifests dockyard never saw, and what the store references must never be 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dockyard.concurrency import each
 from dockyard.index.sqlite import SQLiteIndex
 from dockyard.registry import layout
 from dockyard.registry.errors import DigestInvalid
+from dockyard.registry.gc_repositories import StoreListing, remove_empty_repositories
 from dockyard.registry.maintenance import purge_uploads
 from dockyard.registry.reference import HASH_HEX_LENGTHS, Digest
 from dockyard.registry.reindex import synchronize
@@ -33,8 +34,6 @@ DEFAULT_GRACE_PERIOD = 3600.0
 # Blobs deleted per write transaction: large enough that transactions cost little, small
 # enough that a manifest push waits only milliseconds for the lock.
 SWEEP_BATCH = 256
-# Repositories looked at once when finding the empty ones (each a listing on S3).
-PARALLEL = 16
 
 
 @dataclass(frozen=True)
@@ -70,11 +69,16 @@ async def collect_garbage(driver: StorageDriver, index: SQLiteIndex, options: GC
                           progress: Progress | None = None) -> GCReport:
     started = time.monotonic()
     report = GCReport(options.dry_run)
-    synced = await synchronize(driver, index)
+    # Object storage: one listing of the repositories tree serves the index check, the
+    # upload purge and the search for empty repositories, and the blob tree is listed
+    # beside it (none of these lists a directory at a time).
+    listed_at = time.time()
+    tree, listed = await asyncio.gather(driver.files_below(layout.REPOSITORIES),
+                                        stored_blob_files(driver))
+    synced = await synchronize(driver, index, files=tree)
     report.repositories_reindexed = sorted({*synced.reindexed, *synced.removed})
     if options.delete_untagged:
         await _delete_untagged(driver, index, options, report)
-    listed = await stored_blob_files(driver)
     candidates = list(listed)
     cutoff = time.time() - options.grace_period
     # A first look outside any transaction sets aside what is in use now; only the rest
@@ -82,20 +86,27 @@ async def collect_garbage(driver: StorageDriver, index: SQLiteIndex, options: GC
     in_use = index.referenced_digests()
     unmarked = [digest for digest in candidates if str(digest) not in in_use]
     report.blobs_kept += len(candidates) - len(unmarked)
+    deleted_links: set[str] = set()
     for start in range(0, len(unmarked), SWEEP_BATCH):
-        await _sweep_blobs(driver, index, unmarked[start:start + SWEEP_BATCH], listed,
-                           cutoff, options.dry_run, report)
+        deleted_links.update(await _sweep_blobs(
+            driver, index, unmarked[start:start + SWEEP_BATCH], listed, cutoff,
+            options.dry_run, report))
         if progress is not None:
             done = len(candidates) - len(unmarked) + min(start + SWEEP_BATCH, len(unmarked))
             progress("blobs", done, len(candidates))
     if options.upload_purge_age is not None:
         report.uploads_purged = await purge_uploads(driver, index.locks,
                                                     options.upload_purge_age,
-                                                    options.dry_run)
-    empty = index.repositories_without_manifests()
-    for start in range(0, len(empty), SWEEP_BATCH):
-        await _remove_empty_repositories(driver, index, empty[start:start + SWEEP_BATCH],
-                                         cutoff, options.dry_run, report)
+                                                    options.dry_run, tree)
+    listing = None
+    if tree is not None:
+        purged = tuple(f"{layout.uploads(name)}/{upload}/" for name, _, upload
+                       in (item.rpartition("/") for item in report.uploads_purged))
+        gone = deleted_links | {info.path for info in tree if info.path.startswith(purged)}
+        listing = StoreListing(tree, listed_at, gone if not options.dry_run else ())
+    report.repositories_removed = await remove_empty_repositories(
+        driver, index, index.repositories_without_manifests(), cutoff, options.dry_run,
+        listing)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -197,8 +208,9 @@ async def _list(driver: StorageDriver, path: str) -> list[str]:
 
 async def _sweep_blobs(driver: StorageDriver, index: SQLiteIndex, batch: list[Digest],
                        listed: dict[Digest, FileInfo | None], cutoff: float, dry_run: bool,
-                       report: GCReport) -> None:
-    """Delete those of `batch` that nothing is or needs, in one write transaction."""
+                       report: GCReport) -> list[str]:
+    """Delete those of `batch` that nothing is or needs, in one write transaction; the
+    layer links deleted with them."""
     # Sizes and dates first (from the listing, else asked), outside the transaction: an
     # upload of one of these digests records it (as fresh) in the index, which is read
     # again below, inside.
@@ -225,7 +237,7 @@ async def _sweep_blobs(driver: StorageDriver, index: SQLiteIndex, batch: list[Di
             report.blobs_deleted.append(text)
             report.bytes_freed += info.size if info is not None else (size or 0)
         if dry_run or not doomed:
-            return
+            return []
         gone = [str(digest) for digest in doomed]
         # Links first: a crash part-way leaves links to a blob that still exists.
         links = [layout.layer_link(repository, Digest.parse(text))
@@ -243,68 +255,4 @@ async def _sweep_blobs(driver: StorageDriver, index: SQLiteIndex, batch: list[Di
             await driver.delete_many([link.removesuffix("/link") for link in links])
             await driver.delete_many([layout.blob_dir(digest) for digest in doomed])
         SQLiteIndex.forget_blobs(db, gone)
-
-
-async def _remove_empty_repositories(driver: StorageDriver, index: SQLiteIndex,
-                                     names: list[str], cutoff: float, dry_run: bool,
-                                     report: GCReport) -> None:
-    """Drop the repositories of `names` with no manifests, no upload in progress and no
-    recent layer link (a push that has uploaded layers but not yet its manifest looks like
-    that, briefly)."""
-    async with index.writing() as db:
-        pushed_since = SQLiteIndex.with_manifests_among(db, names)
-        candidates = [name for name in names if name not in pushed_since]
-        found = await each(PARALLEL, lambda name: _emptiness(driver, name, cutoff),
-                           candidates)
-        removed = [name for name, (is_empty, _) in zip(candidates, found, strict=True)
-                   if is_empty]
-        report.repositories_removed += removed
-        if dry_run or not removed:
-            return
-        listed = [files for is_empty, files in found if is_empty]
-        if all(files is not None for files in listed):
-            # Their files are known from the listing that found them empty (object
-            # storage): deleted as they are, with no listing of each directory.
-            await driver.delete_files([path for files in listed for path in files or ()])
-        else:
-            await driver.delete_many([f"{layout.repository(name)}/{part}" for name in removed
-                                      for part in ("_layers", "_manifests")])
-        # Directories left empty go, up to the repositories root: `_uploads` only if no
-        # upload has started since the check above (uploads take no index transaction), and
-        # a nested repository (name/child) keeps its parents.
-        await driver.prune_many([layout.uploads(name) for name in removed],
-                                layout.REPOSITORIES)
-        SQLiteIndex.forget_repositories(db, removed)
-
-
-async def _emptiness(driver: StorageDriver, name: str, cutoff: float
-                     ) -> tuple[bool, list[str] | None]:
-    """Whether a repository is empty (see `_is_empty`), and, where one listing told, the
-    files of its `_layers` and `_manifests` (what removing it deletes)."""
-    files = await driver.files_below(layout.repository(name))
-    if files is None:
-        return await _is_empty(driver, name, cutoff), None
-    root = f"{layout.repository(name)}/"
-    doomed: list[str] = []
-    for info in files:  # one listing instead of one per directory and a stat per link
-        parts = info.path[len(root):].split("/")
-        if parts[:2] == ["_manifests", "revisions"] or parts[0] == "_uploads":
-            return False, None  # manifests the index does not know yet; an upload going on
-        if parts[0] == "_layers" and parts[-1] == "link" and info.modified > cutoff:
-            return False, None
-        if parts[0] in ("_layers", "_manifests"):
-            doomed.append(info.path)  # not a nested repository's (name/child) files
-    return True, doomed
-
-
-async def _is_empty(driver: StorageDriver, name: str, cutoff: float) -> bool:
-    for algorithm in HASH_HEX_LENGTHS:
-        if await _list(driver, layout.revisions(name, algorithm)):
-            return False  # the store has manifests the index does not know yet
-    if await _list(driver, layout.uploads(name)):
-        return False
-    layers = f"{layout.repository(name)}/_layers"
-    links = [f"{layers}/{algorithm}/{hex_digest}/link" for algorithm in HASH_HEX_LENGTHS
-             for hex_digest in await _list(driver, f"{layers}/{algorithm}")]
-    return not any(info is not None and info.modified > cutoff
-                   for info in await driver.stat_many(links))
+    return links

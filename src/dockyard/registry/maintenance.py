@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from dockyard.index.locks import StoreLocks
@@ -14,18 +15,23 @@ from dockyard.index.sqlite import SQLiteIndex
 from dockyard.registry import catalog, layout
 from dockyard.registry.reindex import synchronize
 from dockyard.registry.uploads import read_started_at, upload_lock_key
-from dockyard.storage import PathNotFound, StorageDriver
+from dockyard.storage import FileInfo, PathNotFound, StorageDriver
 
 log = logging.getLogger("dockyard.maintenance")
 
 
 async def purge_uploads(driver: StorageDriver, locks: StoreLocks, age: float,
-                        dry_run: bool = False) -> list[str]:
+                        dry_run: bool = False, files: Sequence[FileInfo] | None = None
+                        ) -> list[str]:
     """Delete uploads idle for more than `age` seconds; returns "repo/uuid" of each. An
-    upload a request is writing to right now is not idle, whatever its files say."""
+    upload a request is writing to right now is not idle, whatever its files say.
+    `files`, a recent listing of the whole repositories tree, saves making another (an
+    upload started since is not idle anyway)."""
     now = datetime.now(UTC)
     purged: list[str] = []
-    for name in await catalog.list_repositories_with_uploads(driver):
+    names = (sorted(catalog.group_by_repository(files, ("_uploads",))) if files is not None
+             else await catalog.list_repositories_with_uploads(driver))
+    for name in names:
         try:
             upload_ids = await driver.list(layout.uploads(name))
         except PathNotFound:

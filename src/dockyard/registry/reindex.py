@@ -213,15 +213,18 @@ async def read_repository(driver: StorageDriver, name: str, snapshot: Repository
 
 async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = False,
                       progress: Progress | None = None,
-                      on_total: Callable[[int], None] | None = None) -> SyncReport:
-    """Make the index match the store; `full` re-reads every repository.
+                      on_total: Callable[[int], None] | None = None,
+                      files: Sequence[FileInfo] | None = None) -> SyncReport:
+    """Make the index match the store; `full` re-reads every repository. `files`, a
+    listing of the whole repositories tree the caller has just made, saves making another.
 
     Safe while the registry serves: a repository found to differ is scanned and read
     again inside an index write transaction, which every push and delete also takes, so
     what is written is the store as of that moment and never drops a manifest pushed
     since the first look. (Garbage collection relies on that: it marks from the index.)
     """
-    listing = await _repository_files(driver)
+    listing = (catalog.group_by_repository(files, catalog.REPOSITORY_MARKERS)
+               if files is not None else await _repository_files(driver))
     names = sorted(listing) if listing is not None else await catalog.list_repositories(driver)
     if on_total is not None:
         on_total(len(names))
