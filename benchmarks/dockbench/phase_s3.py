@@ -259,6 +259,11 @@ def run_s3_gc(run: S3Run) -> None:
             results.add("limit_s3_gc_delete_s", MACHINE, floor)
             log(f"  machine      deleting the {store.expected_deleted:,} blob objects alone "
                 f"(DeleteObjects): {floor:.2f}s")
+            floor = deletion_floor(endpoint, store, settings.s3_concurrency,
+                                   endpoint.root(f"gc-floor-links-{round_no}"), links=True)
+            results.add("limit_s3_gc_delete_links_s", MACHINE, floor)
+            log(f"  machine      deleting them and the deleted images' "
+                f"{len(store.doomed_links()):,} layer links (DeleteObjects): {floor:.2f}s")
         except BenchError as exc:
             log(f"  machine      deletion floor failed: {first_line(exc)}")
         for kind, mode in order:
@@ -304,6 +309,9 @@ def run_s3_gc(run: S3Run) -> None:
                     if round_no == 0:
                         results.check(kind, f"GC {mode} on S3: {box[-1].check}; deleted "
                                       f"{box[-1].before - box[-1].after} blobs as expected")
+                        if box[-1].links_left is not None:
+                            results.fact(kind, f"gc_links_left_{mode}",
+                                         float(box[-1].links_left))
             except BenchError as exc:
                 results.fail(group, kind, f"after GC: {exc}")
                 log(f"  {kind:12} GC {mode} check failed: {first_line(exc)}")

@@ -59,6 +59,8 @@ S3_LIMITS = (
      "objects/s"),
     ("limit_s3_gc_delete_s", "deleting just the blobs GC must delete (DeleteObjects, 1,000 "
      "keys a request)", "s"),
+    ("limit_s3_gc_delete_links_s", "deleting those blobs and the deleted images' layer links "
+     "(the same way)", "s"),
 )
 
 S3_FACT_ROWS = (
@@ -70,6 +72,8 @@ S3_FACT_ROWS = (
     ("index_gc_s", "… of which the index build, as dockyard logs it", "s"),
     ("gc_deleted_offline", "GC stopped: blobs gone from S3 (median run)", "blobs"),
     ("gc_reported_offline", "GC stopped: blobs the collector says it deleted", "blobs"),
+    ("gc_links_left_offline", "GC stopped: layer links of the deleted images left behind",
+     "links"),
     ("gc_deleted_online", "GC serving: blobs gone from S3 (median run)", "blobs"),
     ("gc_reported_online", "GC serving: blobs the collector says it deleted", "blobs"),
     ("gc_load_requests", "GC serving: manifest GETs served during the GC (all runs)", "req"),
@@ -178,8 +182,12 @@ def method_text(settings: Settings, endpoint: S3Endpoint, objectstore: str, gc: 
         f"server stopped; {gc.describe() if gc else 'dockyard: not run'}. Blobs left are "
         "counted by listing the bucket; kept images are fetched back whole afterwards. "
         "Before the collectors, the blobs they must delete are PUT alone under another "
-        "root and deleted with `DeleteObjects`, timed: the S3 server's floor for any "
-        "collector.",
+        "root and deleted with `DeleteObjects` (1,000 keys a request, "
+        f"{settings.s3_concurrency} requests at once), timed: the S3 server's floor for any "
+        "collector; then the same with the deleted images' layer links beside them, the "
+        "floor for a collector that leaves no dangling link and no empty repository. The "
+        "layer links of the deleted images left after each collector are counted by "
+        "listing the bucket.",
     ]
     return "\n\n".join(paragraphs)
 
@@ -228,11 +236,17 @@ def s3_section(
             parts += ["Against the S3 server's own PUT and GET: "
                       + "; ".join(writes + reads) + ".", ""]
         floor = median(results, "limit_s3_gc_delete_s", MACHINE)
+        with_links = median(results, "limit_s3_gc_delete_links_s", MACHINE)
         distribution_gc = median(results, "gc_offline_s", DISTRIBUTION)
         if floor and distribution_gc:
-            parts += [f"A collector 10{X} faster than distribution's would finish in "
-                      f"{fmt(distribution_gc / 10)} s; the deletes alone take "
-                      f"{fmt(floor)} s on this S3 server.", ""]
+            sentence = (f"A collector 10{X} faster than distribution's would finish in "
+                        f"{fmt(distribution_gc / 10)} s; deleting the blobs alone takes "
+                        f"{fmt(floor)} s on this S3 server")
+            if with_links:
+                sentence += (f", and the blobs with the deleted images' layer links (which "
+                             f"dockyard deletes and distribution leaves behind) "
+                             f"{fmt(with_links)} s")
+            parts += [sentence + ".", ""]
     parts += ["### GC, start-up, memory on S3", "", facts_table(results, S3_FACT_ROWS), ""]
     parts += ["### CPU time on S3 (medians)", "", cpu_table(results, S3_CPU_GROUPS), ""]
     line = backend_cpu_line(results)

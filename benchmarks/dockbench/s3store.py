@@ -194,12 +194,19 @@ def list_keys(endpoint: S3Endpoint, prefix: str) -> list[str]:
                 for item in page.get("Contents", [])]
 
 
-def delete_keys(endpoint: S3Endpoint, keys: list[str]) -> None:
+def delete_keys(endpoint: S3Endpoint, keys: list[str], concurrency: int = 1) -> None:
+    """DeleteObjects of 1,000 keys a request, `concurrency` requests at once."""
+    batches = [keys[start:start + 1000] for start in range(0, len(keys), 1000)]
     with s3_errors("deleting objects"):
-        s3 = client(endpoint)
-        for start in range(0, len(keys), 1000):
-            batch = [{"Key": key} for key in keys[start:start + 1000]]
-            s3.delete_objects(Bucket=endpoint.bucket, Delete={"Objects": batch, "Quiet": True})
+        s3 = client(endpoint, connections=max(concurrency, 1))
+
+        def delete(batch: list[str]) -> None:
+            s3.delete_objects(Bucket=endpoint.bucket, Delete={
+                "Objects": [{"Key": key} for key in batch], "Quiet": True})
+
+        with concurrent.futures.ThreadPoolExecutor(max(concurrency, 1)) as pool:
+            for future in [pool.submit(delete, batch) for batch in batches]:
+                future.result()
 
 
 def delete_prefix(endpoint: S3Endpoint, prefix: str) -> None:
@@ -217,6 +224,14 @@ def count_blobs(endpoint: S3Endpoint, root: str) -> int:
     """Blob data objects under a server's root (distribution's layout)."""
     prefix = f"{root.lstrip('/')}/{V2}/blobs/"
     return sum(1 for key in list_keys(endpoint, prefix) if key.endswith("/data"))
+
+
+def count_layer_links(endpoint: S3Endpoint, root: str, repositories: set[str]) -> int:
+    """Layer link objects under a server's root in the given repositories."""
+    prefix = f"{root.lstrip('/')}/{V2}/repositories/"
+    return sum(1 for key in list_keys(endpoint, prefix)
+               if "/_layers/" in key and key[len(prefix):].split("/_layers/")[0]
+               in repositories)
 
 
 def object_digest(endpoint: S3Endpoint, key: str) -> tuple[int, str]:

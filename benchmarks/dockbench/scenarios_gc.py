@@ -146,6 +146,7 @@ class GCOutcome:
     load_failed: int = 0
     start_seconds: float = 0.0
     check: str = ""
+    links_left: int | None = None  # layer links of the deleted images left in the store
 
 
 def run_collector(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:

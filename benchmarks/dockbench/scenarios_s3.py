@@ -15,9 +15,11 @@ from pathlib import Path
 from .clients import Client, run_curl
 from .common import DISTRIBUTION, DOCKYARD, BenchError, log
 from .s3store import (
+    V2,
     S3Endpoint,
     client,
     count_blobs,
+    count_layer_links,
     delete_keys,
     object_digest,
     s3_errors,
@@ -216,28 +218,38 @@ def collect_s3(server: Server, kind: str, mode: str, settings: Settings, store: 
         outcome = GCOutcome(seconds, before, count_blobs(endpoint, root), None)
         outcome.load_ok, outcome.load_failed = load.ok, load.failed
     outcome.reported = reported_deletions(kind, output)
+    outcome.links_left = count_layer_links(
+        endpoint, root, {image.repo for image in store.images if image.deleted})
     return outcome
 
 
-def deletion_floor(endpoint: S3Endpoint, store: GCStore, concurrency: int, root: str) -> float:
+def deletion_floor(endpoint: S3Endpoint, store: GCStore, concurrency: int, root: str,
+                   links: bool = False) -> float:
     """Seconds that deleting just the blob objects every collector must delete takes with
     DeleteObjects (1,000 keys a request, no listing, no marking): a lower bound for any
-    collector on this S3 server. The objects are PUT first, untimed."""
+    collector on this S3 server. With `links`, the deleted images' layer links too (what a
+    collector leaving no dangling link deletes besides). The objects are PUT first,
+    untimed."""
     doomed = sorted(store.doomed_blobs())
     s3 = client(endpoint, connections=concurrency)
     template = store.root / "docker" / "registry" / "v2" / "blobs" / "sha256"
-    keys = [endpoint.blob_key(root, digest) for digest in doomed]
+    objects = {endpoint.blob_key(root, digest): (template / digest[7:9] / digest[7:] / "data")
+               .read_bytes() for digest in doomed}
+    if links:
+        base = f"{root.lstrip('/')}/{V2}/repositories"
+        objects.update({f"{base}/{repo}/_layers/sha256/{digest[7:]}/link": digest.encode()
+                        for repo, digest in store.doomed_links()})
+    keys = sorted(objects)
 
-    def put(digest: str, key: str) -> None:
-        data = (template / digest[7:9] / digest[7:] / "data").read_bytes()
-        s3.put_object(Bucket=endpoint.bucket, Key=key, Body=data)
+    def put(key: str) -> None:
+        s3.put_object(Bucket=endpoint.bucket, Key=key, Body=objects[key])
 
     try:
         with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-            for future in [pool.submit(put, d, k) for d, k in zip(doomed, keys, strict=True)]:
+            for future in [pool.submit(put, key) for key in keys]:
                 future.result()
         started = time.perf_counter()
-        delete_keys(endpoint, keys)
+        delete_keys(endpoint, keys, concurrency)
         seconds = time.perf_counter() - started
     except Exception as exc:  # botocore's errors
         raise BenchError(f"deletion floor: {exc}") from exc

@@ -142,6 +142,13 @@ class GCStore:
             (gone if image.deleted else kept).update([image.manifest, *image.blobs])
         return gone - kept
 
+    def doomed_links(self) -> list[tuple[str, str]]:
+        """(repository, digest) of the layer links of the deleted images: their
+        repositories are left with no manifest, so a collector that leaves no dangling
+        link and no empty repository deletes every one of them."""
+        return [(image.repo, digest) for image in self.images if image.deleted
+                for digest in image.blobs]
+
 
 BASE_LAYERS = 20
 
