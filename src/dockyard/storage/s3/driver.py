@@ -51,6 +51,7 @@ from dockyard.storage.s3.settings import (
     BULK_DELETE_MIN,
     BULK_KEYS_PER_PATH,
     DELETE_BATCH,
+    DELETE_SPREAD_MIN,
     DOWNLOAD_CONNECTIONS,
     LIST_MAX,
     MAX_PART,
@@ -645,8 +646,8 @@ class S3Driver(StorageDriver):
                 raise OSError(f"S3 refused to delete {len(errors)} objects, "
                               f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}")
 
-        batches = [keys[start:start + DELETE_BATCH] for start in range(0, len(keys),
-                                                                        DELETE_BATCH)]
+        size = min(DELETE_BATCH, max(DELETE_SPREAD_MIN, -(-len(keys) // BATCH_CONCURRENCY)))
+        batches = [keys[start:start + size] for start in range(0, len(keys), size)]
         await each(BATCH_CONCURRENCY, delete_batch, batches)
 
     async def _abort_uploads_of(self, path: str) -> None:

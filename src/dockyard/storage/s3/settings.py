@@ -12,6 +12,9 @@ MAX_PARTS = 10_000
 # Keys a listing or a DeleteObjects request handles at most.
 LIST_MAX = 1000
 DELETE_BATCH = 1000
+# ...but a few keys are spread over several requests, down to this many keys each: an S3
+# server deletes the keys of one request one after another, and those of several at once.
+DELETE_SPREAD_MIN = 32
 # Requests a batch operation (stat_many, delete_many) keeps in flight.
 BATCH_CONCURRENCY = 16
 # Levels below a tree's top `files_below` looks down for directories to list side by side.
