@@ -107,6 +107,8 @@ def median(results: Results, key: str, name: str) -> float | None:
 
 
 def fmt(value: float) -> str:
+    if value == 0:
+        return "0"
     if value >= 100:
         return f"{value:,.0f}"
     if value >= 10:
