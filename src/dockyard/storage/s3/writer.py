@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from dockyard.concurrency import each
 from dockyard.storage.driver import FileWriter, PathNotFound, check_path
@@ -16,10 +16,27 @@ from dockyard.storage.s3.settings import (
     NOT_FOUND_CODES,
     PARTS_PER_SIZE,
     PENDING_SUFFIX,
+    S3Settings,
 )
 
-if TYPE_CHECKING:
-    from dockyard.storage.s3.driver import S3Driver
+
+class ObjectStore(Protocol):
+    """What a writer needs of the driver that opened it (the driver imports this module, so
+    the writer names the few things it uses rather than the driver's class)."""
+
+    bucket: str
+    settings: S3Settings
+
+    def key(self, path: str) -> str: ...
+
+    async def _client(self) -> Any: ...
+
+    async def _head(self, key: str) -> dict[str, Any] | None: ...
+
+    async def _copy_part(self, key: str, upload_id: str, number: int, source: str,
+                         first: int, last: int, etag: str | None) -> dict[str, Any]: ...
+
+    def _object_options(self) -> dict[str, Any]: ...
 
 
 def part_size(number: int, first_size: int) -> int:
@@ -98,7 +115,7 @@ class S3Writer(FileWriter):
     next writer, or left out at commit). `truncate` back to the opening size hence needs
     nothing but forgetting this writer's parts."""
 
-    def __init__(self, driver: S3Driver, key: str, state: WriterState) -> None:
+    def __init__(self, driver: ObjectStore, key: str, state: WriterState) -> None:
         self._driver = driver
         self._key = key
         self._pending_key = key + PENDING_SUFFIX
