@@ -18,7 +18,8 @@ from tests.clients.conftest import KIND
 from tests.support.clients import RegistryReader, Skopeo, run_binary
 from tests.support.images import build_index, read_oci_layout, sample_image, write_image_layout
 from tests.support.nginx import run_nginx
-from tests.support.server import RunningRegistry, run_registry
+from tests.support.s3 import S3Bucket
+from tests.support.server import RunningRegistry, Storage, run_registry
 
 pytestmark = pytest.mark.clients
 
@@ -71,3 +72,29 @@ def test_skopeo_through_nginx(
     # The registry itself holds it all.
     with RegistryReader(backend.url) as reader:
         assert reader.manifest(repo, "v1").data == index.index.data
+
+
+def test_skopeo_through_nginx_to_a_registry_on_s3(tmp_path: Path, s3_bucket: S3Bucket,
+                                                   skopeo: Skopeo) -> None:
+    """nginx terminating TLS in front of a registry on S3 that redirects blob GETs: pushes
+    go through nginx, pulls follow the redirect from nginx's answer straight to S3."""
+    on_s3 = Storage("s3", s3_bucket, redirect=True)
+    with run_registry(tmp_path / "registry", storage=on_s3) as running, \
+            run_nginx(tmp_path, running.host, tls=True) as proxy:
+        assert proxy.cert_dir is not None
+        repo = "proxied/on-s3"
+        image = sample_image("nginx", "amd64", layers=3)
+        layout = write_image_layout(tmp_path / "src", "v1", image)
+        remote = f"docker://{proxy.host}/{repo}"
+        skopeo("copy", "--quiet", "--dest-cert-dir", str(proxy.cert_dir), layout.ref("v1"),
+               f"{remote}:v1")
+        layer = image.blobs[-1]
+        answer = httpx.get(f"{proxy.url}/v2/{repo}/blobs/{layer.digest}", verify=False,
+                           timeout=30)
+        assert answer.status_code == 307  # nginx passes the registry's redirect on
+        assert answer.headers["location"].startswith(s3_bucket.endpoint)
+        skopeo("copy", "--quiet", "--src-cert-dir", str(proxy.cert_dir), f"{remote}:v1",
+               f"oci:{tmp_path / 'back'}:v1")
+        back = read_oci_layout(tmp_path / "back")
+        for blob in [image.manifest, *image.blobs]:
+            assert back.read_blob(blob.digest) == blob.data
