@@ -98,25 +98,18 @@ def _files_if_empty(name: str, files: Sequence[FileInfo], cutoff: float) -> list
 
 async def _remove_looked_at(driver: StorageDriver, index: SQLiteIndex, names: list[str],
                             cutoff: float, dry_run: bool) -> list[str]:
-    """Each repository looked at inside the write transaction: a listing of its files
-    where the driver has one, else a listing per directory."""
+    """Each repository looked at, a listing per directory, inside the write transaction
+    (drivers that list no whole tree at once: the filesystem)."""
     async with index.writing() as db:
         pushed_since = SQLiteIndex.with_manifests_among(db, names)
         candidates = [name for name in names if name not in pushed_since]
-        found = await each(PARALLEL, lambda name: _emptiness(driver, name, cutoff),
+        found = await each(PARALLEL, lambda name: _is_empty(driver, name, cutoff),
                            candidates)
-        removed = [name for name, (is_empty, _) in zip(candidates, found, strict=True)
-                   if is_empty]
+        removed = [name for name, is_empty in zip(candidates, found, strict=True) if is_empty]
         if dry_run or not removed:
             return removed
-        listed = [files for is_empty, files in found if is_empty]
-        if all(files is not None for files in listed):
-            # Their files are known from the listing that found them empty (object
-            # storage): deleted as they are, with no listing of each directory.
-            await driver.delete_files([path for files in listed for path in files or ()])
-        else:
-            await driver.delete_many([f"{layout.repository(name)}/{part}" for name in removed
-                                      for part in ("_layers", "_manifests")])
+        await driver.delete_many([f"{layout.repository(name)}/{part}" for name in removed
+                                  for part in ("_layers", "_manifests")])
         # Directories left empty go, up to the repositories root: `_uploads` only if no
         # upload has started since the check above (uploads take no index transaction), and
         # a nested repository (name/child) keeps its parents.
@@ -124,17 +117,6 @@ async def _remove_looked_at(driver: StorageDriver, index: SQLiteIndex, names: li
                                 layout.REPOSITORIES)
         SQLiteIndex.forget_repositories(db, removed)
     return removed
-
-
-async def _emptiness(driver: StorageDriver, name: str, cutoff: float
-                     ) -> tuple[bool, list[str] | None]:
-    """Whether a repository is empty, and, where one listing told, the files of its
-    `_layers` and `_manifests` (what removing it deletes)."""
-    files = await driver.files_below(layout.repository(name))
-    if files is None:
-        return await _is_empty(driver, name, cutoff), None
-    doomed = _files_if_empty(name, files, cutoff)
-    return doomed is not None, doomed
 
 
 async def _list(driver: StorageDriver, path: str) -> list[str]:
