@@ -24,7 +24,11 @@ from typing import Any
 from dockyard.index.sqlite import SQLiteIndex
 from dockyard.registry import layout
 from dockyard.registry.errors import DigestInvalid
-from dockyard.registry.gc_repositories import StoreListing, remove_empty_repositories
+from dockyard.registry.gc_repositories import (
+    StoreListing,
+    names_in,
+    remove_empty_repositories,
+)
 from dockyard.registry.maintenance import purge_uploads
 from dockyard.registry.reference import HASH_HEX_LENGTHS, Digest
 from dockyard.registry.reindex import synchronize
@@ -190,20 +194,13 @@ async def stored_blob_files(driver: StorageDriver) -> dict[Digest, FileInfo | No
         return dict(sorted(listed.items(), key=lambda item: str(item[0])))
     found: dict[Digest, FileInfo | None] = {}
     for algorithm in HASH_HEX_LENGTHS:
-        for prefix in await _list(driver, f"{layout.BLOBS}/{algorithm}"):
-            for hex_digest in await _list(driver, f"{layout.BLOBS}/{algorithm}/{prefix}"):
+        for prefix in await names_in(driver, f"{layout.BLOBS}/{algorithm}"):
+            for hex_digest in await names_in(driver, f"{layout.BLOBS}/{algorithm}/{prefix}"):
                 try:
                     found[Digest.parse(f"{algorithm}:{hex_digest}")] = None
                 except DigestInvalid:
                     continue
     return found
-
-
-async def _list(driver: StorageDriver, path: str) -> list[str]:
-    try:
-        return sorted(await driver.list(path))
-    except PathNotFound:
-        return []
 
 
 async def _sweep_blobs(driver: StorageDriver, index: SQLiteIndex, batch: list[Digest],

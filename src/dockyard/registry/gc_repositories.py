@@ -119,7 +119,8 @@ async def _remove_looked_at(driver: StorageDriver, index: SQLiteIndex, names: li
     return removed
 
 
-async def _list(driver: StorageDriver, path: str) -> list[str]:
+async def names_in(driver: StorageDriver, path: str) -> list[str]:
+    """What a directory holds, sorted; nothing if it is missing."""
     try:
         return sorted(await driver.list(path))
     except PathNotFound:
@@ -128,12 +129,12 @@ async def _list(driver: StorageDriver, path: str) -> list[str]:
 
 async def _is_empty(driver: StorageDriver, name: str, cutoff: float) -> bool:
     for algorithm in HASH_HEX_LENGTHS:
-        if await _list(driver, layout.revisions(name, algorithm)):
+        if await names_in(driver, layout.revisions(name, algorithm)):
             return False  # the store has manifests the index does not know yet
-    if await _list(driver, layout.uploads(name)):
+    if await names_in(driver, layout.uploads(name)):
         return False
     layers = f"{layout.repository(name)}/_layers"
     links = [f"{layers}/{algorithm}/{hex_digest}/link" for algorithm in HASH_HEX_LENGTHS
-             for hex_digest in await _list(driver, f"{layers}/{algorithm}")]
+             for hex_digest in await names_in(driver, f"{layers}/{algorithm}")]
     return not any(info is not None and info.modified > cutoff
                    for info in await driver.stat_many(links))
