@@ -162,9 +162,9 @@ def test_index_rebuild_of_a_distribution_store(tmp_path: Path) -> None:
     assert "3 repositories" in result.stderr
     index = open_index(str(root))
     try:
-        assert index.repositories() == expected_catalog
+        assert asyncio.run(index.repositories()) == expected_catalog
         for name in names:
-            assert index.tags(name) == expected[name]
+            assert asyncio.run(index.tags(name)) == expected[name]
     finally:
         index.close()
 

@@ -90,7 +90,7 @@ def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
     opened = scratch_index(settings) if dry_run else contextlib.closing(make_index(settings))
     try:
         with opened as index:
-            if not index.is_complete:
+            if not run_on(driver, index.is_complete()):
                 # A store never served by dockyard (say, distribution's): index it first.
                 synchronize_index(driver, index, full=True, log=err)
             with gc_progress() as progress:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from dockyard.index.sqlite import SQLiteIndex
+from dockyard.index.base import Index, IndexWrite
 from dockyard.registry import layout
 from dockyard.registry.errors import BlobUnknown
 from dockyard.registry.links import read_link, write_link
@@ -96,7 +95,7 @@ class BlobStore:
 class RepositoryBlobs:
     """The blobs one repository may serve: those it has a layer link for."""
 
-    def __init__(self, name: str, blobs: BlobStore, index: SQLiteIndex) -> None:
+    def __init__(self, name: str, blobs: BlobStore, index: Index) -> None:
         self.name = name
         self.blobs = blobs
         self.driver = blobs.driver
@@ -126,13 +125,10 @@ class RepositoryBlobs:
                 raise BlobUnknown(detail={"digest": str(digest)})
             await self.link_within(db, digest)
 
-    async def link_within(self, db: sqlite3.Connection, digest: Digest) -> None:
+    async def link_within(self, db: IndexWrite, digest: Digest) -> None:
         """`link`, inside a write transaction the caller holds."""
         await write_link(self.driver, layout.layer_link(self.name, digest), digest)
-        db.execute("INSERT OR IGNORE INTO repositories (name) VALUES (?)", (self.name,))
-        db.execute("INSERT OR IGNORE INTO layers (repository, digest) VALUES (?, ?)",
-                   (self.name, str(digest)))
-        SQLiteIndex.record_link_written(db, self.name)
+        await db.link_layer(self.name, str(digest))
 
     async def unlink(self, digest: Digest) -> None:
         if not await self.is_linked(digest):

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dockyard.index.sqlite import SQLiteIndex
+from dockyard.index.base import Index
 from dockyard.registry import layout
 from dockyard.registry.errors import DigestInvalid
 from dockyard.registry.gc_repositories import (
@@ -69,7 +69,7 @@ class GCReport:
 Progress = Callable[[str, int, int], None]  # phase, done, total
 
 
-async def collect_garbage(driver: StorageDriver, index: SQLiteIndex, options: GCOptions,
+async def collect_garbage(driver: StorageDriver, index: Index, options: GCOptions,
                           progress: Progress | None = None) -> GCReport:
     started = time.monotonic()
     report = GCReport(options.dry_run)
@@ -87,7 +87,7 @@ async def collect_garbage(driver: StorageDriver, index: SQLiteIndex, options: GC
     cutoff = time.time() - options.grace_period
     # A first look outside any transaction sets aside what is in use now; only the rest
     # is checked again, and deleted, inside write transactions.
-    in_use = index.referenced_digests()
+    in_use = await index.referenced_digests()
     unmarked = [digest for digest in candidates if str(digest) not in in_use]
     report.blobs_kept += len(candidates) - len(unmarked)
     deleted_links: set[str] = set()
@@ -109,17 +109,17 @@ async def collect_garbage(driver: StorageDriver, index: SQLiteIndex, options: GC
         gone = deleted_links | {info.path for info in tree if info.path.startswith(purged)}
         listing = StoreListing(tree, listed_at, gone if not options.dry_run else ())
     report.repositories_removed = await remove_empty_repositories(
-        driver, index, index.repositories_without_manifests(), cutoff, options.dry_run,
+        driver, index, await index.repositories_without_manifests(), cutoff, options.dry_run,
         listing)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
 
-def _untagged(index: SQLiteIndex) -> list[tuple[str, str]]:
+async def _untagged(index: Index) -> list[tuple[str, str]]:
     """Manifests no tag reaches, keeping an index's children and the referrers (signatures,
     SBOMs) of anything kept."""
-    manifests = index.all_manifests()
-    keep = set(index.all_tagged())
+    manifests = await index.all_manifests()
+    keep = set(await index.all_tagged())
     by_subject: dict[tuple[str, str], list[str]] = {}
     for repository, digest, subject in manifests:
         if subject is not None:
@@ -128,7 +128,7 @@ def _untagged(index: SQLiteIndex) -> list[tuple[str, str]]:
     pending = list(keep)
     while pending:
         repository, digest = pending.pop()
-        needed = [(repository, child) for child in index.references_of(repository, digest)]
+        needed = [(repository, child) for child in await index.references_of(repository, digest)]
         needed += [(repository, referrer)
                    for referrer in by_subject.get((repository, digest), [])]
         for item in needed:
@@ -138,20 +138,16 @@ def _untagged(index: SQLiteIndex) -> list[tuple[str, str]]:
     return sorted(present - keep)
 
 
-async def _delete_untagged(driver: StorageDriver, index: SQLiteIndex, options: GCOptions,
+async def _delete_untagged(driver: StorageDriver, index: Index, options: GCOptions,
                            report: GCReport) -> None:
     # Untagged is how every multi-platform push starts (children by digest, then the index
     # naming them), so a manifest pushed within the grace period is kept. Its revision link
     # is rewritten on every push, and pushes hold the same transaction as the check below.
     cutoff = time.time() - options.grace_period
-    for repository, digest in _untagged(index):
+    for repository, digest in await _untagged(index):
         async with index.writing() as db:
             # A tag or an index may have come for it since the list was made.
-            tagged = db.execute("SELECT 1 FROM tags WHERE repository = ? AND digest = ?",
-                                (repository, digest)).fetchone()
-            needed = db.execute("SELECT 1 FROM manifest_references WHERE repository = ? AND "
-                                "digest = ?", (repository, digest)).fetchone()
-            if tagged or needed:
+            if await db.is_needed(repository, digest):
                 continue
             pushed = await driver.stat(layout.revision_link(repository, Digest.parse(digest)))
             if pushed is not None and pushed.modified > cutoff:
@@ -162,7 +158,7 @@ async def _delete_untagged(driver: StorageDriver, index: SQLiteIndex, options: G
                 continue
             with contextlib.suppress(PathNotFound):
                 await driver.delete(layout.revision_dir(repository, Digest.parse(digest)))
-            SQLiteIndex.forget_manifest(db, repository, digest)
+            await db.forget_manifest(repository, digest)
 
 
 async def stored_blobs(driver: StorageDriver) -> list[Digest]:
@@ -203,7 +199,7 @@ async def stored_blob_files(driver: StorageDriver) -> dict[Digest, FileInfo | No
     return found
 
 
-async def _sweep_blobs(driver: StorageDriver, index: SQLiteIndex, batch: list[Digest],
+async def _sweep_blobs(driver: StorageDriver, index: Index, batch: list[Digest],
                        listed: dict[Digest, FileInfo | None], cutoff: float, dry_run: bool,
                        report: GCReport) -> list[str]:
     """Delete those of `batch` that nothing is or needs, in one write transaction; the
@@ -217,8 +213,8 @@ async def _sweep_blobs(driver: StorageDriver, index: SQLiteIndex, batch: list[Di
     infos = [listed.get(digest) or asked.get(digest) for digest in batch]
     texts = [str(digest) for digest in batch]
     async with index.writing() as db:
-        referenced = SQLiteIndex.referenced_among(db, texts)
-        recorded = SQLiteIndex.blobs_created(db, texts)
+        referenced = await db.referenced_among(texts)
+        recorded = await db.blobs_created(texts)
         doomed: list[Digest] = []
         for digest, text, info in zip(batch, texts, infos, strict=True):
             if text in referenced:
@@ -238,7 +234,7 @@ async def _sweep_blobs(driver: StorageDriver, index: SQLiteIndex, batch: list[Di
         gone = [str(digest) for digest in doomed]
         # Links first: a crash part-way leaves links to a blob that still exists.
         links = [layout.layer_link(repository, Digest.parse(text))
-                 for repository, text in SQLiteIndex.links_among(db, gone)]
+                 for repository, text in await db.links_among(gone)]
         if any(info is not None for info in listed.values()):
             # The blob tree was listed (object storage): its keys are known, so they are
             # deleted as they are, with no listing of each blob's and link's directory.
@@ -251,5 +247,5 @@ async def _sweep_blobs(driver: StorageDriver, index: SQLiteIndex, batch: list[Di
         else:
             await driver.delete_many([link.removesuffix("/link") for link in links])
             await driver.delete_many([layout.blob_dir(digest) for digest in doomed])
-        SQLiteIndex.forget_blobs(db, gone)
+        await db.forget_blobs(gone)
     return links

@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from dockyard.concurrency import each
-from dockyard.index.sqlite import SQLiteIndex
+from dockyard.index.base import Index
 from dockyard.registry import catalog, layout
 from dockyard.registry.reference import HASH_HEX_LENGTHS
 from dockyard.storage import FileInfo, PathNotFound, StorageDriver
@@ -33,7 +33,7 @@ class StoreListing:
     deleted: Collection[str] = ()
 
 
-async def remove_empty_repositories(driver: StorageDriver, index: SQLiteIndex, names: list[str],
+async def remove_empty_repositories(driver: StorageDriver, index: Index, names: list[str],
                                     cutoff: float, dry_run: bool,
                                     listing: StoreListing | None = None) -> list[str]:
     """Remove those of `names` (repositories the index holds no manifests of) that are empty;
@@ -53,7 +53,7 @@ async def remove_empty_repositories(driver: StorageDriver, index: SQLiteIndex, n
     return removed
 
 
-async def _remove_listed(driver: StorageDriver, index: SQLiteIndex, names: list[str],
+async def _remove_listed(driver: StorageDriver, index: Index, names: list[str],
                          files_of: dict[str, list[FileInfo]], listing: StoreListing,
                          cutoff: float, dry_run: bool) -> list[str]:
     doomed: dict[str, list[str]] = {}
@@ -68,15 +68,15 @@ async def _remove_listed(driver: StorageDriver, index: SQLiteIndex, names: list[
         # What pushes did since the listing: a manifest, or a layer link (new, or written
         # again over one the listing saw).
         candidates = list(doomed)
-        busy = SQLiteIndex.with_manifests_among(db, candidates) | SQLiteIndex.linked_since(
-            db, candidates, listing.made_at)
+        busy = await db.with_manifests_among(candidates) | await db.linked_since(
+            candidates, listing.made_at)
         removed = [name for name in candidates if name not in busy]
         if dry_run or not removed:
             return removed
         await driver.delete_files([path for name in removed for path in doomed[name]])
         await driver.prune_many([layout.uploads(name) for name in removed],
                                 layout.REPOSITORIES)
-        SQLiteIndex.forget_repositories(db, removed)
+        await db.forget_repositories(removed)
     return removed
 
 
@@ -96,12 +96,12 @@ def _files_if_empty(name: str, files: Sequence[FileInfo], cutoff: float) -> list
     return doomed
 
 
-async def _remove_looked_at(driver: StorageDriver, index: SQLiteIndex, names: list[str],
+async def _remove_looked_at(driver: StorageDriver, index: Index, names: list[str],
                             cutoff: float, dry_run: bool) -> list[str]:
     """Each repository looked at, a listing per directory, inside the write transaction
     (drivers that list no whole tree at once: the filesystem)."""
     async with index.writing() as db:
-        pushed_since = SQLiteIndex.with_manifests_among(db, names)
+        pushed_since = await db.with_manifests_among(names)
         candidates = [name for name in names if name not in pushed_since]
         found = await each(PARALLEL, lambda name: _is_empty(driver, name, cutoff),
                            candidates)
@@ -115,7 +115,7 @@ async def _remove_looked_at(driver: StorageDriver, index: SQLiteIndex, names: li
         # a nested repository (name/child) keeps its parents.
         await driver.prune_many([layout.uploads(name) for name in removed],
                                 layout.REPOSITORIES)
-        SQLiteIndex.forget_repositories(db, removed)
+        await db.forget_repositories(removed)
     return removed
 
 

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import asdict
 from typing import Any
 
-from dockyard.index.sqlite import SQLiteIndex
+from dockyard.index.base import Index, IndexWrite
 from dockyard.registry.errors import ReadOnly
 from dockyard.registry.gc import GCOptions, Progress, collect_garbage
 from dockyard.storage import StorageDriver
@@ -54,7 +54,7 @@ def _now() -> str:
 
 
 class GCRuns:
-    def __init__(self, driver: StorageDriver, index: SQLiteIndex, read_only: bool = False
+    def __init__(self, driver: StorageDriver, index: Index, read_only: bool = False
                  ) -> None:
         self.driver = driver
         self.index = index
@@ -63,33 +63,31 @@ class GCRuns:
         self._progress: dict[str, Any] | None = None
         self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
 
-    def status(self) -> dict[str, Any]:
-        text = self.index.get_meta(STATUS_KEY)
+    async def status(self) -> dict[str, Any]:
+        text = await self.index.get_meta(STATUS_KEY)
         status: dict[str, Any] = json.loads(text) if text else {"state": "idle"}
         return status
 
     async def _acquire(self, token: str) -> bool:
         async with self.index.writing() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = ?", (LEASE_KEY,)).fetchone()
-            if row is not None and _lease_alive(str(row[0])):
+            lease = await db.get_meta(LEASE_KEY)
+            if lease is not None and _lease_alive(lease):
                 return False
-            self._write_lease(db, token)
+            await self._write_lease(db, token)
             return True
 
     @staticmethod
-    def _write_lease(db: Any, token: str) -> None:
-        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                   (LEASE_KEY, f"{token}|{time.time() + LEASE_SECONDS}"))
+    async def _write_lease(db: IndexWrite, token: str) -> None:
+        await db.set_meta(LEASE_KEY, f"{token}|{time.time() + LEASE_SECONDS}")
 
     async def _release(self, token: str) -> None:
         async with self.index.writing() as db:
-            db.execute("DELETE FROM meta WHERE key = ? AND value LIKE ?", (LEASE_KEY, f"{token}|%"))
+            await db.delete_meta(LEASE_KEY, f"{token}|")
 
     async def _save(self, status: dict[str, Any], token: str) -> None:
         async with self.index.writing() as db:
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                       (STATUS_KEY, json.dumps(status)))
-            self._write_lease(db, token)
+            await db.set_meta(STATUS_KEY, json.dumps(status))
+            await self._write_lease(db, token)
 
     def check_allowed(self, options: GCOptions) -> None:
         """ReadOnly if the run would delete from a store in read-only maintenance mode."""
@@ -151,8 +149,8 @@ class GCRuns:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def is_running(self) -> bool:
-        text = self.index.get_meta(LEASE_KEY)
+    async def is_running(self) -> bool:
+        text = await self.index.get_meta(LEASE_KEY)
         return text is not None and _lease_alive(text)
 
     async def run_every(self, interval: float, options: GCOptions) -> None:

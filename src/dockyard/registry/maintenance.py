@@ -10,8 +10,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from dockyard.index.locks import StoreLocks
-from dockyard.index.sqlite import SQLiteIndex
+from dockyard.index.base import Index, Locks
 from dockyard.registry import catalog, layout
 from dockyard.registry.reindex import synchronize
 from dockyard.registry.uploads import read_started_at, upload_lock_key
@@ -20,7 +19,7 @@ from dockyard.storage import FileInfo, PathNotFound, StorageDriver
 log = logging.getLogger("dockyard.maintenance")
 
 
-async def purge_uploads(driver: StorageDriver, locks: StoreLocks, age: float,
+async def purge_uploads(driver: StorageDriver, locks: Locks, age: float,
                         dry_run: bool = False, files: Sequence[FileInfo] | None = None
                         ) -> list[str]:
     """Delete uploads idle for more than `age` seconds; returns "repo/uuid" of each. An
@@ -69,7 +68,7 @@ async def last_activity(driver: StorageDriver, name: str, upload_id: str) -> dat
     return last
 
 
-async def purge_uploads_forever(driver: StorageDriver, locks: StoreLocks, age: float,
+async def purge_uploads_forever(driver: StorageDriver, locks: Locks, age: float,
                                 interval: float, dry_run: bool) -> None:
     # Like distribution, wait a little after start so a restart loop does not hammer storage.
     await asyncio.sleep(min(60.0, interval))
@@ -88,7 +87,7 @@ RESYNC_LOCK = "index-resync"
 RESYNC_META = "index_resynced_at"
 
 
-async def resync_index_forever(driver: StorageDriver, index: SQLiteIndex, interval: float
+async def resync_index_forever(driver: StorageDriver, index: Index, interval: float
                                ) -> None:
     """Every `interval`, bring the index in line with the store (another registry on the
     same store, a repository removed by hand), in one worker at a time: each worker keeps
@@ -97,7 +96,7 @@ async def resync_index_forever(driver: StorageDriver, index: SQLiteIndex, interv
         await asyncio.sleep(interval)
         try:
             async with index.locks.hold_if_free(RESYNC_LOCK) as ours:
-                last = float(index.get_meta(RESYNC_META) or 0)
+                last = float(await index.get_meta(RESYNC_META) or 0)
                 if not ours or time.time() - last < interval * 0.9:
                     continue
                 report = await synchronize(driver, index)

@@ -7,7 +7,7 @@ import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from dockyard.index.sqlite import ManifestRecord, SQLiteIndex
+from dockyard.index.base import Index, ManifestRecord
 from dockyard.registry import layout, mediatypes, schema1
 from dockyard.registry.blobs import BlobStore, RepositoryBlobs
 from dockyard.registry.errors import (
@@ -90,7 +90,7 @@ class RepositoryManifests:
         blobs: BlobStore,
         tags: RepositoryTags,
         cache: ManifestCache,
-        index: SQLiteIndex,
+        index: Index,
         max_size: int = DEFAULT_MAX_MANIFEST_SIZE,
     ) -> None:
         self.name = name
@@ -179,7 +179,7 @@ class RepositoryManifests:
             await write_link(self.driver, layout.revision_link(self.name, digest), digest)
             if tag is not None:
                 await self.tags.tag(tag, digest)
-            self.index.record_manifest(db, self.name, record, tag)
+            await db.record_manifest(self.name, record, tag)
         self.cache.put(self.name, digest, manifest.media_type, data)
         return PushedManifest(digest, manifest)
 

@@ -10,10 +10,10 @@ size is bounded by the largest manifest the registry accepts.
 from __future__ import annotations
 
 import json
-from contextlib import closing
+from contextlib import aclosing
 from dataclasses import dataclass
 
-from dockyard.index.sqlite import ReferrerRow, SQLiteIndex
+from dockyard.index.base import Index, ReferrerRow
 from dockyard.registry import mediatypes
 from dockyard.registry.reference import Digest
 
@@ -29,7 +29,7 @@ class ReferrersPage:
     next_after: str | None  # the digest the next page starts after, if one follows
 
 
-def referrers_page(index: SQLiteIndex, name: str, subject: Digest,
+async def referrers_page(index: Index, name: str, subject: Digest,
                    artifact_type: str | None = None, after: str | None = None,
                    budget: int = PAGE_BYTES) -> ReferrersPage:
     """The referrers after the digest `after`, filtered by artifact type if given, as many
@@ -37,8 +37,9 @@ def referrers_page(index: SQLiteIndex, name: str, subject: Digest,
     parts: list[bytes] = []
     size = len(_HEAD) + len(_TAIL)
     last = None
-    with closing(index.referrers(name, str(subject), artifact_type, after)) as rows:
-        for row in rows:
+    rows = index.referrers(name, str(subject), artifact_type, after)
+    async with aclosing(rows):
+        async for row in rows:
             part = _descriptor(row)
             if parts and size + 1 + len(part) > budget:
                 return ReferrersPage(_index(parts), last)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from dockyard.index.sqlite import SQLiteIndex
+from dockyard.index.base import Index
 from dockyard.registry.blobs import BlobStore, RepositoryBlobs
 from dockyard.registry.errors import NameUnknown, ReadOnly, Unsupported
 from dockyard.registry.gc_runs import GCRuns
@@ -42,20 +42,20 @@ class Repository:
         )
         self.uploads: RepositoryUploads = registry.uploads.for_repository(name)
 
-    def exists(self) -> bool:
-        return self.index.has_repository(self.name)
+    async def exists(self) -> bool:
+        return await self.index.has_repository(self.name)
 
     async def require_exists(self) -> None:
         """The index knows every repository dockyard wrote; one it does not know may
         have been written by another registry on the same store since the last look."""
-        if self.exists() or await reindex_repository(self.registry.driver, self.index,
+        if await self.exists() or await reindex_repository(self.registry.driver, self.index,
                                                      self.name):
             return
         raise NameUnknown(detail={"name": self.name})
 
 
 class Registry:
-    def __init__(self, driver: StorageDriver, index: SQLiteIndex,
+    def __init__(self, driver: StorageDriver, index: Index,
                  settings: RegistrySettings | None = None) -> None:
         self.driver = driver
         self.index = index
@@ -78,11 +78,12 @@ class Registry:
             raise Unsupported("deletes are disabled (set storage.delete.enabled: true)")
         self.check_writable()
 
-    def metadata_version(self) -> Hashable:
+    async def metadata_version(self) -> Hashable:
         """A value that changes whenever repositories, tags or manifests may have changed
         (in any process): what may be cached for as long as it stays the same."""
-        return self.index.version()
+        return await self.index.version()
 
-    def repositories(self, last: str | None = None, limit: int | None = None) -> list[str]:
+    async def repositories(self, last: str | None = None, limit: int | None = None
+                           ) -> list[str]:
         """Repository names in order, from the index."""
-        return self.index.repositories(last, limit)
+        return await self.index.repositories(last, limit)

@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dockyard.concurrency import each
-from dockyard.index.sqlite import (
+from dockyard.index.base import (
+    Index,
     ManifestRecord,
     RepositoryContents,
     RepositorySnapshot,
-    SQLiteIndex,
 )
 from dockyard.registry import catalog, layout
 from dockyard.registry.errors import DigestInvalid
@@ -211,7 +211,7 @@ async def read_repository(driver: StorageDriver, name: str, snapshot: Repository
     return RepositoryContents(name, tags, records, sorted(snapshot.layers))
 
 
-async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = False,
+async def synchronize(driver: StorageDriver, index: Index, full: bool = False,
                       progress: Progress | None = None,
                       on_total: Callable[[int], None] | None = None,
                       files: Sequence[FileInfo] | None = None) -> SyncReport:
@@ -228,8 +228,8 @@ async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = Fa
     names = sorted(listing) if listing is not None else await catalog.list_repositories(driver)
     if on_total is not None:
         on_total(len(names))
-    full = full or not index.is_complete
-    indexed = {} if full else index.snapshots()
+    full = full or not await index.is_complete()
+    indexed = {} if full else await index.snapshots()
 
     async def scan(name: str, known: RepositorySnapshot | None) -> RepositorySnapshot:
         if listing is not None:
@@ -246,7 +246,7 @@ async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = Fa
     found = await each(PARALLEL, differs, names)
     differing = [name for name, differ in zip(names, found, strict=True) if differ]
     stored = set(names)
-    gone = [name for name in index.repositories() if name not in stored]
+    gone = [name for name in await index.repositories() if name not in stored]
     removed: list[str] = []
 
     async def read_again(name: str) -> RepositoryContents:
@@ -260,17 +260,16 @@ async def synchronize(driver: StorageDriver, index: SQLiteIndex, full: bool = Fa
         async with index.writing() as db:
             for contents in await each(PARALLEL, read_again,
                                        differing[start:start + WRITE_BATCH]):
-                SQLiteIndex.replace_repository_within(db, contents)
+                await db.replace_repository(contents)
     for start in range(0, len(gone), WRITE_BATCH):
         async with index.writing() as db:
             for name in gone[start:start + WRITE_BATCH]:
                 # Pushed to since the store was listed: keep it, and what it now holds.
                 snapshot = await scan_repository(driver, name)
                 if not _is_empty(snapshot):
-                    SQLiteIndex.replace_repository_within(
-                        db, await read_repository(driver, name, snapshot))
+                    await db.replace_repository(await read_repository(driver, name, snapshot))
                 else:
-                    SQLiteIndex.delete_repository_within(db, name)
+                    await db.delete_repository(name)
                     removed.append(name)
     await index.mark_complete()
     return SyncReport(len(names), differing, removed)
@@ -286,7 +285,7 @@ async def _repository_files(driver: StorageDriver) -> dict[str, list[FileInfo]] 
     return catalog.group_by_repository(files, catalog.REPOSITORY_MARKERS)
 
 
-async def reindex_repository(driver: StorageDriver, index: SQLiteIndex, name: str) -> bool:
+async def reindex_repository(driver: StorageDriver, index: Index, name: str) -> bool:
     """Read one repository the index does not know from the store, if the store has it
     (another registry pushed it); True if it is now indexed."""
     if _is_empty(await scan_repository(driver, name)):
@@ -295,7 +294,7 @@ async def reindex_repository(driver: StorageDriver, index: SQLiteIndex, name: st
         snapshot = await scan_repository(driver, name)
         if _is_empty(snapshot):
             return False
-        SQLiteIndex.replace_repository_within(db, await read_repository(driver, name, snapshot))
+        await db.replace_repository(await read_repository(driver, name, snapshot))
     return True
 
 

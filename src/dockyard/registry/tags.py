@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dockyard.index.sqlite import SQLiteIndex
+from dockyard.index.base import Index
 from dockyard.registry import layout
 from dockyard.registry.errors import ManifestUnknown
 from dockyard.registry.links import read_link, write_link
@@ -11,7 +11,7 @@ from dockyard.storage import PathNotFound, StorageDriver
 
 
 class RepositoryTags:
-    def __init__(self, name: str, driver: StorageDriver, index: SQLiteIndex) -> None:
+    def __init__(self, name: str, driver: StorageDriver, index: Index) -> None:
         self.name = name
         self.driver = driver
         self.index = index
@@ -36,9 +36,9 @@ class RepositoryTags:
             raise ManifestUnknown(detail={"tag": tag}) from None
         await self.index.remove_tag(self.name, tag)
 
-    def page(self, last: str | None, limit: int | None) -> list[str]:
+    async def page(self, last: str | None, limit: int | None) -> list[str]:
         """Tag names in order, from the index."""
-        return self.index.tags(self.name, last, limit)
+        return await self.index.tags(self.name, last, limit)
 
     async def all(self) -> list[str]:
         """Every tag with a current link, sorted."""

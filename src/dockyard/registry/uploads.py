@@ -20,15 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import sqlite3
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from dockyard.index.base import Index, IndexWrite
 from dockyard.index.locks import LockTimeout
-from dockyard.index.sqlite import SQLiteIndex
 from dockyard.registry import layout
 from dockyard.registry.blobs import BlobDescriptor, BlobStore, RepositoryBlobs
 from dockyard.registry.errors import (
@@ -65,7 +64,7 @@ class _RunningHash:
 
 
 class UploadStore:
-    def __init__(self, blobs: BlobStore, index: SQLiteIndex, max_per_repository: int = 1000
+    def __init__(self, blobs: BlobStore, index: Index, max_per_repository: int = 1000
                  ) -> None:
         self.blobs = blobs
         self.index = index
@@ -291,9 +290,9 @@ class RepositoryUploads:
         self.store.forget(key)
         return BlobDescriptor(digest, size)
 
-    async def _record(self, db: sqlite3.Connection, digest: Digest, size: int) -> None:
+    async def _record(self, db: IndexWrite, digest: Digest, size: int) -> None:
         """Index a blob just made visible and link it to this repository."""
-        SQLiteIndex.record_blob(db, str(digest), size)
+        await db.record_blob(str(digest), size)
         await RepositoryBlobs(self.name, self.store.blobs, self.store.index).link_within(
             db, digest)
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dockyard.index.sqlite import SQLiteIndex
+from dockyard.index.base import Index
 from dockyard.registry import catalog, layout
 from dockyard.registry.gc import stored_blob_files
 from dockyard.registry.maintenance import last_activity
@@ -67,16 +67,16 @@ class StoreUsage:
     purge_age: float | None
 
 
-async def store_usage(driver: StorageDriver, index: SQLiteIndex, grace_period: float,
+async def store_usage(driver: StorageDriver, index: Index, grace_period: float,
                       purge_age: float | None, progress: Progress | None = None
                       ) -> StoreUsage:
     """`index` must be in line with the store (`reindex.synchronize`)."""
     sizes, modified = await _blob_sizes(driver, progress)
-    manifests = index.manifest_entries()
-    references = index.all_references()
-    keep = _kept(index, manifests, references)
+    manifests = await index.manifest_entries()
+    references = await index.all_references()
+    keep = _kept(await index.all_tagged(), manifests, references)
 
-    counts = index.tag_counts()
+    counts = await index.tag_counts()
     reach: dict[str, RepositoryReach] = {name: RepositoryReach(name, count)
                                          for name, count in counts.items()}
     kept_digests: set[str] = set()
@@ -102,8 +102,8 @@ async def store_usage(driver: StorageDriver, index: SQLiteIndex, grace_period: f
         if digest in sizes:
             untagged_only.add(sizes[digest])
 
-    referenced = index.referenced_digests()
-    created = index.all_blobs_created()
+    referenced = await index.referenced_digests()
+    created = await index.all_blobs_created()
     cutoff = time.time() - grace_period
     unreferenced, fresh = Amount(), Amount()
     for digest, size in sizes.items():
@@ -128,7 +128,7 @@ def _add(into: dict[str, int], missing: list[str], digest: str, size: int | None
         into[digest] = size
 
 
-def _kept(index: SQLiteIndex, manifests: dict[tuple[str, str], tuple[int, str | None]],
+def _kept(tagged: list[tuple[str, str]], manifests: dict[tuple[str, str], tuple[int, str | None]],
           references: dict[tuple[str, str], list[str]]) -> set[tuple[str, str]]:
     """(repository, digest) of the manifests tags reach, as `garbage-collect -m` keeps them:
     what a tag names, an index's children, and the referrers of anything kept."""
@@ -136,7 +136,7 @@ def _kept(index: SQLiteIndex, manifests: dict[tuple[str, str], tuple[int, str | 
     for (repository, digest), (_, subject) in manifests.items():
         if subject is not None:
             by_subject.setdefault((repository, subject), []).append(digest)
-    keep = {item for item in index.all_tagged() if item in manifests}
+    keep = {item for item in tagged if item in manifests}
     pending = list(keep)
     while pending:
         repository, digest = pending.pop()

@@ -19,7 +19,7 @@ def _flag(ctx: Context, name: str) -> bool:
 
 async def gc_status(ctx: Context) -> Response:
     """The running or last garbage collection: state, progress, and its report."""
-    return JSONResponse(200, ctx.registry.gc.status())
+    return JSONResponse(200, await ctx.registry.gc.status())
 
 
 async def start_gc(ctx: Context) -> Response:
@@ -33,7 +33,7 @@ async def start_gc(ctx: Context) -> Response:
                         grace_period=grace)
     ctx.registry.gc.check_allowed(options)  # 405 in read-only mode, unless a dry run
     location = {"Location": ctx.urls.path("/admin/gc")}
-    if ctx.registry.gc.is_running():
-        return JSONResponse(409, ctx.registry.gc.status(), location)
+    if await ctx.registry.gc.is_running():
+        return JSONResponse(409, await ctx.registry.gc.status(), location)
     ctx.registry.gc.start(options, "http")
     return JSONResponse(202, {"state": "started", "options": options.__dict__}, location)

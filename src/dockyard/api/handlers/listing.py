@@ -33,12 +33,12 @@ def _page(names: list[str], limit: int | None) -> tuple[list[str], bool]:
 
 async def catalog(ctx: Context) -> Response:
     limit, last = pagination(ctx.request)
-    version = ctx.registry.metadata_version()
+    version = await ctx.registry.metadata_version()
     key = ("catalog", last, limit)
     page = ctx.listings.get(key, version)
     if page is None:
         names, more = _page(
-            ctx.registry.repositories(last, None if limit is None else limit + 1), limit)
+            await ctx.registry.repositories(last, None if limit is None else limit + 1), limit)
         page = _encode({"repositories": names}, names, more)
         # Only pages after a real name are kept: any other `last` (as long as a request
         # head allows) still gets its answer, but cannot fill the cache with junk keys.
@@ -50,13 +50,13 @@ async def catalog(ctx: Context) -> Response:
 async def tags(ctx: Context, name: str) -> Response:
     repository = ctx.registry.repository(name)
     limit, last = pagination(ctx.request)
-    version = ctx.registry.metadata_version()
+    version = await ctx.registry.metadata_version()
     key = ("tags", repository.name, last, limit)
     page = ctx.listings.get(key, version)
     if page is None:
         await repository.require_exists()
-        names, more = _page(repository.tags.page(last, None if limit is None else limit + 1),
-                            limit)
+        names, more = _page(
+            await repository.tags.page(last, None if limit is None else limit + 1), limit)
         page = _encode({"name": name, "tags": names}, names, more)
         if last is None or is_tag(last):  # as for the catalog
             ctx.listings.put(key, version, page)
@@ -81,7 +81,7 @@ async def referrers(ctx: Context, name: str, digest: str) -> Response:
     after = ctx.request.query_value("last") or None
     if after is not None:
         Digest.parse(after)  # only ever a digest from a previous page's Link
-    page = referrers_page(ctx.registry.index, repository.name, subject, artifact_type, after)
+    page = await referrers_page(ctx.registry.index, repository.name, subject, artifact_type, after)
     headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
     if page.next_after is not None:
         query = {"last": page.next_after, **({"artifactType": artifact_type}

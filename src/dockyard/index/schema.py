@@ -1,0 +1,100 @@
+"""The index's schema, as numbered migrations shared by both databases.
+
+A version number means the same tables in SQLite and PostgreSQL. The database records the
+version it is at (`meta.schema_version`); a server refuses a database whose version it does
+not know (written by a later dockyard), and `dockyard index migrate` brings an older one up
+to date. The embedded SQLite index migrates itself when opened: it belongs to one store
+and one registry, and can always be rebuilt from the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dockyard.index.base import SchemaMismatch
+
+VERSION_KEY = "schema_version"
+META_TABLE = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    sqlite: str
+    postgres: str
+    # What a build from the store writes changed: the index must be built again.
+    rebuild: bool = False
+
+
+# Version 2 is where SQLite indexes made before migrations were numbered already are.
+_SQLITE_2 = """
+CREATE TABLE IF NOT EXISTS repositories (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tags (
+    repository TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL,
+    PRIMARY KEY (repository, tag)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS manifests (
+    repository TEXT NOT NULL, digest TEXT NOT NULL, media_type TEXT NOT NULL,
+    size INTEGER NOT NULL, subject TEXT, artifact_type TEXT, annotations TEXT,
+    PRIMARY KEY (repository, digest)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS manifests_by_subject ON manifests (repository, subject)
+    WHERE subject IS NOT NULL;
+CREATE TABLE IF NOT EXISTS layers (
+    repository TEXT NOT NULL, digest TEXT NOT NULL,
+    PRIMARY KEY (repository, digest)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS layers_by_digest ON layers (digest);
+CREATE TABLE IF NOT EXISTS manifest_references (
+    repository TEXT NOT NULL, manifest TEXT NOT NULL, digest TEXT NOT NULL,
+    PRIMARY KEY (repository, manifest, digest)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS references_by_digest ON manifest_references (digest);
+CREATE TABLE IF NOT EXISTS blobs (
+    digest TEXT PRIMARY KEY, size INTEGER NOT NULL, created REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS links_written (
+    repository TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
+"""
+
+# Names, tags and digests compare byte by byte ("C"), as distribution orders its listings.
+_POSTGRES_2 = """
+CREATE TABLE repositories (name TEXT COLLATE "C" PRIMARY KEY);
+CREATE TABLE tags (
+    repository TEXT COLLATE "C" NOT NULL, tag TEXT COLLATE "C" NOT NULL,
+    digest TEXT COLLATE "C" NOT NULL, PRIMARY KEY (repository, tag));
+CREATE TABLE manifests (
+    repository TEXT COLLATE "C" NOT NULL, digest TEXT COLLATE "C" NOT NULL,
+    media_type TEXT NOT NULL, size BIGINT NOT NULL, subject TEXT COLLATE "C",
+    artifact_type TEXT, annotations TEXT, PRIMARY KEY (repository, digest));
+CREATE INDEX manifests_by_subject ON manifests (repository, subject)
+    WHERE subject IS NOT NULL;
+CREATE TABLE layers (
+    repository TEXT COLLATE "C" NOT NULL, digest TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (repository, digest));
+CREATE INDEX layers_by_digest ON layers (digest);
+CREATE TABLE manifest_references (
+    repository TEXT COLLATE "C" NOT NULL, manifest TEXT COLLATE "C" NOT NULL,
+    digest TEXT COLLATE "C" NOT NULL, PRIMARY KEY (repository, manifest, digest));
+CREATE INDEX references_by_digest ON manifest_references (digest);
+CREATE TABLE blobs (
+    digest TEXT COLLATE "C" PRIMARY KEY, size BIGINT NOT NULL,
+    created DOUBLE PRECISION NOT NULL);
+CREATE TABLE links_written (
+    repository TEXT COLLATE "C" PRIMARY KEY, at DOUBLE PRECISION NOT NULL);
+-- Counts commits: every instance's listing caches compare it (see PostgresIndex.version).
+CREATE TABLE commits (id INTEGER PRIMARY KEY, counter BIGINT NOT NULL);
+INSERT INTO commits (id, counter) VALUES (1, 0);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(2, "repositories, tags, manifests, layer links, references, blobs",
+              _SQLITE_2, _POSTGRES_2, rebuild=True),
+)
+LATEST = MIGRATIONS[-1].version
+
+
+def pending(current: int) -> list[Migration]:
+    """The migrations a database at `current` still needs, in order; SchemaMismatch if it
+    is newer than this dockyard knows."""
+    if current > LATEST:
+        raise SchemaMismatch(
+            f"the index's schema is version {current}, newer than this dockyard knows "
+            f"({LATEST}): it was written by a later dockyard; run that version")
+    return [migration for migration in MIGRATIONS if migration.version > current]
