@@ -99,6 +99,20 @@ SCHEMA = used(
         throttle=Key(Use.USED, {"enabled": LEAF, "peraccount": LEAF, "perclient": LEAF,
                                 "window": LEAF}, strict=True),
     ),
+    # GitLab's registry: the metadata index in PostgreSQL. Unknown keys are errors: a
+    # misspelled sslmode would silently connect without TLS.
+    database=Key(Use.USED, {
+        **{name: LEAF for name in (
+            "enabled", "host", "port", "user", "password", "dbname", "sslmode", "sslcert",
+            "sslkey", "sslrootcert", "connecttimeout",
+            "dsn")},  # dockyard only: a libpq connection string under the keys
+        "pool": Key(Use.USED, {name: LEAF for name in (
+            "maxopen", "maxidle", "maxlifetime", "maxidletime")}, strict=True),
+        # GitLab's, for what dockyard does not do (load balancing over replicas, ...).
+        **{name: IGNORED for name in (
+            "draintimeout", "preparedstatements", "primary", "loadbalancing",
+            "backgroundmigrations")},
+    }, strict=True),
     middleware=ignored(registry=IGNORED, repository=IGNORED, storage=IGNORED),
     reporting=ignored(bugsnag=IGNORED, newrelic=IGNORED),
     http=used(

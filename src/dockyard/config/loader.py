@@ -14,9 +14,11 @@ from typing import Any
 import yaml
 
 from dockyard.auth.policy import ACTIONS, REGISTRY_ACTIONS, REGISTRY_RESOURCES, AccessRule
+from dockyard.config.database import DatabaseConfigError, database_config
 from dockyard.config.keys import KeyReport, check_keys
 from dockyard.config.model import (
     Config,
+    DatabaseConfig,
     GCSchedule,
     HealthConfig,
     HtpasswdConfig,
@@ -270,6 +272,7 @@ def _build(raw: dict[str, Any], source: str) -> Config:
                           "remove the proxy section to run an ordinary registry")
     htpasswd, token, token_issuer = _auth(raw)
     return Config(
+        database=_database(raw),
         htpasswd=htpasswd,
         token=token,
         token_issuer=token_issuer,
@@ -286,6 +289,18 @@ def _build(raw: dict[str, Any], source: str) -> Config:
             "maxinprogress", "validation.uploads.", 1000),
         source=source,
     )
+
+
+def _database(raw: dict[str, Any]) -> DatabaseConfig:
+    section = raw.get("database")
+    if section is not None and not isinstance(section, dict):
+        # Not shown: it may be a connection string with its password.
+        raise ConfigError("database: expected a mapping of keys (host, dbname, ... or dsn), "
+                          f"got a {type(section).__name__}")
+    try:
+        return database_config(section or {}, _bool, _int, _str, parse_duration)
+    except DatabaseConfigError as error:
+        raise ConfigError(str(error)) from None
 
 
 AUTH_METHODS = ("htpasswd", "token")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 from dockyard.auth.policy import AccessRule
@@ -144,8 +145,107 @@ class LoginThrottleConfig:
     window: float = 60.0
 
 
+# Connection parameters whose values are secrets: never printed.
+SECRET_PARAMETERS = ("password", "sslpassword")
+MASK = "********"
+
+
+@dataclass(frozen=True)
+class DatabasePool:
+    """database.pool: the connection pool (GitLab's keys; psycopg_pool's terms in
+    `psycopg_pool_arguments`)."""
+
+    maxopen: int = 10  # connections open at most
+    maxidle: int = 2  # connections kept open while idle (never more than maxopen)
+    maxlifetime: float | None = None  # seconds a connection is used before it is replaced
+    maxidletime: float | None = None  # seconds an idle connection above maxidle stays open
+
+    def psycopg_pool_arguments(self) -> dict[str, float]:
+        """Keyword arguments for psycopg_pool's pools (unset durations keep its defaults)."""
+        arguments: dict[str, float] = {"min_size": self.maxidle, "max_size": self.maxopen}
+        if self.maxlifetime is not None:
+            arguments["max_lifetime"] = self.maxlifetime
+        if self.maxidletime is not None:
+            arguments["max_idle"] = self.maxidletime
+        return arguments
+
+
+@dataclass(frozen=True, repr=False)
+class DatabaseConfig:
+    """database: a PostgreSQL server for the metadata index (GitLab's registry keys).
+
+    The loader fills every field with the value in effect: the key's own, else the one in
+    `dsn`, else the default. `conninfo()` is what to connect with."""
+
+    enabled: bool = False
+    host: str = ""  # empty: libpq's default (the local Unix socket)
+    port: int = 5432
+    user: str = ""
+    password: str = ""
+    dbname: str = ""
+    sslmode: str = "prefer"
+    sslcert: str = ""
+    sslkey: str = ""
+    sslrootcert: str = ""
+    connecttimeout: float = 10.0  # seconds; libpq counts whole seconds
+    # A libpq connection string or postgresql:// URL: the base the keys above override,
+    # and where parameters without a key of their own come from (application_name, ...).
+    dsn: str = ""
+    pool: DatabasePool = field(default_factory=DatabasePool)
+
+    def conninfo(self) -> str:
+        """The libpq connection string (with the password: give it to the driver only)."""
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(self.dsn, **self._parameters())
+
+    def redacted(self) -> str:
+        """The connection string with every secret masked, safe to print or log."""
+        return _masked(self.conninfo())
+
+    def _parameters(self) -> dict[str, str | None]:
+        text = {"host": self.host, "user": self.user, "password": self.password,
+                "dbname": self.dbname, "sslmode": self.sslmode, "sslcert": self.sslcert,
+                "sslkey": self.sslkey, "sslrootcert": self.sslrootcert}
+        parameters: dict[str, str | None] = {
+            name: value or None for name, value in text.items()}
+        parameters["port"] = str(self.port)
+        # libpq waits whole seconds, and at least 2 (it reads 1 as 2).
+        parameters["connect_timeout"] = str(math.ceil(self.connecttimeout))
+        return parameters
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{item.name}={self._shown(item.name)!r}" for item in fields(self))
+        return f"DatabaseConfig({shown})"
+
+    def _shown(self, name: str) -> object:
+        value = getattr(self, name)
+        if name == "password":
+            return MASK if value else ""
+        if name == "dsn" and value:
+            return _masked(value)
+        return value
+
+
+def _masked(conninfo: str) -> str:
+    """A connection string with its secrets masked (all of it, if it cannot be read)."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        parameters = conninfo_to_dict(conninfo)
+    except ProgrammingError:  # the loader refuses such a string; never show it
+        return MASK
+    for name in SECRET_PARAMETERS:
+        if parameters.get(name):
+            parameters[name] = MASK
+    return make_conninfo("", **parameters)
+
+
 @dataclass(frozen=True)
 class Config:
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     http: HTTPConfig = field(default_factory=HTTPConfig)
     log: LogConfig = field(default_factory=LogConfig)
