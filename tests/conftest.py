@@ -39,5 +39,6 @@ def registry_url(registry: RunningRegistry) -> str:
     return registry.url
 
 
-# S3 endpoints (radosgw, moto, or an external S3) for the tests that need one.
-pytest_plugins = ["tests.support.s3"]
+# S3 endpoints (radosgw, moto, or an external S3) and a PostgreSQL server (private or
+# external) for the tests that need one.
+pytest_plugins = ["tests.support.s3", "tests.support.postgres"]
