@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dockyard.index.sqlite import SQLiteIndex
+from dockyard.index.base import Index
 from dockyard.registry.reindex import SyncReport, synchronize
 from dockyard.storage import StorageDriver
 
@@ -22,14 +22,18 @@ T = TypeVar("T")
 LOG_EVERY = 10.0
 
 
-def run_on(driver: StorageDriver, work: Coroutine[Any, Any, T]) -> T:
-    """Run `work` in an event loop of its own, then let the driver release what it holds
-    for that loop (S3's connections), so nothing is left open when the loop closes."""
+def run_on(driver: StorageDriver, work: Coroutine[Any, Any, T], index: Index | None = None
+           ) -> T:
+    """Run `work` in an event loop of its own, then let the driver and the index release
+    what they hold for that loop (S3's and PostgreSQL's connections), so nothing is left
+    open when the loop closes."""
     async def run() -> T:
         try:
             return await work
         finally:
             await driver.close()
+            if index is not None:
+                await index.aclose()
 
     return asyncio.run(run())
 
@@ -71,7 +75,7 @@ class _Lines:
             self.log(f"index: {self.done} of {self.count} repositories checked")
 
 
-def synchronize_index(driver: StorageDriver, index: SQLiteIndex, full: bool,
+def synchronize_index(driver: StorageDriver, index: Index, full: bool,
                       log: Callable[[str], None]) -> SyncReport:
     """Bring the index in line with the store, with a progress bar on a terminal."""
     console = Console(stderr=True)
@@ -80,10 +84,12 @@ def synchronize_index(driver: StorageDriver, index: SQLiteIndex, full: bool,
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console, transient=True) as progress:
             bar = _Bar(progress)
-            report = run_on(driver, synchronize(driver, index, full, bar.step, bar.total))
+            report = run_on(driver, synchronize(driver, index, full, bar.step, bar.total),
+                            index)
     else:
         lines = _Lines(log)
-        report = run_on(driver, synchronize(driver, index, full, lines.step, lines.total))
+        report = run_on(driver, synchronize(driver, index, full, lines.step, lines.total),
+                        index)
     elapsed = time.monotonic() - started
     if report.reindexed or report.removed or full:
         log(f"index: {report.repositories} repositories, {len(report.reindexed)} re-read, "

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from dockyard.auth.throttle import LoginThrottle
 from dockyard.config import Config
-from dockyard.index import SQLiteIndex, open_index
+from dockyard.index import Index, SQLiteIndex, open_index
 from dockyard.index.sqlite import INDEX_DIR, INDEX_FILE, index_path
 from dockyard.storage import StorageDriver
 from dockyard.storage.filesystem import FilesystemDriver
@@ -73,16 +73,29 @@ def make_login_throttle(config: Config) -> LoginThrottle | None:
     return LoginThrottle(path, limits.per_account, limits.per_client, limits.window)
 
 
-def make_index(config: Config) -> SQLiteIndex:
+def make_index(config: Config) -> Index:
+    """The index the config names: PostgreSQL with `database.enabled`, else the SQLite
+    file beside the store (in memory with the in-memory store)."""
+    if config.database.enabled:
+        from dockyard.index.postgres import PostgresIndex
+
+        database = config.database
+        return PostgresIndex(database.conninfo(), database.pool.psycopg_pool_arguments(),
+                             database.redacted())
     in_memory = config.storage.driver == "inmemory"
     return open_index(None if in_memory else config.storage.root_directory)
 
 
 @contextlib.contextmanager
-def scratch_index(config: Config) -> Iterator[SQLiteIndex]:
+def scratch_index(config: Config) -> Iterator[Index]:
     """A private copy of the store's index, in a temporary directory, for work that must
     change nothing on disk (dry runs): it can be brought up to date with the store and
-    written freely. A copy that cannot be read starts empty and is filled from the store."""
+    written freely. A copy that cannot be read starts empty and is filled from the store.
+    An index in PostgreSQL is shared by every registry and kept in line with the store by
+    them: it is used as it is."""
+    if config.database.enabled:
+        yield make_index(config)
+        return
     with tempfile.TemporaryDirectory(prefix="dockyard-") as scratch:
         copy = os.path.join(scratch, INDEX_FILE)
         source = index_path(config.storage.root_directory)

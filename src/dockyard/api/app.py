@@ -214,6 +214,7 @@ class RegistryApp:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+                await self.registry.index.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -90,12 +90,12 @@ def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
     opened = scratch_index(settings) if dry_run else contextlib.closing(make_index(settings))
     try:
         with opened as index:
-            if not run_on(driver, index.is_complete()):
+            if not run_on(driver, index.is_complete(), index):
                 # A store never served by dockyard (say, distribution's): index it first.
                 synchronize_index(driver, index, full=True, log=err)
             with gc_progress() as progress:
                 status = run_on(driver, GCRuns(driver, index).run(options, "command",
-                                                                   progress))
+                                                                   progress), index)
     except GCAlreadyRunning:
         click.echo("dockyard: a garbage collection is already running on this store "
                    "(see GET /admin/gc); try again when it ends", err=True)

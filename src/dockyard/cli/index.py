@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from typing import TYPE_CHECKING
+
 import click
 
-from dockyard.cli.common import load_or_exit, require_persistent, require_store_owner
+from dockyard.cli.common import (
+    EXIT_FAILURE,
+    load_or_exit,
+    require_persistent,
+    require_store_owner,
+)
+
+if TYPE_CHECKING:
+    from dockyard.index.schema import Migration
 
 
 @click.group()
@@ -27,3 +39,41 @@ def rebuild(config: str | None) -> None:
         synchronize_index(make_driver(settings), store, full=True, log=err)
     finally:
         store.close()
+
+
+@index.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+def migrate(config: str | None) -> None:
+    """Bring the index's schema up to the version this dockyard knows (PostgreSQL; the
+    embedded SQLite index migrates itself when opened)."""
+    from dockyard.index import SchemaMismatch
+    from dockyard.index.schema import LATEST
+    from dockyard.stores import make_index
+
+    settings = load_or_exit(config)
+    try:
+        store = make_index(settings)
+    except SchemaMismatch as error:
+        click.echo(f"dockyard: {error}", err=True)
+        sys.exit(EXIT_FAILURE)
+    try:
+        if settings.database.enabled:
+            applied = asyncio.run(_migrate(store))
+            for migration in applied:
+                click.echo(f"applied migration {migration.version}: {migration.description}")
+    except SchemaMismatch as error:
+        click.echo(f"dockyard: {error}", err=True)
+        sys.exit(EXIT_FAILURE)
+    finally:
+        store.close()
+    click.echo(f"the index is at schema version {LATEST}")
+
+
+async def _migrate(store: object) -> list[Migration]:
+    from dockyard.index.postgres import PostgresIndex
+
+    assert isinstance(store, PostgresIndex)
+    try:
+        return await store.migrate()
+    finally:
+        await store.aclose()

@@ -39,7 +39,8 @@ def store_disk_usage(config_path: str, output: Output) -> None:
         with counted_progress("reading blob sizes") as progress:
             result = run_on(driver, store_usage(driver, index,
                                                 settings.storage.gc.grace_period,
-                                                settings.storage.upload_purging.age, progress))
+                                                settings.storage.upload_purging.age, progress),
+                            index)
     usage = as_usage(result)
     for repository in result.repositories:
         for digest in repository.missing:

@@ -79,20 +79,47 @@ def prepare_index(config: Config, say: Callable[[str], None]) -> None:
     if config.storage.driver == "inmemory":
         return
     from dockyard.console import synchronize_index
+    from dockyard.index import SchemaMismatch
     from dockyard.stores import make_driver, make_index
 
     try:
         index = make_index(config)
         try:
+            if config.database.enabled:
+                check_database(index)
             synchronize_index(make_driver(config), index, full=False, log=say)
         finally:
             index.close()
+    except SchemaMismatch as error:
+        raise SystemExit(f"dockyard: {error}") from None
     except (sqlite3.OperationalError, PermissionError) as error:
         path = index_path(config.storage.root_directory)
         raise SystemExit(
             f"dockyard: cannot write the index {path} ({error}); it and its directory must "
             f"be writable by the user the registry runs as (uid {os.geteuid()}): chown -R "
             f"that user {os.path.dirname(path)}") from None
+
+
+def check_database(index: object) -> None:
+    """Exit with a message unless the index's PostgreSQL server answers and holds the schema
+    this dockyard knows (SchemaMismatch: the caller says so)."""
+    import psycopg
+
+    from dockyard.index.postgres import PostgresIndex
+
+    assert isinstance(index, PostgresIndex)
+
+    async def check() -> None:
+        try:
+            await index.check_schema()
+        finally:
+            await index.aclose()
+
+    try:
+        asyncio.run(check())
+    except (psycopg.Error, OSError) as error:
+        raise SystemExit(f"dockyard: cannot use the index database {index.where}: "
+                         f"{str(error).strip()}") from None
 
 
 def announce(config: Config, workers: int, address: str, as_json: bool) -> None:
@@ -105,6 +132,8 @@ def announce(config: Config, workers: int, address: str, as_json: bool) -> None:
         s3 = config.storage.s3
         where = (f"s3://{s3.bucket}/{s3.rootdirectory.strip('/')} "
                  f"(index in {config.storage.root_directory})")
+    if config.database.enabled:
+        where = f"{where.partition(' (index in ')[0]} (index in {config.database.redacted()})"
     serving = (f"dockyard {__version__} serving {scheme}://{address}{http.prefix}/v2/ "
                f"({workers} worker{'s' if workers > 1 else ''})")
     deletes = "enabled" if config.storage.delete_enabled else "disabled"

@@ -1,0 +1,217 @@
+"""The index in PostgreSQL: several registries (processes or hosts) over one store share it.
+
+Write transactions are real PostgreSQL transactions that first take one transaction-level
+advisory lock, so writers follow one another as SQLite's BEGIN IMMEDIATE makes them do: a
+manifest's blob check and garbage collection's delete exclude each other across hosts
+exactly as they do across one host's workers. Reads take a pooled connection in autocommit
+mode and see the latest commit.
+
+Connections belong to the event loop that opened them; `aclose` gives them back, and the
+next use (from another loop: a CLI command runs a few) opens new ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from dockyard.index import schema
+from dockyard.index.base import SchemaMismatch
+from dockyard.index.locks import KeyedLocks, LockTimeout
+from dockyard.index.sql import BUILT_KEY, Row, SQLIndex, SQLWrite
+
+# Advisory lock keys: (class, key) pairs of 32-bit integers, one class per use.
+WRITE_LOCK = (0x646B7901, 0)  # every write transaction
+MIGRATION_LOCK = (0x646B7902, 0)
+NAMED_LOCKS = 0x646B7903  # Locks.hold(name): an upload, the periodic re-sync
+_POLL_FIRST = 0.002
+_POLL_MAX = 0.1
+
+_placeholders: dict[str, str] = {}
+
+
+def _postgres_sql(sql: str) -> str:
+    """The shared queries' `?` placeholders as psycopg's `%s`."""
+    converted = _placeholders.get(sql)
+    if converted is None:
+        converted = _placeholders[sql] = sql.replace("?", "%s")
+    return converted
+
+
+class PostgresStatements:
+    def __init__(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        self.connection = connection
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        await self.connection.execute(_postgres_sql(sql), params)
+
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        async with self.connection.cursor() as cursor:
+            await cursor.executemany(_postgres_sql(sql), rows)
+
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        cursor = await self.connection.execute(_postgres_sql(sql), params)
+        return await cursor.fetchall()
+
+    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        cursor = await self.connection.execute(_postgres_sql(sql), params)
+        return await cursor.fetchone()
+
+
+class PostgresLocks:
+    """Named locks held as session-level advisory locks on one connection of this
+    process's: they hold across every process and host using the database, and vanish
+    with the connection if the process dies."""
+
+    def __init__(self, conninfo: str) -> None:
+        self.conninfo = conninfo
+        self._local = KeyedLocks()
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._opening = asyncio.Lock()
+
+    async def _session(self) -> psycopg.AsyncConnection[Any]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._connection, self._loop, self._opening = None, loop, asyncio.Lock()
+        async with self._opening:
+            if self._connection is None or self._connection.closed:
+                self._connection = await psycopg.AsyncConnection.connect(
+                    self.conninfo, autocommit=True)
+        return self._connection
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str, timeout: float | None = None) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        lock_key = (NAMED_LOCKS, _key32(key))
+        async with self._local.hold(key, timeout):
+            session = await self._session()
+            delay = _POLL_FIRST
+            while not await _try_lock(session, lock_key):
+                if deadline is not None and loop.time() >= deadline:
+                    raise LockTimeout(key)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _POLL_MAX)
+            try:
+                yield
+            finally:
+                if not session.closed:
+                    await session.execute("SELECT pg_advisory_unlock(%s, %s)", lock_key)
+
+    @contextlib.asynccontextmanager
+    async def hold_if_free(self, key: str) -> AsyncIterator[bool]:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                await stack.enter_async_context(self.hold(key, timeout=0))
+            except LockTimeout:
+                yield False
+                return
+            yield True
+
+    async def aclose(self) -> None:
+        if self._connection is not None and self._loop is asyncio.get_running_loop():
+            await self._connection.close()
+        self._connection = None
+
+
+async def _try_lock(session: psycopg.AsyncConnection[Any], key: tuple[int, int]) -> bool:
+    cursor = await session.execute("SELECT pg_try_advisory_lock(%s, %s)", key)
+    row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
+def _key32(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big",
+                          signed=True)
+
+
+class PostgresIndex(SQLIndex):
+    def __init__(self, conninfo: str, pool_arguments: dict[str, float] | None = None,
+                 where: str = "PostgreSQL") -> None:
+        self.conninfo = conninfo
+        self.where = where  # for messages: the server, without its password
+        self.pool_arguments: dict[str, Any] = dict(pool_arguments or {})
+        self._session_locks = PostgresLocks(conninfo)
+        self.locks = self._session_locks
+        self._pool: AsyncConnectionPool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def _connections(self) -> AsyncConnectionPool:
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._loop is not loop:
+            self._loop = loop
+            self._pool = AsyncConnectionPool(self.conninfo, open=False,
+                                             kwargs={"autocommit": True},
+                                             **self.pool_arguments)
+            await self._pool.open(wait=True)
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[PostgresStatements]:
+        pool = await self._connections()
+        async with pool.connection() as connection:
+            yield PostgresStatements(connection)
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[SQLWrite]:
+        pool = await self._connections()
+        async with pool.connection() as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock(%s, %s)", WRITE_LOCK)
+            yield SQLWrite(PostgresStatements(connection))
+            await connection.execute("UPDATE commits SET counter = counter + 1 WHERE id = 1")
+
+    async def version(self) -> int:
+        """The commit counter every write transaction moves (one row, one query)."""
+        async with self.reading() as db:
+            row = await db.fetch_one("SELECT counter FROM commits WHERE id = 1")
+        return int(row[0]) if row else 0
+
+    async def schema_version(self) -> int:
+        async with self.reading() as db:
+            exists = await db.fetch_one("SELECT to_regclass('meta') IS NOT NULL")
+            if not exists or not exists[0]:
+                return 0
+            row = await db.fetch_one("SELECT value FROM meta WHERE key = ?",
+                                     (schema.VERSION_KEY,))
+        return int(row[0]) if row else 0
+
+    async def check_schema(self) -> None:
+        """SchemaMismatch unless the database is at the schema this dockyard knows."""
+        current = await self.schema_version()
+        if schema.pending(current):
+            raise SchemaMismatch(
+                f"the index in {self.where} is at schema version {current}, this dockyard "
+                f"needs {schema.LATEST}: run `dockyard index migrate` first")
+
+    async def migrate(self) -> list[schema.Migration]:
+        """Apply the migrations the database lacks, in one transaction; those applied."""
+        pool = await self._connections()
+        async with pool.connection() as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock(%s, %s)", MIGRATION_LOCK)
+            await connection.execute(schema.META_TABLE)
+            db = PostgresStatements(connection)
+            row = await db.fetch_one("SELECT value FROM meta WHERE key = ?",
+                                     (schema.VERSION_KEY,))
+            applied = schema.pending(int(row[0]) if row else 0)
+            for migration in applied:
+                await connection.execute(migration.postgres.encode())
+                if migration.rebuild:
+                    await db.execute("DELETE FROM meta WHERE key = ?", (BUILT_KEY,))
+                await SQLWrite(db).set_meta(schema.VERSION_KEY, str(migration.version))
+        return applied
+
+    async def aclose(self) -> None:
+        await self._session_locks.aclose()
+        if self._pool is not None and self._loop is asyncio.get_running_loop():
+            await self._pool.close()
+        self._pool = None
+
+    def close(self) -> None:
+        """Connections go with `aclose`, in the loop that opened them."""
