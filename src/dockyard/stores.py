@@ -81,7 +81,7 @@ def make_index(config: Config) -> Index:
 
         database = config.database
         return PostgresIndex(database.conninfo(), database.pool.psycopg_pool_arguments(),
-                             database.redacted())
+                             database.location())
     in_memory = config.storage.driver == "inmemory"
     return open_index(None if in_memory else config.storage.root_directory)
 

@@ -4,8 +4,10 @@ S3 fixtures: radosgw, or the external S3 the DOCKYARD_TEST_S3_* variables name).
 Every test that starts a registry asks for `storage` (directly, or through `registry`,
 `fresh_registry`, `client`...) and so runs once per storage, its id naming it
 (`[filesystem]`, `[s3]`). On `s3` the blob redirect is off, so that the registry itself
-answers blob GETs (ranges, conditions, errors) from S3 as the tests expect of it; tests
-marked `blob_redirect` run a third time, as `[s3-redirect]`, with the redirect on and their
+answers blob GETs (ranges, conditions, errors) from S3 as the tests expect of it; they run
+again as `[s3-postgres]`, on S3 with the index in PostgreSQL (the deployment of several
+registries over one bucket; tests/support/postgres.py starts the server). Tests
+marked `blob_redirect` run once more, as `[s3-redirect]`, with the redirect on and their
 clients following it. Tests about the filesystem itself (permissions, symlinks, a full
 disk) and those in which the storage plays no part carry
 `@pytest.mark.filesystem_only(reason)` and run on the filesystem alone.
@@ -21,7 +23,7 @@ import pytest
 from tests.support.s3 import S3_BACKENDS, S3Bucket, bucket_on, service_of
 from tests.support.server import FILESYSTEM, RunningRegistry, Storage, run_registry
 
-STORAGE_KINDS = ("filesystem", "s3", "s3-redirect")
+STORAGE_KINDS = ("filesystem", "s3", "s3-postgres", "s3-redirect")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,7 +43,7 @@ def storage_kinds(test: pytest.Function) -> list[str]:
         return ["filesystem"]
     if test.get_closest_marker("blob_redirect") is not None:
         return list(STORAGE_KINDS)
-    return ["filesystem", "s3"]
+    return ["filesystem", "s3", "s3-postgres"]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -64,6 +66,8 @@ def storage(request: pytest.FixtureRequest) -> Storage:
     if kind == "filesystem":
         return FILESYSTEM
     bucket: S3Bucket = request.getfixturevalue("api_s3_bucket")
+    if kind == "s3-postgres":
+        return Storage("s3", bucket, postgres=request.getfixturevalue("postgres_server"))
     return Storage("s3", bucket, redirect=kind == "s3-redirect")
 
 

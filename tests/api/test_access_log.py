@@ -182,7 +182,9 @@ def test_every_line_is_json_with_the_json_formatter(tmp_path: Path, storage: Sto
         assert banner["storage"] == str(running.root)
     else:  # the bucket and key prefix, and where the index is
         assert banner["storage"].startswith(f"s3://{storage.bucket.bucket}/"), banner
-        assert banner["storage"].endswith(f" (index in {running.root})"), banner
+        index = (f"postgresql://{storage.postgres.user}@{storage.postgres.host}:"
+                 f"{storage.postgres.port}/" if storage.postgres else str(running.root))
+        assert f" (index in {index}" in banner["storage"], banner
     assert any("extras" in entry["msg"] and entry["level"] == "warning"
                for entry in map(json.loads, lines)), lines
 

@@ -128,6 +128,36 @@ class PostgresServer:
             self.created.append(name)
         return with_database(self.admin_dsn, name)
 
+    def index_database(self, name: str) -> str:
+        """The DSN of database `name` (after the tests' prefix), created with the index's
+        schema the first time it is asked for: a registry started again on the same store
+        finds the index it left."""
+        import asyncio
+
+        import psycopg
+        from psycopg import sql
+
+        from dockyard.index.postgres import PostgresIndex
+
+        name = f"{DATABASE_PREFIX}{name}"
+        with self._lock:
+            if name in self.created:
+                return with_database(self.admin_dsn, name)
+            self.created.append(name)
+        with psycopg.connect(self.admin_dsn, autocommit=True, connect_timeout=30) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        dsn = with_database(self.admin_dsn, name)
+        index = PostgresIndex(dsn)
+
+        async def migrate() -> None:
+            try:
+                await index.migrate()
+            finally:
+                await index.aclose()
+
+        asyncio.run(migrate())
+        return dsn
+
     def drop_created_databases(self) -> None:
         import psycopg
         from psycopg import sql

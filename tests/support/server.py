@@ -19,6 +19,7 @@ import httpx
 import yaml
 
 if TYPE_CHECKING:
+    from tests.support.postgres import PostgresServer
     from tests.support.s3 import S3Bucket
 
 IN_CI = bool(os.environ.get("CI"))
@@ -67,10 +68,23 @@ class Storage:
     # S3 only: blob GETs answered 307 to a presigned URL (dockyard's default), which the
     # registry's clients then follow; off, the registry streams the bytes itself.
     redirect: bool = False
+    # With a PostgreSQL server, the index is a database there (one per store), not the
+    # SQLite file beside the store.
+    postgres: PostgresServer | None = None
 
     @property
     def id(self) -> str:
-        return f"{self.kind}-redirect" if self.redirect else self.kind
+        suffix = "-redirect" if self.redirect else "-postgres" if self.postgres else ""
+        return f"{self.kind}{suffix}"
+
+    def database_config(self, root: Path) -> dict[str, Any]:
+        """The `database` settings of a registry whose store is `root`: the index database
+        named after the store, or nothing (the SQLite index)."""
+        if self.postgres is None:
+            return {}
+        store = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+        dsn = self.postgres.index_database(f"index_{store}")
+        return {"database": {"enabled": True, "dsn": dsn}}
 
     def config(self, root: Path) -> dict[str, Any]:
         """The `storage` settings of a registry whose store is `root`."""
@@ -170,6 +184,7 @@ def run_registry(
         "log": {"level": "info"},
         "storage": {**storage.config(root), "delete": {"enabled": True}},
         "http": {"addr": f"127.0.0.1:{port}"},
+        **(storage.database_config(root) if kind == "dockyard" else {}),
     }
     settings = deep_merge(base, config or {})
     config_path = tmp / f"{kind}-{port}.yml"

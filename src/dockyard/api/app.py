@@ -37,6 +37,7 @@ from dockyard.auth.keys import load_private_key, load_trusted_keys
 from dockyard.auth.policy import AccessPolicy
 from dockyard.auth.token import TokenAuthenticator, TokenVerifier
 from dockyard.config import Config, load_config
+from dockyard.index import IndexUnavailable
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.gc import GCOptions
 from dockyard.registry.health import check_storage, describe_os_error
@@ -121,6 +122,11 @@ class RegistryApp:
             status = 507 if problem == "storage is full" else 503
             return error_response(HTTPError(status, "UNAVAILABLE", f"the registry's {problem}",
                                             None, {"Retry-After": "60"}))
+        except IndexUnavailable as error:
+            log.error("%s %s: %s", request.method, request.path, error)
+            return error_response(HTTPError(
+                503, "UNAVAILABLE", "the registry's index database is unavailable", None,
+                {"Retry-After": "10"}))
         except UnsafeWrite as error:
             # A link planted in the store: the operator's to fix, and nothing the client
             # can change by retrying, so a refusal rather than a 5xx clients retry.

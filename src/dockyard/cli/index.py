@@ -58,7 +58,14 @@ def migrate(config: str | None) -> None:
         sys.exit(EXIT_FAILURE)
     try:
         if settings.database.enabled:
-            applied = asyncio.run(_migrate(store))
+            import psycopg
+
+            try:
+                applied = asyncio.run(_migrate(store))
+            except (psycopg.Error, OSError) as error:
+                click.echo(f"dockyard: cannot use the index database "
+                           f"{settings.database.location()}: {str(error).strip()}", err=True)
+                sys.exit(EXIT_FAILURE)
             for migration in applied:
                 click.echo(f"applied migration {migration.version}: {migration.description}")
     except SchemaMismatch as error:

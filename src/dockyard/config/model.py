@@ -199,6 +199,11 @@ class DatabaseConfig:
 
         return make_conninfo(self.dsn, **self._parameters())
 
+    def location(self) -> str:
+        """Where the database is, for people: postgresql://user@host:port/dbname."""
+        user = f"{self.user}@" if self.user else ""
+        return f"postgresql://{user}{self.host or 'localhost'}:{self.port}/{self.dbname}"
+
     def redacted(self) -> str:
         """The connection string with every secret masked, safe to print or log."""
         return _masked(self.conninfo())

@@ -3,6 +3,7 @@ walking the store. The store stays the source of truth; the index can always be 
 
 from dockyard.index.base import (
     Index,
+    IndexUnavailable,
     IndexWrite,
     ManifestRecord,
     ReferrerRow,
@@ -12,5 +13,6 @@ from dockyard.index.base import (
 )
 from dockyard.index.sqlite import SQLiteIndex, open_index
 
-__all__ = ["Index", "IndexWrite", "ManifestRecord", "ReferrerRow", "RepositoryContents",
-           "RepositorySnapshot", "SQLiteIndex", "SchemaMismatch", "open_index"]
+__all__ = ["Index", "IndexUnavailable", "IndexWrite", "ManifestRecord", "ReferrerRow",
+           "RepositoryContents", "RepositorySnapshot", "SQLiteIndex", "SchemaMismatch",
+           "open_index"]

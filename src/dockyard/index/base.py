@@ -57,6 +57,11 @@ class SchemaMismatch(Exception):
     by a later dockyard), or older with migrations still to run."""
 
 
+class IndexUnavailable(Exception):
+    """The index's database cannot be reached (or went away mid-transaction): the request
+    may succeed when tried again."""
+
+
 class Locks(Protocol):
     """One holder per key across every process and host sharing the index."""
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from dockyard.index import schema
-from dockyard.index.base import SchemaMismatch
+from dockyard.index.base import IndexUnavailable, SchemaMismatch
 from dockyard.index.locks import KeyedLocks, LockTimeout
 from dockyard.index.sql import BUILT_KEY, Row, SQLIndex, SQLWrite
 
@@ -127,6 +127,17 @@ async def _try_lock(session: psycopg.AsyncConnection[Any], key: tuple[int, int])
     return bool(row and row[0])
 
 
+@contextlib.contextmanager
+def _unavailable_if_unreachable(where: str) -> Iterator[None]:
+    """A lost or refused connection as IndexUnavailable (the API's 503); other database
+    errors are bugs and stay what they are."""
+    try:
+        yield
+    except (psycopg.OperationalError, PoolTimeout) as error:
+        raise IndexUnavailable(f"the index database {where} is unavailable: "
+                               f"{str(error).strip()}") from error
+
+
 def _key32(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big",
                           signed=True)
@@ -155,17 +166,20 @@ class PostgresIndex(SQLIndex):
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[PostgresStatements]:
-        pool = await self._connections()
-        async with pool.connection() as connection:
-            yield PostgresStatements(connection)
+        with _unavailable_if_unreachable(self.where):
+            pool = await self._connections()
+            async with pool.connection() as connection:
+                yield PostgresStatements(connection)
 
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[SQLWrite]:
-        pool = await self._connections()
-        async with pool.connection() as connection, connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock(%s, %s)", WRITE_LOCK)
-            yield SQLWrite(PostgresStatements(connection))
-            await connection.execute("UPDATE commits SET counter = counter + 1 WHERE id = 1")
+        with _unavailable_if_unreachable(self.where):
+            pool = await self._connections()
+            async with pool.connection() as connection, connection.transaction():
+                await connection.execute("SELECT pg_advisory_xact_lock(%s, %s)", WRITE_LOCK)
+                yield SQLWrite(PostgresStatements(connection))
+                await connection.execute(
+                    "UPDATE commits SET counter = counter + 1 WHERE id = 1")
 
     async def version(self) -> int:
         """The commit counter every write transaction moves (one row, one query)."""
@@ -174,6 +188,10 @@ class PostgresIndex(SQLIndex):
         return int(row[0]) if row else 0
 
     async def schema_version(self) -> int:
+        # One connection of its own first: a server that cannot be reached is reported at
+        # once with libpq's reason, where the pool would retry until its timeout.
+        connection = await psycopg.AsyncConnection.connect(self.conninfo)
+        await connection.close()
         async with self.reading() as db:
             exists = await db.fetch_one("SELECT to_regclass('meta') IS NOT NULL")
             if not exists or not exists[0]:
@@ -192,6 +210,7 @@ class PostgresIndex(SQLIndex):
 
     async def migrate(self) -> list[schema.Migration]:
         """Apply the migrations the database lacks, in one transaction; those applied."""
+        await self.schema_version()  # reports an unreachable server at once
         pool = await self._connections()
         async with pool.connection() as connection, connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock(%s, %s)", MIGRATION_LOCK)

@@ -133,7 +133,7 @@ def announce(config: Config, workers: int, address: str, as_json: bool) -> None:
         where = (f"s3://{s3.bucket}/{s3.rootdirectory.strip('/')} "
                  f"(index in {config.storage.root_directory})")
     if config.database.enabled:
-        where = f"{where.partition(' (index in ')[0]} (index in {config.database.redacted()})"
+        where = f"{where.partition(' (index in ')[0]} (index in {config.database.location()})"
     serving = (f"dockyard {__version__} serving {scheme}://{address}{http.prefix}/v2/ "
                f"({workers} worker{'s' if workers > 1 else ''})")
     deletes = "enabled" if config.storage.delete_enabled else "disabled"

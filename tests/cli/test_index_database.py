@@ -1,0 +1,106 @@
+"""The index in PostgreSQL from the operator's side: `dockyard index migrate`, a server that
+refuses a schema it does not know or a database it cannot reach, and `index rebuild`."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+
+from tests.support.oci import make_image, push_image
+from tests.support.server import free_port, run_registry
+
+
+def dockyard(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dockyard", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def write_config(tmp_path: Path, dsn: str, port: int | None = None) -> Path:
+    config: dict[str, Any] = {
+        "version": 0.1,
+        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "store")},
+                    "delete": {"enabled": True}},
+        "http": {"addr": f"127.0.0.1:{port or free_port()}"},
+        "database": {"enabled": True, "dsn": dsn},
+    }
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_server_refuses_an_unmigrated_database_until_index_migrate(
+        tmp_path: Path, postgres_dsn: str) -> None:
+    port = free_port()
+    config = write_config(tmp_path, postgres_dsn, port)
+    refused = dockyard("serve", str(config), timeout=60)
+    assert refused.returncode != 0
+    assert "schema version 0" in refused.stderr
+    assert "run `dockyard index migrate`" in refused.stderr
+    with socket.socket() as probe:  # it never served
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+    migrated = dockyard("index", "migrate", str(config))
+    assert migrated.returncode == 0, migrated.stderr
+    assert "applied migration 2:" in migrated.stdout
+    again = dockyard("index", "migrate", str(config))
+    assert again.returncode == 0, again.stderr
+    assert "applied" not in again.stdout
+    assert "schema version 2" in again.stdout
+    with psycopg.connect(postgres_dsn) as db:
+        tables = {row[0] for row in db.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert {"repositories", "tags", "manifests", "layers", "blobs", "meta"} <= tables
+
+
+def test_a_server_refuses_a_schema_from_a_later_version(tmp_path: Path,
+                                                        postgres_dsn: str) -> None:
+    config = write_config(tmp_path, postgres_dsn)
+    assert dockyard("index", "migrate", str(config)).returncode == 0
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    refused = dockyard("serve", str(config), timeout=60)
+    assert refused.returncode != 0
+    assert "version 99, newer than this dockyard knows" in refused.stderr
+    migrate = dockyard("index", "migrate", str(config))
+    assert migrate.returncode == 1
+    assert "newer than this dockyard knows" in migrate.stderr
+
+
+def test_an_unreachable_database_is_named_without_its_password(tmp_path: Path) -> None:
+    dsn = f"postgresql://dockyard:s3cret-pw@127.0.0.1:{free_port()}/registry"
+    config = write_config(tmp_path, dsn)
+    for command in (("serve", str(config)), ("index", "migrate", str(config))):
+        result = dockyard(*command, timeout=60)
+        assert result.returncode == 1, result
+        assert "cannot use the index database postgresql://dockyard@127.0.0.1:" in \
+            result.stderr, result.stderr
+        assert "s3cret-pw" not in result.stderr + result.stdout
+        assert "Traceback" not in result.stderr
+
+
+def test_index_rebuild_and_a_restart_keep_what_was_pushed(tmp_path: Path,
+                                                          postgres_dsn: str) -> None:
+    config_path = write_config(tmp_path, postgres_dsn)
+    assert dockyard("index", "migrate", str(config_path)).returncode == 0
+    config = yaml.safe_load(config_path.read_text())
+    root = tmp_path / "store"
+    with run_registry(tmp_path, root=root, config={"database": config["database"]}
+                      ) as running, running.client() as client:
+        push_image(client, "team/app", "v1", make_image())
+        push_image(client, "team/tool", "v2", make_image())
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:
+        db.execute("DELETE FROM tags")  # lost: the store still has them
+        db.execute("DELETE FROM repositories")
+    rebuilt = dockyard("index", "rebuild", str(config_path))
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "2 repositories" in rebuilt.stderr
+    with run_registry(tmp_path, root=root, config={"database": config["database"]}
+                      ) as running, running.client() as client:
+        assert client.get("/v2/_catalog").json()["repositories"] == ["team/app", "team/tool"]
+        assert client.get("/v2/team/tool/tags/list").json()["tags"] == ["v2"]
