@@ -114,6 +114,10 @@ class PostgresServer:
     data_dir: Path | None = None
     os_user: str | None = None
     created: list[str] = field(default_factory=list)
+    # A private server's `pg_ctl -D DATA` (as its user), start options and log.
+    control: list[str] | None = None
+    start_options: str = ""
+    log: Path | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def new_database(self) -> str:
@@ -157,6 +161,17 @@ class PostgresServer:
 
         asyncio.run(migrate())
         return dsn
+
+    def stop(self) -> None:
+        """Stop a private server (fast shutdown: sessions are cut, as in an outage)."""
+        assert self.control is not None, "only a private server can be stopped"
+        _run([*self.control, "-m", "fast", "-w", "stop"], "pg_ctl stop", self.log)
+
+    def start(self) -> None:
+        """Start a stopped private server again, on the same port."""
+        assert self.control is not None, "only a private server can be started"
+        _run([*self.control, "-w", "-t", "60", "-l", str(self.log), "-o", self.start_options,
+              "start"], "pg_ctl start", self.log)
 
     def drop_created_databases(self) -> None:
         import psycopg
@@ -280,6 +295,9 @@ def run_postgres(start_attempts: int = 3) -> Iterator[PostgresServer]:
                 admin_dsn=dsn,
                 data_dir=data,
                 os_user=owner.pw_name if owner is not None else pwd.getpwuid(os.geteuid()).pw_name,
+                control=_as(owner, [str(bindir / "pg_ctl"), "-D", str(data)]),
+                start_options=options,
+                log=log,
             )
         finally:
             _run(

@@ -69,8 +69,9 @@ class PostgresLocks:
     process's: they hold across every process and host using the database, and vanish
     with the connection if the process dies."""
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, where: str) -> None:
         self.conninfo = conninfo
+        self.where = where
         self._local = KeyedLocks()
         self._connection: psycopg.AsyncConnection[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -86,24 +87,37 @@ class PostgresLocks:
                     self.conninfo, autocommit=True)
         return self._connection
 
+    async def _try_lock(self, key: tuple[int, int]) -> bool:
+        with _unavailable_if_unreachable(self.where):
+            session = await self._session()
+            try:
+                return await _try_lock(session, key)
+            except psycopg.OperationalError:
+                if not session.broken:
+                    raise
+            # The session was cut (a database restart; every lock it held went with it):
+            # a new one, once.
+            return await _try_lock(await self._session(), key)
+
     @contextlib.asynccontextmanager
     async def hold(self, key: str, timeout: float | None = None) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         lock_key = (NAMED_LOCKS, _key32(key))
         async with self._local.hold(key, timeout):
-            session = await self._session()
             delay = _POLL_FIRST
-            while not await _try_lock(session, lock_key):
+            while not await self._try_lock(lock_key):
                 if deadline is not None and loop.time() >= deadline:
                     raise LockTimeout(key)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _POLL_MAX)
+            session = self._connection
             try:
                 yield
             finally:
-                if not session.closed:
-                    await session.execute("SELECT pg_advisory_unlock(%s, %s)", lock_key)
+                if session is not None and not session.closed:
+                    with contextlib.suppress(psycopg.OperationalError):
+                        await session.execute("SELECT pg_advisory_unlock(%s, %s)", lock_key)
 
     @contextlib.asynccontextmanager
     async def hold_if_free(self, key: str) -> AsyncIterator[bool]:
@@ -149,10 +163,11 @@ class PostgresIndex(SQLIndex):
         self.conninfo = conninfo
         self.where = where  # for messages: the server, without its password
         self.pool_arguments: dict[str, Any] = dict(pool_arguments or {})
-        self._session_locks = PostgresLocks(conninfo)
+        self._session_locks = PostgresLocks(conninfo, where)
         self.locks = self._session_locks
         self._pool: AsyncConnectionPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._failing = False
 
     async def _connections(self) -> AsyncConnectionPool:
         loop = asyncio.get_running_loop()
@@ -162,18 +177,35 @@ class PostgresIndex(SQLIndex):
                                              kwargs={"autocommit": True},
                                              **self.pool_arguments)
             await self._pool.open(wait=True)
+        elif self._failing:
+            # A connection failed: the pool would keep trying to replace it until its
+            # timeout, so until one works, a connection of our own says at once whether
+            # the server is back.
+            probe = await psycopg.AsyncConnection.connect(self.conninfo)
+            await probe.close()
+            await self._pool.check()  # drops the idle connections the outage broke
+            self._failing = False
         return self._pool
+
+    @contextlib.contextmanager
+    def _failures_noted(self) -> Iterator[None]:
+        try:
+            with _unavailable_if_unreachable(self.where):
+                yield
+        except IndexUnavailable:
+            self._failing = True
+            raise
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[PostgresStatements]:
-        with _unavailable_if_unreachable(self.where):
+        with self._failures_noted():
             pool = await self._connections()
             async with pool.connection() as connection:
                 yield PostgresStatements(connection)
 
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[SQLWrite]:
-        with _unavailable_if_unreachable(self.where):
+        with self._failures_noted():
             pool = await self._connections()
             async with pool.connection() as connection, connection.transaction():
                 await connection.execute("SELECT pg_advisory_xact_lock(%s, %s)", WRITE_LOCK)
