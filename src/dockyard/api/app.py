@@ -231,7 +231,7 @@ class RegistryApp:
             self._tasks.append(asyncio.create_task(purge_uploads_forever(
                 self.driver, self.registry.index.locks, purging.age, purging.interval,
                 purging.dry_run)))
-        if storage.index_resync_interval > 0 and storage.driver != "inmemory":
+        if storage.driver != "inmemory":
             self._tasks.append(asyncio.create_task(resync_index_forever(
                 self.driver, self.registry.index, storage.index_resync_interval)))
         if storage.gc.enabled and storage.read_only and not storage.gc.dry_run:

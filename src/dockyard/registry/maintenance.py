@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from dockyard.index.base import Index, Locks
+from dockyard.index.base import Index, IndexUnavailable, Locks
 from dockyard.registry import catalog, layout
 from dockyard.registry.reindex import synchronize
 from dockyard.registry.uploads import read_started_at, upload_lock_key
@@ -78,6 +78,8 @@ async def purge_uploads_forever(driver: StorageDriver, locks: Locks, age: float,
             if purged:
                 log.info("purged %d abandoned uploads%s", len(purged),
                          " (dry run)" if dry_run else "")
+        except IndexUnavailable as error:
+            log.error("upload purging failed: %s", error)
         except Exception:
             log.exception("upload purging failed")
         await asyncio.sleep(interval)
@@ -89,21 +91,45 @@ RESYNC_META = "index_resynced_at"
 
 async def resync_index_forever(driver: StorageDriver, index: Index, interval: float
                                ) -> None:
-    """Every `interval`, bring the index in line with the store (another registry on the
-    same store, a repository removed by hand), in one worker at a time: each worker keeps
-    the schedule, and a worker finding that another did it recently skips its turn."""
+    """Bring the index in line with the store (build it, on the first start on a store;
+    pick up what another registry on the same store, or a hand, changed): once as the
+    server starts, while it already serves, then every `interval` (0: never again). One
+    worker at a time does it: each keeps the schedule, and one finding that another is at
+    it, or did it recently, skips its turn."""
+    at_start = True
     while True:
-        await asyncio.sleep(interval)
+        if not at_start:
+            if interval <= 0:
+                return
+            await asyncio.sleep(interval)
         try:
-            async with index.locks.hold_if_free(RESYNC_LOCK) as ours:
-                last = float(await index.get_meta(RESYNC_META) or 0)
-                if not ours or time.time() - last < interval * 0.9:
-                    continue
-                report = await synchronize(driver, index)
-                await index.set_meta(RESYNC_META, str(time.time()))
-            if report.reindexed or report.removed:
-                log.info("index: re-read %d repositories changed outside this registry "
-                         "(%d gone from the store)", len(report.reindexed),
-                         len(report.removed))
+            await _resync_once(driver, index, interval, at_start)
+        except IndexUnavailable as error:  # the database is down: said in one line
+            log.error("index re-sync failed: %s", error)
         except Exception:
             log.exception("index re-sync failed")
+        at_start = False
+
+
+async def _resync_once(driver: StorageDriver, index: Index, interval: float, at_start: bool
+                       ) -> None:
+    async with index.locks.hold_if_free(RESYNC_LOCK) as ours:
+        if not ours:
+            return
+        complete = await index.is_complete()
+        last = float(await index.get_meta(RESYNC_META) or 0)
+        if complete and not at_start and time.time() - last < interval * 0.9:
+            return
+        if not complete:
+            log.info("index: building it from the store in the background (listings read "
+                     "the store until it is done)")
+        started = time.monotonic()
+        report = await synchronize(driver, index)
+        await index.set_meta(RESYNC_META, str(time.time()))
+    took = time.monotonic() - started
+    if not complete:
+        log.info("index: built, %d repositories (%.1fs)", report.repositories, took)
+    elif report.reindexed or report.removed:
+        log.info("index: re-read %d repositories changed outside this registry "
+                 "(%d gone from the store) (%.1fs)", len(report.reindexed),
+                 len(report.removed), took)

@@ -6,6 +6,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from dockyard.index.base import Index
+from dockyard.registry import catalog
 from dockyard.registry.blobs import BlobStore, RepositoryBlobs
 from dockyard.registry.errors import NameUnknown, ReadOnly, Unsupported
 from dockyard.registry.gc_runs import GCRuns
@@ -47,11 +48,22 @@ class Repository:
 
     async def require_exists(self) -> None:
         """The index knows every repository dockyard wrote; one it does not know may
-        have been written by another registry on the same store since the last look."""
-        if await self.exists() or await reindex_repository(self.registry.driver, self.index,
-                                                     self.name):
+        have been written by another registry on the same store since the last look.
+        While the index is first being built, the repository is read from the store
+        (the build may not have reached it, or a push may have indexed only part of it)."""
+        if not await self.registry.index_is_complete():
+            if await reindex_repository(self.registry.driver, self.index, self.name):
+                return
+        elif await self.exists() or await reindex_repository(self.registry.driver,
+                                                             self.index, self.name):
             return
         raise NameUnknown(detail={"name": self.name})
+
+    async def catch_up_while_index_builds(self) -> None:
+        """Read the repository from the store into the index if the index is still being
+        built (see require_exists)."""
+        if not await self.registry.index_is_complete():
+            await reindex_repository(self.registry.driver, self.index, self.name)
 
 
 class Registry:
@@ -65,6 +77,14 @@ class Registry:
                                    self.settings.max_uploads_per_repository)
         self.gc = GCRuns(driver, index, self.settings.read_only)
         self.manifest_cache = ManifestCache()
+        self._index_complete = False  # once true, it stays so
+
+    async def index_is_complete(self) -> bool:
+        """Whether the index has been built from the whole store (it is built in the
+        background on the first start on a store: until then, listings read the store)."""
+        if not self._index_complete:
+            self._index_complete = await self.index.is_complete()
+        return self._index_complete
 
     def repository(self, name: str) -> Repository:
         return Repository(validate_name(name), self)
@@ -85,5 +105,10 @@ class Registry:
 
     async def repositories(self, last: str | None = None, limit: int | None = None
                            ) -> list[str]:
-        """Repository names in order, from the index."""
-        return await self.index.repositories(last, limit)
+        """Repository names in order, from the index; from a walk of the store, as
+        distribution lists them, while the index is first being built."""
+        if await self.index_is_complete():
+            return await self.index.repositories(last, limit)
+        names = [name for name in await catalog.list_repositories(self.driver)
+                 if name > (last or "")]
+        return names if limit is None else names[:limit]

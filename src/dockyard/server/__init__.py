@@ -13,7 +13,7 @@ import socket
 import sqlite3
 import ssl
 import sys
-from collections.abc import Callable
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -74,20 +74,23 @@ def prepare_login_throttle(config: Config) -> None:
         throttle.close()
 
 
-def prepare_index(config: Config, say: Callable[[str], None]) -> None:
-    """Check the metadata index against the store before serving (rebuilding what differs)."""
+def prepare_index(config: Config) -> None:
+    """Check, before serving, that the metadata index can be used: its schema is one this
+    dockyard knows, and it can be written. Whatever the store's size, this takes no time:
+    comparing the index with the store (building it, the first time) is done in the
+    background, once the server serves (registry.maintenance.resync_index_forever)."""
     if config.storage.driver == "inmemory":
         return
-    from dockyard.console import synchronize_index
     from dockyard.index import SchemaMismatch
-    from dockyard.stores import make_driver, make_index
+    from dockyard.stores import make_index
 
     try:
         index = make_index(config)
         try:
             if config.database.enabled:
                 check_database(index)
-            synchronize_index(make_driver(config), index, full=False, log=say)
+            else:
+                asyncio.run(index.set_meta("opened_at", str(time.time())))
         finally:
             index.close()
     except SchemaMismatch as error:
@@ -223,11 +226,10 @@ def _serve(config: Config, config_path: str | None, as_json: bool) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from dockyard.console import err
     from dockyard.server.protocol import RegistryHttpProtocol
 
     prepare_storage(config)
-    prepare_index(config, log.info if as_json else err)
+    prepare_index(config)
     prepare_login_throttle(config)
     os.environ[CONFIG_ENV] = os.path.abspath(config_path) if config_path else ""
     os.environ[SUPERVISOR_ENV] = str(os.getpid())

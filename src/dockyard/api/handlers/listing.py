@@ -81,6 +81,7 @@ async def referrers(ctx: Context, name: str, digest: str) -> Response:
     after = ctx.request.query_value("last") or None
     if after is not None:
         Digest.parse(after)  # only ever a digest from a previous page's Link
+    await repository.catch_up_while_index_builds()
     page = await referrers_page(ctx.registry.index, repository.name, subject, artifact_type, after)
     headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
     if page.next_after is not None:
