@@ -9,7 +9,7 @@ import sqlite3
 import tempfile
 from collections.abc import Iterator
 
-from dockyard.auth.throttle import LoginThrottle
+from dockyard.auth.throttle import LoginThrottle, SQLiteLoginThrottle
 from dockyard.config import Config
 from dockyard.index import Index, SQLiteIndex, open_index
 from dockyard.index.sqlite import INDEX_DIR, INDEX_FILE, index_path
@@ -70,7 +70,7 @@ def make_login_throttle(config: Config) -> LoginThrottle | None:
         directory = os.path.join(config.storage.root_directory, INDEX_DIR)
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, "logins.sqlite")
-    return LoginThrottle(path, limits.per_account, limits.per_client, limits.window)
+    return SQLiteLoginThrottle(path, limits.per_account, limits.per_client, limits.window)
 
 
 def make_index(config: Config) -> Index:

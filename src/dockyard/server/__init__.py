@@ -67,10 +67,11 @@ def prepare_login_throttle(config: Config) -> None:
         config.token_issuer is not None and bool(config.token_issuer.htpasswd))
     if config.storage.driver == "inmemory" or not logins_checked:
         return
+    from dockyard.auth.throttle import SQLiteLoginThrottle
     from dockyard.stores import make_login_throttle
 
     throttle = make_login_throttle(config)
-    if throttle is not None:
+    if isinstance(throttle, SQLiteLoginThrottle):
         throttle.close()
 
 
