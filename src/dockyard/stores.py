@@ -61,10 +61,18 @@ def store_location(config: Config) -> str:
 
 
 def make_login_throttle(config: Config) -> LoginThrottle | None:
-    """Failed logins counted where every worker sees them; None with auth.throttle off."""
+    """Failed logins counted where every worker sees them (every host too, with
+    `database.enabled`: in that database); None with auth.throttle off."""
     limits = config.login_throttle
     if not limits.enabled:
         return None
+    if config.database.enabled:
+        from dockyard.auth.throttle_postgres import PostgresLoginThrottle
+
+        database = config.database
+        return PostgresLoginThrottle(database.conninfo(), database.pool.psycopg_pool_arguments(),
+                                     database.location(), limits.per_account,
+                                     limits.per_client, limits.window)
     path = ":memory:"
     if config.storage.driver != "inmemory":
         directory = os.path.join(config.storage.root_directory, INDEX_DIR)

@@ -30,6 +30,7 @@ from dockyard.index.sql import BUILT_KEY, Row, SQLIndex, SQLWrite
 WRITE_LOCK = (0x646B7901, 0)  # every write transaction
 MIGRATION_LOCK = (0x646B7902, 0)
 NAMED_LOCKS = 0x646B7903  # Locks.hold(name): an upload, the periodic re-sync
+LOGIN_CLIENTS = 0x646B7904  # the login throttle, per client address (auth.throttle_postgres)
 _POLL_FIRST = 0.002
 _POLL_MAX = 0.1
 
@@ -90,7 +91,7 @@ class PostgresLocks:
     async def hold(self, key: str, timeout: float | None = None) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        lock_key = (NAMED_LOCKS, _key32(key))
+        lock_key = (NAMED_LOCKS, advisory_key(key))
         async with self._local.hold(key, timeout):
             session = await self._session()
             delay = _POLL_FIRST
@@ -128,7 +129,7 @@ async def _try_lock(session: psycopg.AsyncConnection[Any], key: tuple[int, int])
 
 
 @contextlib.contextmanager
-def _unavailable_if_unreachable(where: str) -> Iterator[None]:
+def unavailable_if_unreachable(where: str) -> Iterator[None]:
     """A lost or refused connection as IndexUnavailable (the API's 503); other database
     errors are bugs and stay what they are."""
     try:
@@ -138,7 +139,8 @@ def _unavailable_if_unreachable(where: str) -> Iterator[None]:
                                f"{str(error).strip()}") from error
 
 
-def _key32(name: str) -> int:
+def advisory_key(name: str) -> int:
+    """A name as the second half of an advisory lock's key (names may share one)."""
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big",
                           signed=True)
 
@@ -166,14 +168,14 @@ class PostgresIndex(SQLIndex):
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[PostgresStatements]:
-        with _unavailable_if_unreachable(self.where):
+        with unavailable_if_unreachable(self.where):
             pool = await self._connections()
             async with pool.connection() as connection:
                 yield PostgresStatements(connection)
 
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[SQLWrite]:
-        with _unavailable_if_unreachable(self.where):
+        with unavailable_if_unreachable(self.where):
             pool = await self._connections()
             async with pool.connection() as connection, connection.transaction():
                 await connection.execute("SELECT pg_advisory_xact_lock(%s, %s)", WRITE_LOCK)
