@@ -9,7 +9,7 @@ import sqlite3
 import tempfile
 from collections.abc import Iterator
 
-from dockyard.auth.throttle import LoginThrottle
+from dockyard.auth.throttle import LoginThrottle, SQLiteLoginThrottle
 from dockyard.config import Config
 from dockyard.index import Index, SQLiteIndex, open_index
 from dockyard.index.sqlite import INDEX_DIR, INDEX_FILE, index_path
@@ -61,16 +61,24 @@ def store_location(config: Config) -> str:
 
 
 def make_login_throttle(config: Config) -> LoginThrottle | None:
-    """Failed logins counted where every worker sees them; None with auth.throttle off."""
+    """Failed logins counted where every worker sees them (every host too, with
+    `database.enabled`: in that database); None with auth.throttle off."""
     limits = config.login_throttle
     if not limits.enabled:
         return None
+    if config.database.enabled:
+        from dockyard.auth.throttle_postgres import PostgresLoginThrottle
+
+        database = config.database
+        return PostgresLoginThrottle(database.conninfo(), database.pool.psycopg_pool_arguments(),
+                                     database.location(), limits.per_account,
+                                     limits.per_client, limits.window)
     path = ":memory:"
     if config.storage.driver != "inmemory":
         directory = os.path.join(config.storage.root_directory, INDEX_DIR)
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, "logins.sqlite")
-    return LoginThrottle(path, limits.per_account, limits.per_client, limits.window)
+    return SQLiteLoginThrottle(path, limits.per_account, limits.per_client, limits.window)
 
 
 def make_index(config: Config) -> Index:

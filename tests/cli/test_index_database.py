@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import yaml
 
+from dockyard.index.schema import LATEST
 from tests.support.oci import make_image, push_image
 from tests.support.server import free_port, run_registry
 
@@ -47,15 +48,17 @@ def test_a_server_refuses_an_unmigrated_database_until_index_migrate(
 
     migrated = dockyard("index", "migrate", str(config))
     assert migrated.returncode == 0, migrated.stderr
-    assert "applied migration 2:" in migrated.stdout
+    for version in range(2, LATEST + 1):
+        assert f"applied migration {version}:" in migrated.stdout
     again = dockyard("index", "migrate", str(config))
     assert again.returncode == 0, again.stderr
     assert "applied" not in again.stdout
-    assert "schema version 2" in again.stdout
+    assert f"schema version {LATEST}" in again.stdout
     with psycopg.connect(postgres_dsn) as db:
         tables = {row[0] for row in db.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-    assert {"repositories", "tags", "manifests", "layers", "blobs", "meta"} <= tables
+    assert {"repositories", "tags", "manifests", "layers", "blobs", "meta",
+            "login_attempts", "login_blocks"} <= tables
 
 
 def test_a_server_refuses_a_schema_from_a_later_version(tmp_path: Path,

@@ -221,6 +221,9 @@ class RegistryApp:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
                 await self.registry.index.aclose()
+                for holder in (self.authenticator, self.token_issuer):
+                    if holder is not None:
+                        await holder.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

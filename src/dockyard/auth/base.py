@@ -48,3 +48,6 @@ class Authenticator(abc.ABC):
     async def authenticate(self, authorization: str | None, client: str, access: list[Access]
                            ) -> Identity:
         """The identity behind an Authorization header, allowed `access`; else AuthDenied."""
+
+    async def aclose(self) -> None:  # noqa: B027 (most hold nothing open)
+        """Give back connections it holds, in the event loop that used them."""

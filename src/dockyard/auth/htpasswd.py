@@ -178,6 +178,10 @@ class HtpasswdAuthenticator(Authenticator):
     def challenge(self) -> str:
         return f"Basic realm={quoted(self.realm)}"
 
+    async def aclose(self) -> None:
+        if self.throttle is not None:
+            await self.throttle.aclose()
+
     async def authenticate(self, authorization: str | None, client: str, access: list[Access]
                            ) -> Identity:
         credentials = basic_credentials(authorization)
@@ -211,7 +215,7 @@ class HtpasswdAuthenticator(Authenticator):
                      key: str) -> bool | None:
         """Whether the password is right; None if the client may not try now. The attempt
         is counted before bcrypt runs and forgotten if it succeeds."""
-        attempt = self.throttle.begin(client, user) if self.throttle is not None else 0
+        attempt = await self.throttle.begin(client, user) if self.throttle is not None else 0
         if attempt is None:
             return None
         # An unknown user is checked against a hash of the same cost, so that answering
@@ -222,10 +226,10 @@ class HtpasswdAuthenticator(Authenticator):
         if hashed is None or not right:
             if not self.file.settled and self.throttle is not None:
                 # Perhaps refused by the file as it was before an edit: not the client's fault.
-                self.throttle.forget(attempt)
+                await self.throttle.forget(attempt)
             return False
         if self.throttle is not None:
-            self.throttle.forget(attempt)
+            await self.throttle.forget(attempt)
         self._verified[key] = (user, time.monotonic() + CACHE_SECONDS, hashed)
         while len(self._verified) > CACHE_ENTRIES:
             self._verified.popitem(last=False)

@@ -48,6 +48,10 @@ class TokenIssuer:
     def challenge(self) -> str:
         return f"Basic realm={quoted(self.service)}"
 
+    async def aclose(self) -> None:
+        if self.passwords is not None:
+            await self.passwords.aclose()
+
     async def login(self, authorization: str | None, client: str) -> str | None:
         """The user whose Basic credentials these are; None for an anonymous client (no
         Authorization header). Wrong or unusable credentials raise AuthDenied."""

@@ -7,9 +7,10 @@ flight counts as a failure until it is known not to be one.
 
 Attempts are counted per client address and account, so one guesser does not lock every
 user behind the same proxy out, and per client address over all accounts, with a higher
-limit, so trying a few passwords on many accounts is slowed down too. They live in a small
-SQLite file beside the store, so every worker process sees the same count (an in-memory
-database for a store without a directory).
+limit, so trying a few passwords on many accounts is slowed down too. Here they live in a
+small SQLite file beside the store, so every worker process sees the same count (an
+in-memory database for a store without a directory); registries sharing a PostgreSQL
+database count them there instead, together (`throttle_postgres`).
 
 A client that reaches a limit is logged once per block (account, client, failures), not
 once per refused request: the first refusal records the block, in the same transaction,
@@ -21,6 +22,7 @@ import logging
 import sqlite3
 import time
 from datetime import UTC, datetime
+from typing import Protocol
 
 WINDOW = 60.0
 MAX_FAILURES = 10  # per client and account
@@ -30,7 +32,35 @@ ACCOUNT_CHARS = 256  # of a user name, as the key it is counted under
 log = logging.getLogger("dockyard.auth")
 
 
-class LoginThrottle:
+class LoginThrottle(Protocol):
+    """Where failed logins are counted, as the authenticators use it."""
+
+    window: float  # seconds a failure counts for
+
+    async def begin(self, client: str, account: str) -> int | None:
+        """Count an attempt to log in to `account` from `client` before checking it: its id,
+        or None when the client has used up its failures and must not be checked."""
+
+    async def forget(self, attempt: int) -> None:
+        """An attempt that turned out not to be a failure (the password was right)."""
+
+    async def aclose(self) -> None:
+        """Give back what the throttle holds open, in the event loop that used it."""
+
+
+def log_block(client: str, account: str, failures: int, until: float, limit: str,
+              window: float) -> None:
+    """The one log line of a block (its first refusal)."""
+    log.warning("login throttled: too many failed logins", extra={"fields": {
+        "account": account, "client": client, "failures": failures,
+        "limit": limit, "window": f"{window:g}s",
+        "until": datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}})
+
+
+class SQLiteLoginThrottle:
+    """Counts in a SQLite file, shared by the worker processes of one host. Its calls do
+    not suspend: a transaction on a local file takes a fraction of a millisecond."""
+
     def __init__(self, path: str = ":memory:", max_failures: int = MAX_FAILURES,
                  max_client_failures: int = MAX_CLIENT_FAILURES, window: float = WINDOW
                  ) -> None:
@@ -53,9 +83,17 @@ class LoginThrottle:
     def close(self) -> None:
         self.db.close()
 
-    def begin(self, client: str, account: str) -> int | None:
-        """Count an attempt to log in to `account` from `client` before checking it: its id,
-        or None when the client has used up its failures and must not be checked."""
+    async def aclose(self) -> None:
+        self.close()
+
+    async def begin(self, client: str, account: str) -> int | None:
+        return self.begin_now(client, account)
+
+    async def forget(self, attempt: int) -> None:
+        self.db.execute("DELETE FROM login_attempts WHERE rowid = ?", (attempt,))
+
+    def begin_now(self, client: str, account: str) -> int | None:
+        """`begin`, without suspending (see LoginThrottle.begin)."""
         now = time.time()
         account = account[:ACCOUNT_CHARS]
         # IMMEDIATE takes the write lock first, so no other worker counts in between.
@@ -81,10 +119,7 @@ class LoginThrottle:
             raise
         if blocked is not None:
             failures, until, limit = blocked
-            log.warning("login throttled: too many failed logins", extra={"fields": {
-                "account": account, "client": client, "failures": failures,
-                "limit": limit, "window": f"{self.window:g}s",
-                "until": datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}})
+            log_block(client, account, failures, until, limit, self.window)
         return attempt
 
     def _record_block(self, client: str, account: str, for_account: int, for_client: int,
@@ -110,7 +145,3 @@ class LoginThrottle:
         self.db.execute("INSERT INTO login_blocks (client, kind, account, until) "
                         "VALUES (?, ?, ?, ?)", (client, limit, key, until))
         return failures, until, limit
-
-    def forget(self, attempt: int) -> None:
-        """An attempt that turned out not to be a failure (the password was right)."""
-        self.db.execute("DELETE FROM login_attempts WHERE rowid = ?", (attempt,))

@@ -30,6 +30,7 @@ from dockyard.index.sql import BUILT_KEY, Row, SQLIndex, SQLWrite
 WRITE_LOCK = (0x646B7901, 0)  # every write transaction
 MIGRATION_LOCK = (0x646B7902, 0)
 NAMED_LOCKS = 0x646B7903  # Locks.hold(name): an upload, the periodic re-sync
+LOGIN_CLIENTS = 0x646B7904  # the login throttle, per client address (auth.throttle_postgres)
 _POLL_FIRST = 0.002
 _POLL_MAX = 0.1
 
@@ -88,7 +89,7 @@ class PostgresLocks:
         return self._connection
 
     async def _try_lock(self, key: tuple[int, int]) -> bool:
-        with _unavailable_if_unreachable(self.where):
+        with unavailable_if_unreachable(self.where):
             session = await self._session()
             try:
                 return await _try_lock(session, key)
@@ -103,7 +104,7 @@ class PostgresLocks:
     async def hold(self, key: str, timeout: float | None = None) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        lock_key = (NAMED_LOCKS, _key32(key))
+        lock_key = (NAMED_LOCKS, advisory_key(key))
         async with self._local.hold(key, timeout):
             delay = _POLL_FIRST
             while not await self._try_lock(lock_key):
@@ -142,7 +143,7 @@ async def _try_lock(session: psycopg.AsyncConnection[Any], key: tuple[int, int])
 
 
 @contextlib.contextmanager
-def _unavailable_if_unreachable(where: str) -> Iterator[None]:
+def unavailable_if_unreachable(where: str) -> Iterator[None]:
     """A lost or refused connection as IndexUnavailable (the API's 503); other database
     errors are bugs and stay what they are."""
     try:
@@ -152,7 +153,8 @@ def _unavailable_if_unreachable(where: str) -> Iterator[None]:
                                f"{str(error).strip()}") from error
 
 
-def _key32(name: str) -> int:
+def advisory_key(name: str) -> int:
+    """A name as the second half of an advisory lock's key (names may share one)."""
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big",
                           signed=True)
 
@@ -190,7 +192,7 @@ class PostgresIndex(SQLIndex):
     @contextlib.contextmanager
     def _failures_noted(self) -> Iterator[None]:
         try:
-            with _unavailable_if_unreachable(self.where):
+            with unavailable_if_unreachable(self.where):
                 yield
         except IndexUnavailable:
             self._failing = True

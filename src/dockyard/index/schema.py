@@ -83,9 +83,26 @@ CREATE TABLE commits (id INTEGER PRIMARY KEY, counter BIGINT NOT NULL);
 INSERT INTO commits (id, counter) VALUES (1, 0);
 """
 
+# The failed-login throttle of registries sharing the database (auth.throttle_postgres).
+# Nothing in SQLite: an embedded index belongs to one host, whose throttle has a file of
+# its own.
+_POSTGRES_3 = """
+CREATE TABLE login_attempts (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, client TEXT NOT NULL,
+    account TEXT NOT NULL, at DOUBLE PRECISION NOT NULL);
+CREATE INDEX login_attempts_by_client ON login_attempts (client, account, at);
+CREATE INDEX login_attempts_by_time ON login_attempts (at);
+-- kind: "account" (the client's failures on that account) or "client" (its failures on
+-- all accounts, with account '').
+CREATE TABLE login_blocks (
+    client TEXT NOT NULL, kind TEXT NOT NULL, account TEXT NOT NULL,
+    until DOUBLE PRECISION NOT NULL, PRIMARY KEY (client, kind, account));
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "repositories, tags, manifests, layer links, references, blobs",
               _SQLITE_2, _POSTGRES_2, rebuild=True),
+    Migration(3, "login throttle", "", _POSTGRES_3),
 )
 LATEST = MIGRATIONS[-1].version
 

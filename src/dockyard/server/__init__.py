@@ -62,15 +62,18 @@ def prepare_storage(config: Config) -> None:
 
 def prepare_login_throttle(config: Config) -> None:
     """Create the failed-login database once, before the workers: workers opening a new
-    SQLite file at the same moment race to switch it to WAL, and the loser fails to start."""
+    SQLite file at the same moment race to switch it to WAL, and the loser fails to start.
+    In PostgreSQL (`database.enabled`) its tables are the index schema's, made by
+    `dockyard index migrate`."""
     logins_checked = config.htpasswd is not None or (
         config.token_issuer is not None and bool(config.token_issuer.htpasswd))
-    if config.storage.driver == "inmemory" or not logins_checked:
+    if config.storage.driver == "inmemory" or config.database.enabled or not logins_checked:
         return
+    from dockyard.auth.throttle import SQLiteLoginThrottle
     from dockyard.stores import make_login_throttle
 
     throttle = make_login_throttle(config)
-    if throttle is not None:
+    if isinstance(throttle, SQLiteLoginThrottle):
         throttle.close()
 
 
