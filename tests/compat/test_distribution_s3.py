@@ -156,6 +156,11 @@ def test_each_serves_what_the_other_wrote(s3_bucket: S3Bucket, tmp_path: Path) -
     with serve_s3("dockyard", s3_bucket, tmp_path / "early", resync_often) as early, \
             serve_s3("dockyard", s3_bucket, tmp_path / "unsynced", never) as unsynced, \
             serve_s3("distribution", s3_bucket, tmp_path / "distribution") as distribution:
+        # A dockyard builds its index in the background once it serves: what another
+        # registry writes meanwhile is picked up at the next re-sync, which `unsynced`
+        # never makes, so distribution writes once the builds are done.
+        wait_for(lambda: all("index: built" in dockyard.logs()
+                             for dockyard in (early, unsynced)), "the indexes built")
         # 1. distribution writes; both dockyards serve it all, byte for byte.
         repos = fill(distribution, skopeo, tmp_path / "first", "compat")
         snapshot(distribution, stored, repos)

@@ -81,6 +81,9 @@ def test_listings_are_in_byte_order_and_paginate(open_index: Opener) -> None:
             assert await index.has_repository("a/b")
             assert not await index.has_repository("a")
             assert (await index.tag_counts())["ab"] == 5
+            assert await index.tags_of("ab", "sha256:1") == [
+                "V2", "latest", "v1-rc", "v1.10", "v1.9"]
+            assert await index.tags_of("ab", "sha256:2") == []
 
     run(work)
 

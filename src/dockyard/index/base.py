@@ -179,6 +179,10 @@ class Index(Protocol):
 
     async def has_repository(self, name: str) -> bool: ...
 
+    async def tags_of(self, repository: str, digest: str) -> list[str]:
+        """The tags naming a manifest, in order."""
+        ...
+
     async def tags(self, repository: str, last: str | None = None, limit: int | None = None
                    ) -> list[str]: ...
 

@@ -271,6 +271,11 @@ class SQLIndex:
             return await db.fetch_one("SELECT 1 FROM repositories WHERE name = ?",
                                       (name,)) is not None
 
+    async def tags_of(self, repository: str, digest: str) -> list[str]:
+        return [row[0] for row in await self._all(
+            "SELECT tag FROM tags WHERE repository = ? AND digest = ? ORDER BY tag",
+            (repository, digest))]
+
     async def tags(self, repository: str, last: str | None = None, limit: int | None = None
                    ) -> list[str]:
         query = "SELECT tag FROM tags WHERE repository = ? AND tag > ? ORDER BY tag"

@@ -217,9 +217,13 @@ class RepositoryManifests:
         digest = Digest.parse(reference)
         if not await self.exists(digest):
             raise ManifestUnknown(detail={"reference": reference})
-        for tag in await self.tags.pointing_at(digest):
+        # The index says which tags name it, without reading every tag of the repository
+        # (thousands, in some); until it is built, the store does.
+        tagged = (await self.index.tags_of(self.name, str(digest))
+                  if await self.index.is_complete() else await self.tags.pointing_at(digest))
+        for tag in tagged:
             with contextlib.suppress(ManifestUnknown):
-                await self.tags.untag(tag)
+                await self.tags.untag(tag, digest)
         try:
             await self.driver.delete(layout.revision_dir(self.name, digest))
         except PathNotFound:

@@ -27,8 +27,10 @@ class RepositoryTags:
         await write_link(self.driver, layout.tag_index_link(self.name, tag, digest), digest)
         await write_link(self.driver, layout.tag_current_link(self.name, tag), digest)
 
-    async def untag(self, tag: str) -> None:
-        if await read_link(self.driver, layout.tag_current_link(self.name, tag)) is None:
+    async def untag(self, tag: str, digest: Digest | None = None) -> None:
+        """Remove a tag (only if it names `digest`, when given: it may have moved)."""
+        current = await read_link(self.driver, layout.tag_current_link(self.name, tag))
+        if current is None or (digest is not None and current != digest):
             raise ManifestUnknown(detail={"tag": tag})
         try:
             await self.driver.delete(layout.tag_dir(self.name, tag))
