@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +52,8 @@ from tests.support.oci import (
 from tests.support.postgres import PostgresServer
 from tests.support.s3 import S3_BACKENDS, bucket_on, service_of
 from tests.support.server import MIB, RunningRegistry, Storage, require_tool, run_registry
+
+GC_DONE = re.compile(r"garbage collection \(http\) deleted")
 
 
 @dataclass
@@ -369,6 +374,133 @@ def test_listing_caches_follow_other_instances(cluster: Cluster) -> None:
             (200, {"name": known, "tags": ["v1", "v2"]})
         assert new in listing(b, "/v2/_catalog")[1]["repositories"]
         assert listing(b, f"/v2/{new}/tags/list") == (200, {"name": new, "tags": ["latest"]})
+
+
+# 5. Pushes go on while garbage collection runs, one collection at a time --------------------
+
+
+@dataclass
+class PushLog:
+    kept: list[tuple[str, str, Image]] = field(default_factory=list)
+    deleted: list[tuple[str, Image]] = field(default_factory=list)
+    retries: int = 0
+    errors: list[BaseException] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def push_until_accepted(client: httpx.Client, repo: str, tag: str, image: Image,
+                        chunked: bool, log: PushLog) -> None:
+    """Push as clients do: send the blobs the registry lacks, then the manifest; a blob that
+    a garbage collection took in between (MANIFEST_BLOB_UNKNOWN) is sent again."""
+    for _ in range(20):
+        for blob in (image.config, *image.layers):
+            if client.head(f"/v2/{repo}/blobs/{digest_of(blob)}").status_code == 200:
+                continue
+            if chunked and len(blob) > 64 * 1024:
+                response = upload_chunked([client], repo, blob, 64 * 1024)
+                assert response.status_code == 201, response.text
+            else:
+                push_blob(client, repo, blob)
+        response = client.put(f"/v2/{repo}/manifests/{tag}", content=image.manifest,
+                              headers={"Content-Type": image.media_type})
+        if response.status_code == 201:
+            return
+        assert response.status_code == 400 and error_codes(response) == \
+            ["MANIFEST_BLOB_UNKNOWN"], response.text
+        with log.lock:
+            log.retries += 1
+    raise AssertionError(f"{repo}:{tag} never accepted")
+
+
+def pusher(proxy: Proxy, number: int, bases: Sequence[bytes], stop_at: float,
+           log: PushLog) -> None:
+    repo = f"busy/pusher-{number}"
+    try:
+        with httpx.Client(base_url=proxy.url, timeout=120) as client:
+            count = 0
+            while time.monotonic() < stop_at:
+                image = image_of([bases[(number + count) % len(bases)],
+                                  os.urandom(48 * 1024 + count)])
+                tag = f"t{count}"
+                push_until_accepted(client, repo, tag, image, chunked=count % 2 == 1, log=log)
+                if count % 3 == 2:  # some become garbage for the collections to find
+                    deleted = client.delete(f"/v2/{repo}/manifests/{image.digest}")
+                    assert deleted.status_code == 202, deleted.text
+                    with log.lock:
+                        log.deleted.append((repo, image))
+                else:
+                    with log.lock:
+                        log.kept.append((repo, tag, image))
+                count += 1
+    except BaseException as error:  # reported by the test
+        with log.lock:
+            log.errors.append(error)
+
+
+def start_gc_at_once(instances: Sequence[RunningRegistry]) -> list[int]:
+    """Ask every instance to start a collection at the same moment: their statuses."""
+    ready = threading.Barrier(len(instances))
+
+    def start(instance: RunningRegistry) -> int:
+        with instance.client() as client:
+            ready.wait()
+            return client.post("/admin/gc", params={"graceperiod": "0"}).status_code
+
+    with ThreadPoolExecutor(len(instances)) as pool:
+        return list(pool.map(start, instances))
+
+
+def runs_logged(instances: Sequence[RunningRegistry]) -> int:
+    return sum(len(GC_DONE.findall(instance.logs())) for instance in instances)
+
+
+def test_pushes_while_garbage_collection_runs(cluster: Cluster) -> None:
+    instances = cluster.instances
+    runs_before = runs_logged(instances)
+    bases = [os.urandom(256 * 1024) for _ in range(3)]
+    log = PushLog()
+    stop_at = time.monotonic() + 25
+    threads = [threading.Thread(target=pusher, args=(cluster.proxy, n, bases, stop_at, log))
+               for n in range(8)]
+    for thread in threads:
+        thread.start()
+    answers: list[list[int]] = []
+    with instances[0].client() as client:
+        while any(thread.is_alive() for thread in threads):
+            codes = start_gc_at_once(instances[:2])
+            answers.append(codes)
+            # Each 202 is a run that holds the store's one lease, so no two overlap.
+            assert 202 in codes and set(codes) <= {202, 409}, codes
+            status = wait_gc_finished(client)
+            assert status["state"] == "finished", status
+    for thread in threads:
+        thread.join()
+    assert not log.errors, log.errors
+    accepted = sum(codes.count(202) for codes in answers)
+    # Every collection an instance accepted really ran (and each one reported it).
+    assert runs_logged(instances) - runs_before == accepted, answers
+    assert any(409 in codes for codes in answers), answers
+    assert len(log.kept) >= 8 and log.deleted
+
+    collect_garbage(instances[2])
+    with ExitStack() as stack:
+        for client in clients_of(instances, stack):
+            checked: set[tuple[str, str]] = set()
+            for repo, tag, image in log.kept:
+                response = client.get(f"/v2/{repo}/manifests/{tag}",
+                                      headers={"Accept": image.media_type})
+                assert response.status_code == 200, (client.base_url, repo, tag)
+                assert response.content == image.manifest
+                for blob in (image.config, *image.layers):
+                    if (repo, digest_of(blob)) not in checked:
+                        assert_blob(client, repo, blob)
+                        checked.add((repo, digest_of(blob)))
+            for repo, image in log.deleted:
+                assert client.head(f"/v2/{repo}/manifests/{image.digest}").status_code == 404
+                # Its own blobs were garbage, and the last collection took them.
+                for blob in (image.config, image.layers[-1]):
+                    assert client.head(f"/v2/{repo}/blobs/{digest_of(blob)}"
+                                       ).status_code == 404
 
 
 # 6. An instance killed in the middle of a push ---------------------------------------------

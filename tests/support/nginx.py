@@ -95,7 +95,8 @@ def run_nginx(tmp: Path, upstream: str | Sequence[str], tls: bool) -> Iterator[P
     config = work / "nginx.conf"
     config.write_text(
         NGINX_CONF.format(
-            work=work, logs=tmp, port=port, ssl=" ssl" if tls else "", tls=tls_lines, servers=servers
+            work=work, logs=tmp, port=port, ssl=" ssl" if tls else "", tls=tls_lines,
+            servers=servers,
         )
     )
     process = subprocess.Popen(
