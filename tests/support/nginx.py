@@ -1,6 +1,10 @@
 """nginx as a reverse proxy in front of a registry, configured the way the registry's
 documentation recommends (``Host`` passed on, ``X-Forwarded-For`` and ``X-Forwarded-Proto``
-set, no body size limit, no request buffering), over plain HTTP or terminating TLS."""
+set, no body size limit, no request buffering), over plain HTTP or terminating TLS.
+
+Given several upstreams, nginx spreads requests over them round-robin with no session
+affinity, as a load balancer in front of several registries sharing one store does: the
+requests of one push land on different registries."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,27 +28,36 @@ class Proxy:
     host: str
     url: str
     cert_dir: Path | None
+    access_log: Path  # one line per request: method, path, status, the upstream(s) tried
+
+    def upstreams_used(self) -> list[str]:
+        """The upstream address of each request answered so far, in order."""
+        return [line.rsplit(" ", 1)[-1] for line in self.access_log.read_text().splitlines()]
 
 
 NGINX_CONF = """
 worker_processes 1;
-error_log {work}/error.log warn;
+error_log {logs}/nginx-error.log warn;
 pid {work}/nginx.pid;
 events {{ worker_connections 256; }}
 http {{
-    access_log {work}/access.log;
+    log_format upstreams '$request_method $uri $status $upstream_addr';
+    access_log {work}/access.log upstreams;
     client_body_temp_path {work}/body;
     proxy_temp_path {work}/proxy;
     fastcgi_temp_path {work}/fastcgi;
     uwsgi_temp_path {work}/uwsgi;
     scgi_temp_path {work}/scgi;
+    upstream registries {{
+        {servers}
+    }}
     server {{
         listen 127.0.0.1:{port}{ssl};
         {tls}
         client_max_body_size 0;
         chunked_transfer_encoding on;
         location /v2/ {{
-            proxy_pass http://{upstream};
+            proxy_pass http://registries;
             proxy_http_version 1.1;
             proxy_request_buffering off;
             proxy_set_header Host $http_host;
@@ -52,6 +65,9 @@ http {{
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_read_timeout 900;
+            # Large answers are passed on as they come, never spooled to a temporary file:
+            # started as root, nginx's workers (nobody) could not write one in `work`.
+            proxy_max_temp_file_size 0;
         }}
     }}
 }}
@@ -59,7 +75,10 @@ http {{
 
 
 @contextmanager
-def run_nginx(tmp: Path, upstream: str, tls: bool) -> Iterator[Proxy]:
+def run_nginx(tmp: Path, upstream: str | Sequence[str], tls: bool) -> Iterator[Proxy]:
+    """nginx in front of `upstream`: one registry's host:port, or several (round-robin)."""
+    upstreams = [upstream] if isinstance(upstream, str) else list(upstream)
+    servers = " ".join(f"server {host};" for host in upstreams)
     nginx = require_tool("nginx")
     work = Path(tempfile.mkdtemp(prefix="dy-nginx-"))
     port = free_port()
@@ -76,7 +95,8 @@ def run_nginx(tmp: Path, upstream: str, tls: bool) -> Iterator[Proxy]:
     config = work / "nginx.conf"
     config.write_text(
         NGINX_CONF.format(
-            work=work, port=port, ssl=" ssl" if tls else "", tls=tls_lines, upstream=upstream
+            work=work, logs=tmp, port=port, ssl=" ssl" if tls else "", tls=tls_lines,
+            servers=servers,
         )
     )
     process = subprocess.Popen(
@@ -86,7 +106,8 @@ def run_nginx(tmp: Path, upstream: str, tls: bool) -> Iterator[Proxy]:
         stdin=subprocess.DEVNULL,
     )
     scheme = "https" if tls else "http"
-    proxy = Proxy(f"127.0.0.1:{port}", f"{scheme}://127.0.0.1:{port}", cert_dir)
+    proxy = Proxy(f"127.0.0.1:{port}", f"{scheme}://127.0.0.1:{port}", cert_dir,
+                  work / "access.log")
     try:
         deadline = time.monotonic() + 20
         while True:

@@ -172,11 +172,13 @@ def run_registry(
     env: Mapping[str, str | None] | None = None,
     scheme: str = "http",
     storage: Storage = FILESYSTEM,
+    port: int | None = None,
 ) -> Iterator[RunningRegistry]:
-    """Run a registry on a free loopback port until the block ends, its store on `storage`
-    at `root` (on S3, `root` holds the index and names the store's key prefix); a variable
-    whose value in `env` is None is removed from the registry's environment."""
-    port = free_port()
+    """Run a registry on a loopback port (`port`, or a free one) until the block ends, its
+    store on `storage` at `root` (on S3, `root` holds the index and names the store's key
+    prefix); a variable whose value in `env` is None is removed from the registry's
+    environment."""
+    port = port or free_port()
     root = root or tmp / "store"
     root.mkdir(parents=True, exist_ok=True)
     base: dict[str, Any] = {

@@ -68,20 +68,31 @@ class GCRuns:
         status: dict[str, Any] = json.loads(text) if text else {"state": "idle"}
         return status
 
-    async def _acquire(self, token: str) -> bool:
+    async def _begin(self, options: GCOptions, trigger: str) -> tuple[str, dict[str, Any]]:
+        """Take the lease and publish the run as running, in one transaction, so that
+        whoever is told it started (a 202 in any instance) sees it hold the lease;
+        GCAlreadyRunning if another run holds it."""
+        self.check_allowed(options)
+        token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+        status: dict[str, Any] = {"state": "running", "trigger": trigger, "started": _now(),
+                                  "options": asdict(options), "progress": None}
         async with self.index.writing() as db:
             lease = await db.get_meta(LEASE_KEY)
             if lease is not None and _lease_alive(lease):
-                return False
+                raise GCAlreadyRunning()
+            await db.set_meta(STATUS_KEY, json.dumps(status))
             await self._write_lease(db, token)
-            return True
+        return token, status
 
     @staticmethod
     async def _write_lease(db: IndexWrite, token: str) -> None:
         await db.set_meta(LEASE_KEY, f"{token}|{time.time() + LEASE_SECONDS}")
 
-    async def _release(self, token: str) -> None:
+    async def _finish(self, status: dict[str, Any], token: str) -> None:
+        """The final status and the lease's release in one transaction: a run reported
+        finished no longer holds the lease."""
         async with self.index.writing() as db:
+            await db.set_meta(STATUS_KEY, json.dumps(status))
             await db.delete_meta(LEASE_KEY, f"{token}|")
 
     async def _save(self, status: dict[str, Any], token: str) -> None:
@@ -99,12 +110,12 @@ class GCRuns:
                   progress: Progress | None = None) -> dict[str, Any]:
         """Run one collection now; GCAlreadyRunning if another holds the lease, ReadOnly
         if it would delete from a read-only store."""
-        self.check_allowed(options)
-        token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
-        if not await self._acquire(token):
-            raise GCAlreadyRunning()
-        status: dict[str, Any] = {"state": "running", "trigger": trigger, "started": _now(),
-                                  "options": asdict(options), "progress": None}
+        token, status = await self._begin(options, trigger)
+        return await self._work(options, trigger, token, status, progress)
+
+    async def _work(self, options: GCOptions, trigger: str, token: str,
+                    status: dict[str, Any], progress: Progress | None) -> dict[str, Any]:
+        """Collect under the lease `_begin` took, then report and release it."""
         self._progress = None
 
         def on_progress(phase: str, done: int, total: int) -> None:
@@ -119,7 +130,6 @@ class GCRuns:
                 await self._save(status, token)
 
         try:
-            await self._save(status, token)
             publisher = asyncio.create_task(publish())
             try:
                 report = await collect_garbage(self.driver, self.index, options, on_progress)
@@ -136,15 +146,15 @@ class GCRuns:
             status.update(state="failed", finished=_now(), error=str(error))
             log.exception("garbage collection (%s) failed", trigger)
         finally:
-            await self._save(status, token)
-            await self._release(token)
+            await self._finish(status, token)
         return status
 
-    def start(self, options: GCOptions, trigger: str) -> asyncio.Task[dict[str, Any]]:
-        """Start a run in the background (the caller has checked no run holds the lease);
-        ReadOnly, before anything starts, if it would delete from a read-only store."""
-        self.check_allowed(options)
-        task = asyncio.create_task(self.run(options, trigger))
+    async def start(self, options: GCOptions, trigger: str) -> asyncio.Task[dict[str, Any]]:
+        """Take the lease, then run in the background; GCAlreadyRunning if another run
+        holds the lease, ReadOnly if it would delete from a read-only store (both before
+        anything starts)."""
+        token, status = await self._begin(options, trigger)
+        task = asyncio.create_task(self._work(options, trigger, token, status, None))
         self._tasks.add(task)  # keep a reference until it ends
         task.add_done_callback(self._tasks.discard)
         return task

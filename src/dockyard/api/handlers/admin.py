@@ -7,6 +7,7 @@ from dockyard.api.handlers.context import Context
 from dockyard.api.http import JSONResponse, Response
 from dockyard.config.loader import ConfigError, parse_duration
 from dockyard.registry.gc import DEFAULT_GRACE_PERIOD, GCOptions
+from dockyard.registry.gc_runs import GCAlreadyRunning
 
 
 def _flag(ctx: Context, name: str) -> bool:
@@ -33,7 +34,10 @@ async def start_gc(ctx: Context) -> Response:
                         grace_period=grace)
     ctx.registry.gc.check_allowed(options)  # 405 in read-only mode, unless a dry run
     location = {"Location": ctx.urls.path("/admin/gc")}
-    if await ctx.registry.gc.is_running():
+    try:
+        # Answered only once the run holds the store's lease: two instances asked at
+        # the same moment cannot both say it started.
+        await ctx.registry.gc.start(options, "http")
+    except GCAlreadyRunning:
         return JSONResponse(409, await ctx.registry.gc.status(), location)
-    ctx.registry.gc.start(options, "http")
     return JSONResponse(202, {"state": "started", "options": options.__dict__}, location)
