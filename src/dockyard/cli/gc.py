@@ -78,9 +78,10 @@ def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
         grace_period=parse_grace(grace_period),
         upload_purge_age=settings.storage.upload_purging.age,
     )
-    if settings.storage.s3 is not None and not dry_run:
-        # The index's transactions and locks are local files: they exclude only the
-        # registries that share this index directory, on this host.
+    if settings.storage.s3 is not None and not dry_run and not settings.database.enabled:
+        # The SQLite index's transactions and locks are local files: they exclude only
+        # the registries that share this index directory, on this host (with the index in
+        # PostgreSQL, every registry using that database).
         err("dockyard: note: collecting an S3 store is safe against pushes to registries "
             f"using the index in {settings.storage.root_directory} on this host only; "
             "nothing else may push to the bucket meanwhile")

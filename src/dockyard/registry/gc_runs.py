@@ -159,10 +159,6 @@ class GCRuns:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def is_running(self) -> bool:
-        text = await self.index.get_meta(LEASE_KEY)
-        return text is not None and _lease_alive(text)
-
     async def run_every(self, interval: float, options: GCOptions) -> None:
         while True:
             await asyncio.sleep(interval)
