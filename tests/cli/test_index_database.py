@@ -107,3 +107,23 @@ def test_index_rebuild_and_a_restart_keep_what_was_pushed(tmp_path: Path,
                       ) as running, running.client() as client:
         assert client.get("/v2/_catalog").json()["repositories"] == ["team/app", "team/tool"]
         assert client.get("/v2/team/tool/tags/list").json()["tags"] == ["v2"]
+
+
+def test_index_rebuild_imports_a_store_into_a_new_database(tmp_path: Path,
+                                                            postgres_dsn: str) -> None:
+    """One command: the schema is made, then the store read in."""
+    root = tmp_path / "store"
+    with run_registry(tmp_path, root=root) as running, running.client() as client:
+        push_image(client, "team/app", "v1", make_image())  # indexed in SQLite only
+    config = write_config(tmp_path, postgres_dsn)
+    imported = dockyard("index", "rebuild", str(config))
+    assert imported.returncode == 0, imported.stderr
+    assert "applied migration 2:" in imported.stdout
+    assert "1 repositories" in imported.stderr
+    with psycopg.connect(postgres_dsn) as db:
+        assert db.execute("SELECT repository, tag FROM tags").fetchall() == [
+            ("team/app", "v1")]
+    served = yaml.safe_load(config.read_text())
+    with run_registry(tmp_path, root=root, config={"database": served["database"]}
+                      ) as running, running.client() as client:
+        assert client.get("/v2/team/app/tags/list").json()["tags"] == ["v1"]

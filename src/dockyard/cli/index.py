@@ -16,6 +16,8 @@ from dockyard.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from dockyard.config import Config
+    from dockyard.index import Index
     from dockyard.index.schema import Migration
 
 
@@ -27,14 +29,16 @@ def index() -> None:
 @index.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 def rebuild(config: str | None) -> None:
-    """Re-read the whole store into the index (for example after another registry wrote it)."""
+    """Re-read the whole store into the index (for example after another registry wrote
+    it). With the index in PostgreSQL, this is also how an existing store is imported:
+    the database's schema is brought up to date first."""
     from dockyard.console import err, synchronize_index
-    from dockyard.stores import make_driver, make_index
+    from dockyard.stores import make_driver
 
     settings = load_or_exit(config)
     require_persistent(settings, "index rebuild")
     require_store_owner(settings, "index rebuild")
-    store = make_index(settings)
+    store = _open_migrated(settings)
     try:
         synchronize_index(make_driver(settings), store, full=True, log=err)
     finally:
@@ -46,17 +50,20 @@ def rebuild(config: str | None) -> None:
 def migrate(config: str | None) -> None:
     """Bring the index's schema up to the version this dockyard knows (PostgreSQL; the
     embedded SQLite index migrates itself when opened)."""
-    from dockyard.index import SchemaMismatch
     from dockyard.index.schema import LATEST
+
+    _open_migrated(load_or_exit(config)).close()
+    click.echo(f"the index is at schema version {LATEST}")
+
+
+def _open_migrated(settings: Config) -> Index:
+    """The index the config names, its schema brought up to date (each migration applied
+    is said); exit 1 with a message if that cannot be done."""
+    from dockyard.index import SchemaMismatch
     from dockyard.stores import make_index
 
-    settings = load_or_exit(config)
     try:
         store = make_index(settings)
-    except SchemaMismatch as error:
-        click.echo(f"dockyard: {error}", err=True)
-        sys.exit(EXIT_FAILURE)
-    try:
         if settings.database.enabled:
             import psycopg
 
@@ -71,12 +78,10 @@ def migrate(config: str | None) -> None:
     except SchemaMismatch as error:
         click.echo(f"dockyard: {error}", err=True)
         sys.exit(EXIT_FAILURE)
-    finally:
-        store.close()
-    click.echo(f"the index is at schema version {LATEST}")
+    return store
 
 
-async def _migrate(store: object) -> list[Migration]:
+async def _migrate(store: Index) -> list[Migration]:
     from dockyard.index.postgres import PostgresIndex
 
     assert isinstance(store, PostgresIndex)
