@@ -76,21 +76,24 @@ class _Lines:
 
 
 def synchronize_index(driver: StorageDriver, index: Index, full: bool,
-                      log: Callable[[str], None]) -> SyncReport:
-    """Bring the index in line with the store, with a progress bar on a terminal."""
+                      log: Callable[[str], None], check_only: bool = False) -> SyncReport:
+    """Bring the index in line with the store (or, `check_only`, compare them), with a
+    progress bar on a terminal."""
     console = Console(stderr=True)
     started = time.monotonic()
     if console.is_terminal:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console, transient=True) as progress:
             bar = _Bar(progress)
-            report = run_on(driver, synchronize(driver, index, full, bar.step, bar.total),
-                            index)
+            report = run_on(driver, synchronize(driver, index, full, bar.step, bar.total,
+                                                check_only=check_only), index)
     else:
         lines = _Lines(log)
-        report = run_on(driver, synchronize(driver, index, full, lines.step, lines.total),
-                        index)
+        report = run_on(driver, synchronize(driver, index, full, lines.step, lines.total,
+                                            check_only=check_only), index)
     elapsed = time.monotonic() - started
+    if check_only:
+        return report
     if report.reindexed or report.removed or full:
         log(f"index: {report.repositories} repositories, {len(report.reindexed)} re-read, "
             f"{len(report.removed)} dropped ({elapsed:.1f}s)")

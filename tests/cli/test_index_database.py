@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +128,34 @@ def test_index_rebuild_imports_a_store_into_a_new_database(tmp_path: Path,
     with run_registry(tmp_path, root=root, config={"database": served["database"]}
                       ) as running, running.client() as client:
         assert client.get("/v2/team/app/tags/list").json()["tags"] == ["v1"]
+
+
+def test_index_check_names_what_differs_and_changes_nothing(tmp_path: Path,
+                                                            postgres_dsn: str) -> None:
+    config_path = write_config(tmp_path, postgres_dsn)
+    assert dockyard("index", "migrate", str(config_path)).returncode == 0
+    config = yaml.safe_load(config_path.read_text())
+    root = tmp_path / "store"
+    with run_registry(tmp_path, root=root, config={"database": config["database"]}
+                      ) as running, running.client() as client:
+        push_image(client, "team/app", "v1", make_image())
+        push_image(client, "team/tool", "v1", make_image())
+        # The background check at start has run: the index is complete.
+        deadline = time.monotonic() + 60
+        while "index: built" not in running.logs() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    same = dockyard("index", "check", str(config_path))
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "2 repositories in the store, 0 differ, 0 only in the index" in same.stdout
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:
+        db.execute("DELETE FROM tags WHERE repository = 'team/tool'")
+        db.execute("INSERT INTO repositories (name) VALUES ('team/ghost')")
+    differs = dockyard("index", "check", str(config_path))
+    assert differs.returncode == 1
+    assert "differs from the store: team/tool" in differs.stdout
+    assert "not in the store: team/ghost" in differs.stdout
+    with psycopg.connect(postgres_dsn) as db:  # a check changes nothing
+        assert db.execute("SELECT count(*) FROM tags WHERE repository = 'team/tool'"
+                          ).fetchone() == (0,)
+    assert dockyard("index", "rebuild", str(config_path)).returncode == 0
+    assert dockyard("index", "check", str(config_path)).returncode == 0

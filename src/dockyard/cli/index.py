@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -15,10 +16,11 @@ from dockyard.cli.common import (
     require_store_owner,
 )
 
+T = TypeVar("T")
+
 if TYPE_CHECKING:
     from dockyard.config import Config
     from dockyard.index import Index
-    from dockyard.index.schema import Migration
 
 
 @click.group()
@@ -47,6 +49,48 @@ def rebuild(config: str | None) -> None:
 
 @index.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
+def check(config: str | None) -> None:
+    """Compare the index with the store and say which repositories differ, changing
+    nothing (exit 1 if any does; `index rebuild`, or the server's next re-sync, fixes it)."""
+    from dockyard.console import err, synchronize_index
+    from dockyard.stores import make_driver
+
+    settings = load_or_exit(config)
+    require_persistent(settings, "index check")
+    store = _open_migrated(settings)
+    try:
+        complete = run_on_index(store, store.is_complete())
+        report = synchronize_index(make_driver(settings), store, full=False, log=err,
+                                   check_only=True)
+    finally:
+        store.close()
+    if not complete:
+        click.echo(f"the index has not been built from the store yet "
+                   f"({report.repositories} repositories in the store)")
+        sys.exit(EXIT_FAILURE)
+    for name in report.reindexed:
+        click.echo(f"differs from the store: {name}")
+    for name in report.removed:
+        click.echo(f"not in the store: {name}")
+    click.echo(f"{report.repositories} repositories in the store, {len(report.reindexed)} "
+               f"differ, {len(report.removed)} only in the index")
+    if report.reindexed or report.removed:
+        sys.exit(EXIT_FAILURE)
+
+
+def run_on_index(store: Index, work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` in an event loop of its own, then release the index's connections."""
+    async def run() -> T:
+        try:
+            return await work
+        finally:
+            await store.aclose()
+
+    return asyncio.run(run())
+
+
+@index.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
 def migrate(config: str | None) -> None:
     """Bring the index's schema up to the version this dockyard knows (PostgreSQL; the
     embedded SQLite index migrates itself when opened)."""
@@ -67,8 +111,11 @@ def _open_migrated(settings: Config) -> Index:
         if settings.database.enabled:
             import psycopg
 
+            from dockyard.index.postgres import PostgresIndex
+
+            assert isinstance(store, PostgresIndex)
             try:
-                applied = asyncio.run(_migrate(store))
+                applied = run_on_index(store, store.migrate())
             except (psycopg.Error, OSError) as error:
                 click.echo(f"dockyard: cannot use the index database "
                            f"{settings.database.location()}: {str(error).strip()}", err=True)
@@ -80,12 +127,3 @@ def _open_migrated(settings: Config) -> Index:
         sys.exit(EXIT_FAILURE)
     return store
 
-
-async def _migrate(store: Index) -> list[Migration]:
-    from dockyard.index.postgres import PostgresIndex
-
-    assert isinstance(store, PostgresIndex)
-    try:
-        return await store.migrate()
-    finally:
-        await store.aclose()

@@ -214,9 +214,12 @@ async def read_repository(driver: StorageDriver, name: str, snapshot: Repository
 async def synchronize(driver: StorageDriver, index: Index, full: bool = False,
                       progress: Progress | None = None,
                       on_total: Callable[[int], None] | None = None,
-                      files: Sequence[FileInfo] | None = None) -> SyncReport:
+                      files: Sequence[FileInfo] | None = None, check_only: bool = False
+                      ) -> SyncReport:
     """Make the index match the store; `full` re-reads every repository. `files`, a
     listing of the whole repositories tree the caller has just made, saves making another.
+    `check_only`: change nothing, only say which repositories differ (and which the index
+    has but the store does not, as removed).
 
     Safe while the registry serves: a repository found to differ is scanned and read
     again inside an index write transaction, which every push and delete also takes, so
@@ -247,6 +250,8 @@ async def synchronize(driver: StorageDriver, index: Index, full: bool = False,
     differing = [name for name, differ in zip(names, found, strict=True) if differ]
     stored = set(names)
     gone = [name for name in await index.repositories() if name not in stored]
+    if check_only:
+        return SyncReport(len(names), differing, gone)
     removed: list[str] = []
 
     async def read_again(name: str) -> RepositoryContents:
