@@ -414,12 +414,14 @@ REQUEST_LINES = [
 
 
 def index_rows(root: Path) -> str:
-    """The index's content, row by row, read without writing anything."""
+    """The index's content, row by row, read without writing anything (its bookkeeping
+    apart: the background check against the store notes when it last ran)."""
     path = root / INDEX_DIR / "index.sqlite"
     if not path.exists():
         return ""
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        return "\n".join(db.iterdump())
+        return "\n".join(line for line in db.iterdump()
+                         if not line.startswith('INSERT INTO "meta"'))
 
 
 def store_state(running: RunningRegistry) -> dict[str, str]:

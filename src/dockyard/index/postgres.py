@@ -77,6 +77,7 @@ class PostgresLocks:
         self._connection: psycopg.AsyncConnection[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening = asyncio.Lock()
+        self._unlocking: set[asyncio.Task[None]] = set()
 
     async def _session(self) -> psycopg.AsyncConnection[Any]:
         loop = asyncio.get_running_loop()
@@ -117,8 +118,16 @@ class PostgresLocks:
                 yield
             finally:
                 if session is not None and not session.closed:
-                    with contextlib.suppress(psycopg.OperationalError):
-                        await session.execute("SELECT pg_advisory_unlock(%s, %s)", lock_key)
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        # The server is stopping: the request answers first, and the
+                        # lock goes after it (or with the connection, if the process
+                        # ends before).
+                        unlock = asyncio.create_task(_unlock(session, lock_key))
+                        self._unlocking.add(unlock)
+                        unlock.add_done_callback(self._unlocking.discard)
+                    else:
+                        await _unlock(session, lock_key)
 
     @contextlib.asynccontextmanager
     async def hold_if_free(self, key: str) -> AsyncIterator[bool]:
@@ -134,6 +143,11 @@ class PostgresLocks:
         if self._connection is not None and self._loop is asyncio.get_running_loop():
             await self._connection.close()
         self._connection = None
+
+
+async def _unlock(session: psycopg.AsyncConnection[Any], key: tuple[int, int]) -> None:
+    with contextlib.suppress(psycopg.OperationalError):
+        await session.execute("SELECT pg_advisory_unlock(%s, %s)", key)
 
 
 async def _try_lock(session: psycopg.AsyncConnection[Any], key: tuple[int, int]) -> bool:

@@ -133,3 +133,6 @@ async def _resync_once(driver: StorageDriver, index: Index, interval: float, at_
         log.info("index: re-read %d repositories changed outside this registry "
                  "(%d gone from the store) (%.1fs)", len(report.reindexed),
                  len(report.removed), took)
+    elif at_start:
+        log.info("index: in line with the store, %d repositories (%.1fs)",
+                 report.repositories, took)
