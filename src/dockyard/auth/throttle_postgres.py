@@ -16,11 +16,9 @@ The tables (`login_attempts`, `login_blocks`) are made by the index's migration 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from dockyard.auth.throttle import (
     ACCOUNT_CHARS,
@@ -29,7 +27,7 @@ from dockyard.auth.throttle import (
     WINDOW,
     log_block,
 )
-from dockyard.index.postgres import LOGIN_CLIENTS, advisory_key, unavailable_if_unreachable
+from dockyard.index.postgres_pool import LOGIN_CLIENTS, LoopPool, advisory_key
 
 # Rows of other clients' expired attempts and blocks removed per login, skipping rows
 # another transaction holds: never waiting there, that clean-up cannot deadlock.
@@ -48,33 +46,19 @@ class PostgresLoginThrottle:
         # Logins are few next to the index's queries: at most one connection kept idle.
         arguments: dict[str, Any] = dict(pool_arguments or {})
         arguments["min_size"] = min(int(arguments.get("min_size", 1)), 1)
-        self.pool_arguments = arguments
+        self._connections = LoopPool(conninfo, arguments, where)
         self.max_failures = max_failures
         self.max_client_failures = max_client_failures
         self.window = window
-        self._pool: AsyncConnectionPool | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    async def _connections(self) -> AsyncConnectionPool:
-        loop = asyncio.get_running_loop()
-        if self._pool is None or self._loop is not loop:
-            self._loop = loop
-            self._pool = AsyncConnectionPool(self.conninfo, open=False,
-                                             kwargs={"autocommit": True},
-                                             **self.pool_arguments)
-            await self._pool.open(wait=True)
-        return self._pool
 
     async def begin(self, client: str, account: str) -> int | None:
         account = account[:ACCOUNT_CHARS]
-        with unavailable_if_unreachable(self.where):
-            pool = await self._connections()
-            async with pool.connection() as connection:
-                async with connection.transaction():
-                    await connection.execute("SELECT pg_advisory_xact_lock(%s, %s)",
-                                             (LOGIN_CLIENTS, advisory_key(client)))
-                    attempt, blocked = await self._count(connection, client, account)
-                await self._sweep(connection)
+        async with self._connections.connection() as connection:
+            async with connection.transaction():
+                await connection.execute("SELECT pg_advisory_xact_lock(%s, %s)",
+                                         (LOGIN_CLIENTS, advisory_key(client)))
+                attempt, blocked = await self._count(connection, client, account)
+            await self._sweep(connection)
         if blocked is not None:
             failures, until, limit = blocked
             log_block(client, account, failures, until, limit, self.window)
@@ -130,16 +114,11 @@ class PostgresLoginThrottle:
             "WHERE until <= %s LIMIT %s FOR UPDATE SKIP LOCKED)", (now, SWEEP_ROWS))
 
     async def forget(self, attempt: int) -> None:
-        with unavailable_if_unreachable(self.where):
-            pool = await self._connections()
-            async with pool.connection() as connection:
-                await connection.execute("DELETE FROM login_attempts WHERE id = %s",
-                                         (attempt,))
+        async with self._connections.connection() as connection:
+            await connection.execute("DELETE FROM login_attempts WHERE id = %s", (attempt,))
 
     async def aclose(self) -> None:
-        if self._pool is not None and self._loop is asyncio.get_running_loop():
-            await self._pool.close()
-        self._pool = None
+        await self._connections.aclose()
 
 
 async def _value(connection: psycopg.AsyncConnection[Any], sql: str,

@@ -103,7 +103,7 @@ def migrate(config: str | None) -> None:
 def _open_migrated(settings: Config) -> Index:
     """The index the config names, its schema brought up to date (each migration applied
     is said); exit 1 with a message if that cannot be done."""
-    from dockyard.index import SchemaMismatch
+    from dockyard.index import IndexUnavailable, SchemaMismatch
     from dockyard.stores import make_index
 
     try:
@@ -122,7 +122,7 @@ def _open_migrated(settings: Config) -> Index:
                 sys.exit(EXIT_FAILURE)
             for migration in applied:
                 click.echo(f"applied migration {migration.version}: {migration.description}")
-    except SchemaMismatch as error:
+    except (SchemaMismatch, IndexUnavailable) as error:
         click.echo(f"dockyard: {error}", err=True)
         sys.exit(EXIT_FAILURE)
     return store

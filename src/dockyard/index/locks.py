@@ -21,7 +21,8 @@ import fcntl
 import hashlib
 import os
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 # struct flock on Linux: l_type, l_whence (short), l_start, l_len (off_t), l_pid (pid_t).
@@ -105,16 +106,22 @@ class StoreLocks:
             finally:
                 os.close(fd)  # closing the description releases its lock
 
-    @contextlib.asynccontextmanager
-    async def hold_if_free(self, key: str) -> AsyncIterator[bool]:
+    def hold_if_free(self, key: str) -> AbstractAsyncContextManager[bool]:
         """Hold `key` if nobody does (yields True), else yield False at once."""
-        async with contextlib.AsyncExitStack() as stack:
-            try:
-                await stack.enter_async_context(self.hold(key, timeout=0))
-            except LockTimeout:
-                yield False
-                return
-            yield True
+        return try_hold(self.hold, key)
+
+
+@contextlib.asynccontextmanager
+async def try_hold(hold: Callable[[str, float | None], AbstractAsyncContextManager[None]],
+                   key: str) -> AsyncIterator[bool]:
+    """`hold(key, 0)` if the key is free (yields True), else yield False at once."""
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(hold(key, 0))
+        except LockTimeout:
+            yield False
+            return
+        yield True
 
 
 def _offset(key: str) -> int:

@@ -111,6 +111,7 @@ def check_database(index: object) -> None:
     this dockyard knows (SchemaMismatch: the caller says so)."""
     import psycopg
 
+    from dockyard.index import IndexUnavailable
     from dockyard.index.postgres import PostgresIndex
 
     assert isinstance(index, PostgresIndex)
@@ -126,6 +127,8 @@ def check_database(index: object) -> None:
     except (psycopg.Error, OSError) as error:
         raise SystemExit(f"dockyard: cannot use the index database {index.where}: "
                          f"{str(error).strip()}") from None
+    except IndexUnavailable as error:
+        raise SystemExit(f"dockyard: {error}") from None
 
 
 def announce(config: Config, workers: int, address: str, as_json: bool) -> None:
