@@ -205,7 +205,7 @@ def test_a_first_start_serves_at_once_and_lists_the_store_while_the_index_builds
         with started(tmp_path / f"first-{attempt}", root) as (running, took), \
                 running.client() as client:
             seconds.append(took)
-            if not within_bounds(took, baseline) and attempt < ATTEMPTS - 1:
+            if not within_bounds(took, baseline):
                 continue
             # While the build runs, from the store.
             assert all_pages(client, "/v2/_catalog?n=1000") == names
@@ -223,7 +223,7 @@ def test_a_first_start_serves_at_once_and_lists_the_store_while_the_index_builds
             assert client.get(f"/v2/{special}/tags/list").json()["tags"] == [
                 "only-here", "v0", "v1"]
             assert "Traceback" not in running.logs()
-        break
-    assert within_bounds(min(seconds), baseline), (
-        f"{NEVER_INDEXED} repositories never indexed: started in {seconds} s, an empty store "
-        f"in {baseline:.2f} s")
+            break
+    else:
+        pytest.fail(f"{NEVER_INDEXED} repositories never indexed: started in {seconds} s, "
+                    f"an empty store in {baseline:.2f} s")
