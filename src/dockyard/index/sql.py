@@ -221,6 +221,11 @@ class SQLIndex:
         async with self.reading() as db:
             return await db.fetch_all(sql, params)
 
+    async def _bulk(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """A read of the whole index (every tag, every manifest): hundreds of thousands of
+        rows in a big registry."""
+        return await self._all(sql, params)
+
     async def get_meta(self, key: str) -> str | None:
         async with self.reading() as db:
             return await get_meta(db, key)
@@ -262,9 +267,9 @@ class SQLIndex:
                            ) -> list[str]:
         query = "SELECT name FROM repositories WHERE name > ? ORDER BY name"
         params: tuple[Any, ...] = (last or "",)
-        if limit is not None:
-            query, params = query + " LIMIT ?", (*params, limit)
-        return [row[0] for row in await self._all(query, params)]
+        if limit is None:
+            return [row[0] for row in await self._bulk(query, params)]
+        return [row[0] for row in await self._all(query + " LIMIT ?", (*params, limit))]
 
     async def has_repository(self, name: str) -> bool:
         async with self.reading() as db:
@@ -307,36 +312,33 @@ class SQLIndex:
         tags: dict[str, dict[str, str]] = {}
         manifests: dict[str, set[str]] = {}
         layers: dict[str, set[str]] = {}
-        async with self.reading() as db:
-            for name, tag, digest in await db.fetch_all(
-                    "SELECT repository, tag, digest FROM tags"):
-                tags.setdefault(name, {})[tag] = digest
-            for name, digest in await db.fetch_all(
-                    "SELECT repository, digest FROM manifests"):
-                manifests.setdefault(name, set()).add(digest)
-            for name, digest in await db.fetch_all("SELECT repository, digest FROM layers"):
-                layers.setdefault(name, set()).add(digest)
-            names = [row[0] for row in await db.fetch_all("SELECT name FROM repositories")]
+        for name, tag, digest in await self._bulk("SELECT repository, tag, digest FROM tags"):
+            tags.setdefault(name, {})[tag] = digest
+        for name, digest in await self._bulk("SELECT repository, digest FROM manifests"):
+            manifests.setdefault(name, set()).add(digest)
+        for name, digest in await self._bulk("SELECT repository, digest FROM layers"):
+            layers.setdefault(name, set()).add(digest)
+        names = [row[0] for row in await self._bulk("SELECT name FROM repositories")]
         return {name: RepositorySnapshot(tags.get(name, {}),
                                          frozenset(manifests.get(name, ())),
                                          frozenset(layers.get(name, ())))
                 for name in names}
 
     async def repositories_without_manifests(self) -> list[str]:
-        return [row[0] for row in await self._all(
+        return [row[0] for row in await self._bulk(
             "SELECT name FROM repositories WHERE NOT EXISTS "
             "(SELECT 1 FROM manifests WHERE repository = name) ORDER BY name")]
 
     async def referenced_digests(self) -> set[str]:
-        return {row[0] for row in await self._all(
+        return {row[0] for row in await self._bulk(
             "SELECT digest FROM manifest_references UNION SELECT digest FROM manifests")}
 
     async def all_manifests(self) -> list[tuple[str, str, str | None]]:
-        return [(row[0], row[1], row[2]) for row in await self._all(
+        return [(row[0], row[1], row[2]) for row in await self._bulk(
             "SELECT repository, digest, subject FROM manifests")]
 
     async def all_tagged(self) -> list[tuple[str, str]]:
-        return [(row[0], row[1]) for row in await self._all(
+        return [(row[0], row[1]) for row in await self._bulk(
             "SELECT repository, digest FROM tags")]
 
     async def references_of(self, repository: str, digest: str) -> list[str]:
@@ -345,20 +347,20 @@ class SQLIndex:
             (repository, digest))]
 
     async def tag_counts(self) -> dict[str, int]:
-        return {row[0]: int(row[1]) for row in await self._all(
+        return {row[0]: int(row[1]) for row in await self._bulk(
             "SELECT repository, count(*) FROM tags GROUP BY repository")}
 
     async def manifest_entries(self) -> dict[tuple[str, str], tuple[int, str | None]]:
-        return {(row[0], row[1]): (int(row[2]), row[3]) for row in await self._all(
+        return {(row[0], row[1]): (int(row[2]), row[3]) for row in await self._bulk(
             "SELECT repository, digest, size, subject FROM manifests")}
 
     async def all_references(self) -> dict[tuple[str, str], list[str]]:
         found: dict[tuple[str, str], list[str]] = {}
-        for repository, manifest, digest in await self._all(
+        for repository, manifest, digest in await self._bulk(
                 "SELECT repository, manifest, digest FROM manifest_references"):
             found.setdefault((repository, manifest), []).append(digest)
         return found
 
     async def all_blobs_created(self) -> dict[str, float]:
-        return {row[0]: float(row[1]) for row in await self._all(
+        return {row[0]: float(row[1]) for row in await self._bulk(
             "SELECT digest, created FROM blobs")}

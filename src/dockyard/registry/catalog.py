@@ -18,20 +18,14 @@ PARALLEL = 16
 async def list_repositories(driver: StorageDriver) -> list[str]:
     """Repositories with blobs or manifests: what the catalog lists, as in distribution
     (a repository whose push was interrupted before its manifest is listed too)."""
-    found: list[str] = []
-    await _walk(driver, layout.REPOSITORIES, "", REPOSITORY_MARKERS, found,
-                asyncio.Semaphore(PARALLEL))
-    return sorted(found)
+    return sorted(await _walk(driver, REPOSITORY_MARKERS))
 
 
 async def list_repositories_with_uploads(driver: StorageDriver) -> list[str]:
     files = await driver.files_below(layout.REPOSITORIES)
     if files is not None:  # one listing of the whole tree is cheaper than the walk
         return sorted(group_by_repository(files, ("_uploads",)))
-    found: list[str] = []
-    await _walk(driver, layout.REPOSITORIES, "", ("_uploads",), found,
-                asyncio.Semaphore(PARALLEL))
-    return sorted(found)
+    return sorted(await _walk(driver, ("_uploads",)))
 
 
 def group_by_repository(files: Sequence[FileInfo], markers: tuple[str, ...]
@@ -51,20 +45,39 @@ def group_by_repository(files: Sequence[FileInfo], markers: tuple[str, ...]
     return found
 
 
-async def _walk(driver: StorageDriver, path: str, name: str, markers: tuple[str, ...],
-                found: list[str], slots: asyncio.Semaphore) -> None:
-    # A slot is held for a directory's own listing only, never while its children are
-    # walked: the tree may be deeper than there are slots. A child is listed without asking
-    # first whether it is a directory: a file lists as missing, and on object storage the
-    # question would cost as much as the listing.
-    async with slots:
-        try:
-            children = await driver.list(path)
-        except PathNotFound:
-            return
-    if name and any(marker in children for marker in markers):
-        found.append(name)
-    await asyncio.gather(*(
-        _walk(driver, f"{path}/{child}", f"{name}/{child}" if name else child, markers,
-              found, slots)
-        for child in children if not child.startswith("_")))
+async def _walk(driver: StorageDriver, markers: tuple[str, ...]) -> list[str]:
+    """The repositories below the repositories root holding one of `markers`: PARALLEL
+    listers take directories from one queue, each one per turn of the event loop (a local
+    disk answers at once: a walk of the whole store must not keep requests out). A child
+    is listed without asking first whether it is a directory: a file lists as missing, and
+    on object storage the question would cost as much as the listing."""
+    found: list[str] = []
+    queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    queue.put_nowait((layout.REPOSITORIES, ""))
+
+    async def lister() -> None:
+        while True:
+            path, name = await queue.get()
+            try:
+                await asyncio.sleep(0)
+                children = await driver.list(path)
+            except PathNotFound:
+                continue
+            else:
+                if name and any(marker in children for marker in markers):
+                    found.append(name)
+                for child in children:
+                    if not child.startswith("_"):
+                        queue.put_nowait((f"{path}/{child}",
+                                          f"{name}/{child}" if name else child))
+            finally:
+                queue.task_done()
+
+    listers = [asyncio.create_task(lister()) for _ in range(PARALLEL)]
+    try:
+        await queue.join()
+    finally:
+        for task in listers:
+            task.cancel()
+        await asyncio.gather(*listers, return_exceptions=True)
+    return found
