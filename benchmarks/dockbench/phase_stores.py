@@ -39,7 +39,8 @@ INDEX_LOG = re.compile(r"index: .*\(([\d.]+)s\)")
 
 
 def logged_index_seconds(server: Server) -> float | None:
-    """The index build time dockyard logs at start ("index: N repositories, ... (1.2s)")."""
+    """The time dockyard logs for its background index build ("index: built, N
+    repositories (1.2s)"; logged at info level)."""
     try:
         found = INDEX_LOG.findall(server.log_path.read_text(errors="replace"))
     except OSError:
