@@ -63,7 +63,7 @@ class S3Storage:
 
 
 # dockyard's log line when its background index build or re-sync is done.
-INDEX_DONE = re.compile(r"index: (?:built|re-read)\b.*\(([\d.]+)s\)")
+INDEX_DONE = re.compile(r"index: (?:built|re-read|in line)\b.*\(([\d.]+)s\)")
 
 
 def free_port() -> int:
