@@ -160,7 +160,9 @@ def machine_info(settings: Settings) -> dict[str, str]:
         "kernel": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "distribution": distribution,
-        "dockyard": f"{dockyard_version} ({_git_revision()}), served by `{dockyard_cmd}`",
+        "dockyard": f"{dockyard_version} ({_git_revision()}), served by `{dockyard_cmd}`"
+        + ("; its index in PostgreSQL (`database:`) for the tags, catalog and gc scenarios"
+           if settings.index == "postgres" else ""),
         "tools": "; ".join(
             [
                 tool_version(["curl", "--version"]).split(" (")[0],

@@ -12,6 +12,8 @@ def method_text(s: Settings) -> str:
     rounds = f"{s.rounds} round" + ("s" if s.rounds != 1 else "")
     blob = f"{s.blob_size // MiB} MiB"
     limit = f"{s.limit_size // MiB} MiB"
+    index_kind = ("a PostgreSQL database, migrated before the start" if s.index == "postgres"
+                  else "SQLite")
     paragraphs = [
         "`benchmarks/run.py` starts `docker-registry serve` (distribution 2.8.2) and "
         "`python -m dockyard serve` on free 127.0.0.1 ports, each with its own temporary "
@@ -88,8 +90,10 @@ def method_text(s: Settings) -> str:
         "`_manifests/tags/<tag>/{current,index}` links) from Python, once: one repository "
         f"with {s.tags:,} tags (an image each), the others one tagged image each. Each server "
         "gets its own `cp -a` copy and is started on it; the time until /v2/ answers is the "
-        "start-up time (for dockyard this includes building its SQLite index of the store, "
-        "which it does before serving). Tags list: wrk "
+        "start-up time. dockyard then builds its index of the store in the background "
+        f"({index_kind}"
+        "; its log says when, and how long it took): the measurements start once it is "
+        "done. Tags list: wrk "
         f"`-c{s.list_connections}` of `GET /v2/<name>/tags/list` (the full list; untimed "
         "check that every tag is in it). Catalog: sequential GETs of "
         f"`/v2/_catalog?n={s.repositories}` on one keep-alive connection for "

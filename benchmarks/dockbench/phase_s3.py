@@ -19,6 +19,7 @@ from pathlib import Path
 from .clients import Client, check_blob, curl_download
 from .common import DISTRIBUTION, DOCKYARD, HOST, MACHINE, SERVERS, BenchError, MiB, first_line, log
 from .measure import Results, measured
+from .pgindex import IndexDatabases
 from .phase_stores import logged_index_seconds, record_gc_facts
 from .procs import MemorySampler
 from .s3store import S3Endpoint, delete_prefix, radosgw_cpu
@@ -62,6 +63,7 @@ class S3Run:
     proxied: dict[str, Server] = field(default_factory=dict)
     gc: S3GC | None = None
     store_objects: int = 0
+    databases: IndexDatabases = field(default_factory=lambda: IndexDatabases(None))
 
     def backend_cpu(self) -> float:
         return radosgw_cpu(self.endpoint)
@@ -246,7 +248,8 @@ def run_s3_gc(run: S3Run) -> None:
         results.fact(name, "gc_store_blobs", float(store.blobs))
         results.fact(name, "gc_expected", float(store.expected_deleted))
     probe = Server(DOCKYARD, settings.dockyard_cmd, run.workdir / "gc-probe",
-                   s3=S3Storage(endpoint, endpoint.root("gc-probe")))
+                   s3=S3Storage(endpoint, endpoint.root("gc-probe")),
+                   database=run.databases.dsn("gc_probe"))
     run.gc = gc = S3GC(cli=dockyard_cli_supports_s3(settings, probe))
     log(f"  {gc.describe()}")
     outcomes: dict[tuple[str, str], list[GCOutcome]] = {}
@@ -271,7 +274,9 @@ def run_s3_gc(run: S3Run) -> None:
             server = Server(kind, commands(settings)[kind],
                             gc_workdir_s3(run.workdir, kind, mode, round_no),
                             s3=S3Storage(endpoint, root, redirect_disabled=True,
-                                         admin=kind == DOCKYARD and not gc.cli))
+                                         admin=kind == DOCKYARD and not gc.cli),
+                            database=run.databases.dsn("gc") if kind == DOCKYARD else None,
+                            log_index=kind == DOCKYARD)
             run.started.append(server)
             group = f"gc_{mode}"
             try:

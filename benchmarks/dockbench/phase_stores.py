@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .common import DISTRIBUTION, DOCKYARD, MACHINE, SERVERS, BenchError, first_line, log
 from .measure import Results, measured
+from .pgindex import IndexDatabases
 from .procs import MemorySampler
 from .scenarios_gc import (
     FLOOR_PROCESSES,
@@ -38,7 +39,8 @@ INDEX_LOG = re.compile(r"index: .*\(([\d.]+)s\)")
 
 
 def logged_index_seconds(server: Server) -> float | None:
-    """The index build time dockyard logs at start ("index: N repositories, ... (1.2s)")."""
+    """The time dockyard logs for its background index build ("index: built, N
+    repositories (1.2s)"; logged at info level)."""
     try:
         found = INDEX_LOG.findall(server.log_path.read_text(errors="replace"))
     except OSError:
@@ -52,7 +54,7 @@ def commands(settings: Settings) -> dict[str, list[str]]:
 
 def run_metadata_phase(
     settings: Settings, workdir: Path, results: Results, sampler: MemorySampler,
-    started_servers: list[Server],
+    started_servers: list[Server], databases: IndexDatabases,
 ) -> None:
     log(f"writing a store of {settings.repositories:,} repositories, one with "
         f"{settings.tags:,} tags, in distribution's layout")
@@ -62,15 +64,19 @@ def run_metadata_phase(
     servers: dict[str, Server] = {}
     for name, command in commands(settings).items():
         server = Server(name, command, workdir / f"meta-{name}",
-                        catalog_max=max(1000, len(store.repositories)))
+                        catalog_max=max(1000, len(store.repositories)),
+                        database=databases.dsn("meta") if name == DOCKYARD else None,
+                        log_index=name == DOCKYARD)
         started_servers.append(server)
         copy_store(store.root, server.root)
         log(f"starting {name} on its copy of the store")
         server.start()
         results.fact(name, "start_meta_s", server.start_seconds)
-        if name == DOCKYARD and (seconds := logged_index_seconds(server)) is not None:
-            results.fact(name, "index_meta_s", seconds)
         log(f"  {name} answered after {server.start_seconds:.2f}s")
+        # Listings read the store until the background index build is done: wait for it.
+        if (seconds := server.wait_index_built()) is not None:
+            results.fact(name, "index_meta_s", seconds)
+            log(f"  {name} built its {databases.kind} index in {seconds:.1f}s")
         sampler.watch(f"meta-{name}", server.pid)
         servers[name] = server
         checks: list[tuple[tuple[str, ...], Callable[[], list[str]]]] = [
@@ -116,7 +122,8 @@ def run_metadata_phase(
 
 
 def run_gc_phase(
-    settings: Settings, workdir: Path, results: Results, started_servers: list[Server]
+    settings: Settings, workdir: Path, results: Results, started_servers: list[Server],
+    databases: IndexDatabases,
 ) -> None:
     log(f"writing a GC store of {settings.gc_repositories:,} images in distribution's layout")
     store = make_gc_store(workdir / "template-gc", settings.gc_repositories)
@@ -136,7 +143,9 @@ def run_gc_phase(
         except BenchError as exc:
             log(f"  machine      deletion floor failed: {first_line(exc)}")
         for kind, mode in order:
-            server = Server(kind, commands(settings)[kind], gc_workdir(workdir, kind, mode))
+            server = Server(kind, commands(settings)[kind], gc_workdir(workdir, kind, mode),
+                            database=databases.dsn("gc") if kind == DOCKYARD else None,
+                            log_index=kind == DOCKYARD)
             started_servers.append(server)
             group = f"gc_{mode}"
             try:

@@ -92,10 +92,10 @@ def limits_table(results: Results) -> str:
 
 FACT_ROWS = (
     ("start_main_s", "Start-up on an empty store (until /v2/ answers)", "s"),
-    ("start_meta_s", "Start-up on the tags/catalog store: index build at start", "s"),
-    ("index_meta_s", "… of which the index build, as dockyard logs it", "s"),
-    ("start_gc_s", "Start-up on the GC store (first copy): index build at start", "s"),
-    ("index_gc_s", "… of which the index build, as dockyard logs it", "s"),
+    ("start_meta_s", "Start-up on the tags/catalog store (until /v2/ answers)", "s"),
+    ("index_meta_s", "then the index build in the background, as dockyard logs it", "s"),
+    ("start_gc_s", "Start-up on the GC store (first copy, until /v2/ answers)", "s"),
+    ("index_gc_s", "then the index build in the background, as dockyard logs it", "s"),
     ("idle_rss_leader_mib", "Idle RSS after start, supervisor / main process", "MiB"),
     ("idle_rss_worker_max_mib", "Idle RSS after start, largest worker process", "MiB"),
     ("idle_rss_total_mib", "Idle RSS after start, whole process tree", "MiB"),

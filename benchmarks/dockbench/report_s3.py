@@ -68,8 +68,8 @@ S3_FACT_ROWS = (
     ("peak_main_mib", "Peak RSS of the process tree, redirecting server", "MiB"),
     ("gc_store_blobs", "GC store: blobs before deleting half the images", "blobs"),
     ("gc_expected", "GC: blobs only the deleted images used (expected to go)", "blobs"),
-    ("start_gc_s", "Start-up on the GC store (first copy): index build at start", "s"),
-    ("index_gc_s", "… of which the index build, as dockyard logs it", "s"),
+    ("start_gc_s", "Start-up on the GC store (first copy, until /v2/ answers)", "s"),
+    ("index_gc_s", "then the index build in the background, as dockyard logs it", "s"),
     ("gc_deleted_offline", "GC stopped: blobs gone from S3 (median run)", "blobs"),
     ("gc_reported_offline", "GC stopped: blobs the collector says it deleted", "blobs"),
     ("gc_links_left_offline", "GC stopped: layer links of the deleted images left behind",
@@ -145,11 +145,17 @@ def method_text(settings: Settings, endpoint: S3Endpoint, objectstore: str, gc: 
         "`run_radosgw`)" if endpoint.name == "radosgw"
         else "the external S3 named by `DOCKYARD_TEST_S3_*`"
     )
+    index_where = (
+        "of the GC stores in a PostgreSQL database each (`database:`, migrated before the "
+        "start; `--index postgres`), else in a local directory (`storage.s3.indexdirectory`)"
+        if settings.index == "postgres"
+        else "in a local directory (`storage.s3.indexdirectory`)")
     paragraphs = [
         f"Both registries store into one bucket of {where}, each under its own "
         "`rootdirectory`, with the same config.yml otherwise (`storage.s3` with "
         "`regionendpoint`, `forcepathstyle`, keys; deletes enabled; log level warn). dockyard "
-        "keeps its index in a local directory (`storage.s3.indexdirectory`); distribution "
+        f"keeps its index {index_where} and is measured once its background build of "
+        "the index (logged at info level) is done; distribution "
         "is started without `AWS_CA_BUNDLE` in its environment (its S3 driver panics on it). "
         "Per side, one server redirects blob GETs (both registries' default on S3: `307` to "
         "a presigned URL) and a second one on the same root has "

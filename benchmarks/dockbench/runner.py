@@ -15,6 +15,7 @@ from pathlib import Path
 from .common import DISTRIBUTION, DOCKYARD, BenchError, GiB, MiB, log
 from .machine import machine_info, tool_version
 from .measure import Results
+from .pgindex import index_databases
 from .phase_downloads import run_downloads_phase
 from .phase_main import MainPhase, record_idle_memory, run_main_rounds
 from .phase_s3 import S3Run, run_s3_gc, run_s3_main
@@ -153,8 +154,9 @@ def run_on_s3(settings: Settings) -> int:
     info["radosgw"] = tool_version(["radosgw", "--version"]).split(" (")[0]
     with terminate_on_signals():
         try:
-            with s3_endpoint(workdir, objectstore, s3_run_bytes(settings)) as endpoint:
-                run = S3Run(settings, endpoint, workdir, results, started)
+            with s3_endpoint(workdir, objectstore, s3_run_bytes(settings)) as endpoint, \
+                    index_databases(settings.index) as databases:
+                run = S3Run(settings, endpoint, workdir, results, started, databases=databases)
                 sampler.start()
                 try:
                     if settings.wants("limits", "monolithic", "chunked", "pull", "small",
@@ -213,10 +215,13 @@ def main(argv: list[str] | None = None) -> int:
                 run_main_phase(settings, workdir, results, sampler, started, nginx_box)
             if settings.wants("downloads"):
                 run_downloads_phase(settings, workdir, results, started)
-            if settings.wants("tags", "catalog"):
-                run_metadata_phase(settings, workdir, results, sampler, started)
-            if settings.wants("gc"):
-                run_gc_phase(settings, workdir, results, started)
+            with index_databases(settings.index if settings.wants("tags", "catalog", "gc")
+                                 else "sqlite") as databases:
+                if settings.wants("tags", "catalog"):
+                    run_metadata_phase(settings, workdir, results, sampler, started,
+                                       databases)
+                if settings.wants("gc"):
+                    run_gc_phase(settings, workdir, results, started, databases)
         except BenchError as exc:
             log(f"benchmark aborted: {exc}")
             return 2

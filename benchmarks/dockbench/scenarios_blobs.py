@@ -84,7 +84,12 @@ def scenario_monolithic(server: Server, blob: Blob, repo: str = "bench/monolithi
 
 def chunked_push(server: Server, blob: Blob, repo: str, chunk: int) -> float:
     """POST, PATCH chunks with Content-Range over one keep-alive connection, PUT. Seconds."""
-    client = Client(server.port)
+    return chunked_push_to(server.port, blob, repo, chunk)
+
+
+def chunked_push_to(port: int, blob: Blob, repo: str, chunk: int) -> float:
+    """`chunked_push` to whatever listens on `port` (a registry, or a proxy before some)."""
+    client = Client(port)
     try:
         with blob.path.open("rb") as handle:
             started = time.perf_counter()

@@ -168,6 +168,7 @@ def prepare_variant(server: Server, store: GCStore) -> float:
     copy_store(store.root, server.root)
     server.start()
     start_seconds = server.start_seconds
+    server.wait_index_built()  # dockyard: its background index build is done first
     delete_images(server, store)
     return start_seconds
 

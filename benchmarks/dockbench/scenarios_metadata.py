@@ -127,38 +127,54 @@ def _catalog_page(client: Client, target: str) -> tuple[list[str], str | None]:
     return list(names), (link.group(1) if link else None)
 
 
+def whole_catalog(client: Client, count: int) -> tuple[list[str], int]:
+    """Every repository, asking for `count` at once and following `Link` headers: a
+    registry may answer fewer names a page (dockyard caps a page at 10,000). (names,
+    requests)."""
+    names, target = _catalog_page(client, f"/v2/_catalog?n={count}")
+    requests = 1
+    while target is not None:
+        requests += 1
+        if requests > count + 10:
+            raise BenchError("catalog: more pages than repositories allow")
+        more, target = _catalog_page(client, target)
+        names += more
+    return names, requests
+
+
 def catalog_full(server: Server, store: MetadataStore, settings: Settings, workdir: Path) -> dict[
     str, float
 ]:
-    """The whole catalog in one response: per-request time (sequential, one keep-alive
-    connection) and req/s under wrk."""
-    target = f"/v2/_catalog?n={len(store.repositories)}"
+    """The whole catalog asked for at once: time to get it all (sequential, one keep-alive
+    connection; following `Link` when a page is capped), and req/s under wrk when one
+    response holds it all."""
+    count = len(store.repositories)
     client = Client(server.port, timeout=120)
     times: list[float] = []
+    requests = 1
     try:
         deadline = time.monotonic() + settings.wrk_duration
         while len(times) < 500 and (len(times) < 3 or time.monotonic() < deadline):
             started = time.perf_counter()
-            got = expect(client.request("GET", target), (200,), "catalog")
+            names, requests = whole_catalog(client, count)
             times.append(time.perf_counter() - started)
-            if len(times) == 1 and got.body.count(b'"') != 2 * len(store.repositories) + 2:
-                raise BenchError("catalog: the response does not hold every repository")
+            if len(times) == 1 and len(names) != count:
+                raise BenchError("catalog: the responses do not hold every repository")
     finally:
         client.close()
-    got_wrk = run_wrk(
-        server.base + target,
-        {},
-        workdir / "catalog.lua",
-        settings.wrk_duration,
-        settings.wrk_threads,
-        settings.list_connections,
-        timeout_s=30,
-    )
-    return {
-        "catalog_ms": statistics.median(times) * 1000,
-        "catalog_rps": got_wrk["rps"],
-        "catalog_p99": got_wrk["p99_ms"],
-    }
+    result = {"catalog_ms": statistics.median(times) * 1000}
+    if requests == 1:
+        got_wrk = run_wrk(
+            f"{server.base}/v2/_catalog?n={count}",
+            {},
+            workdir / "catalog.lua",
+            settings.wrk_duration,
+            settings.wrk_threads,
+            settings.list_connections,
+            timeout_s=30,
+        )
+        result |= {"catalog_rps": got_wrk["rps"], "catalog_p99": got_wrk["p99_ms"]}
+    return result
 
 
 def catalog_walk(server: Server, store: MetadataStore, page: int = 100) -> tuple[float, list[str]]:
@@ -192,13 +208,15 @@ def check_catalog(server: Server, store: MetadataStore) -> list[str]:
     """Untimed: the full catalog is exactly the store's repositories; the default page size."""
     client = Client(server.port, timeout=120)
     try:
-        names, _ = _catalog_page(client, f"/v2/_catalog?n={len(store.repositories)}")
+        names, requests = whole_catalog(client, len(store.repositories))
         default, link = _catalog_page(client, "/v2/_catalog")
     finally:
         client.close()
     if names != store.repositories:
         raise BenchError(f"catalog: {len(names)} names, expected {len(store.repositories)}")
+    pages = "one response" if requests == 1 else f"{requests} pages (following Link)"
     return [
-        f"catalog ?n={len(store.repositories)}: all {len(names)} repositories, sorted",
+        f"catalog ?n={len(store.repositories)}: all {len(names)} repositories, sorted, in "
+        f"{pages}",
         f"catalog without n: {len(default)} names" + (", with a next Link" if link else ""),
     ]

@@ -145,6 +145,7 @@ def prepare_s3_variant(server: Server, store: GCStore, concurrency: int
     count, seconds = write_store(server.s3.endpoint, store, server, concurrency)
     server.start()
     start_seconds = server.start_seconds
+    server.wait_index_built()  # dockyard: its background index build is done first
     delete_images(server, store)
     return start_seconds, count, seconds
 

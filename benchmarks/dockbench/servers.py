@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -60,6 +62,10 @@ class S3Storage:
         return text
 
 
+# dockyard's log line when its background index build or re-sync is done.
+INDEX_DONE = re.compile(r"index: (?:built|re-read|in line)\b.*\(([\d.]+)s\)")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
@@ -69,12 +75,14 @@ def free_port() -> int:
 def config_yaml(
     root: Path, port: int, htpasswd: Path | None = None, catalog_max: int | None = None,
     token: TokenAuth | None = None, storage: str | None = None, admin: bool = False,
+    database: str | None = None, log_level: str = "warn", workers: int | None = None,
 ) -> str:
     """The same distribution-style config for both servers. `catalog_max` raises
     distribution's `catalog.maxentries` (default 1000; a larger `n` gets 400
     PAGINATION_NUMBER_INVALID); dockyard ignores that key. `htpasswd` or `token` guards
     the registry with basic auth or bearer tokens. `storage` replaces the filesystem
-    storage section; `admin` turns on dockyard's admin API."""
+    storage section; `admin` turns on dockyard's admin API. `database` (a DSN) puts
+    dockyard's index in PostgreSQL, `workers` sets dockyard's `http.workers`."""
     if storage is None:
         storage = (
             "storage:\n"
@@ -86,7 +94,7 @@ def config_yaml(
     text = (
         "version: 0.1\n"
         "log:\n"
-        "  level: warn\n"
+        f"  level: {log_level}\n"
         "  accesslog:\n"
         "    disabled: true\n"
         f"{storage}"
@@ -94,8 +102,13 @@ def config_yaml(
         f"  addr: {HOST}:{port}\n"
         "  secret: dockyard-benchmark-secret\n"
     )
+    if workers is not None:
+        text += f"  workers: {workers}\n"
     if admin:
         text += "  admin:\n    enabled: true\n"
+    if database is not None:
+        # A JSON string is a YAML string: the DSN's ':' and '@' need no further care.
+        text += f"database:\n  enabled: true\n  dsn: {json.dumps(database)}\n"
     if htpasswd is not None:
         text += f"auth:\n  htpasswd:\n    realm: dockyard-bench\n    path: {htpasswd}\n"
     elif token is not None:
@@ -133,6 +146,11 @@ class Server:
     catalog_max: int | None = None
     token: TokenAuth | None = None
     s3: S3Storage | None = None  # the store on S3 instead of under `root`
+    # dockyard only: its index in this PostgreSQL database (a DSN) instead of SQLite.
+    database: str | None = None
+    # dockyard only: log at info, so that "index: built" shows when the index is done.
+    log_index: bool = False
+    workers: int | None = None  # dockyard only: http.workers
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
@@ -168,8 +186,12 @@ class Server:
             # With S3, `root` holds only dockyard's local index.
             index = self.s3.index_directory or self.root
             storage = self.s3.storage_yaml(None if self.is_distribution else index)
+        dockyard = not self.is_distribution
         text = config_yaml(self.root, self.port, self.htpasswd, self.catalog_max, self.token,
-                           storage, admin=self.s3 is not None and self.s3.admin)
+                           storage, admin=self.s3 is not None and self.s3.admin,
+                           database=self.database if dockyard else None,
+                           log_level="info" if dockyard and self.log_index else "warn",
+                           workers=self.workers if dockyard else None)
         self.config_path.write_text(text)
         return self.config_path
 
@@ -184,8 +206,9 @@ class Server:
             env.pop("AWS_CA_BUNDLE", None)
         return env
 
-    def start(self) -> None:
-        self.port = 0
+    def start(self, port: int = 0) -> None:
+        """Start on `port`, or on a free one."""
+        self.port = port
         config = self.write_config()
         argv = [part.replace("{config}", str(config)) for part in self.command]
         log = self.log_path.open("ab")
@@ -223,6 +246,23 @@ class Server:
                 pass
             time.sleep(0.05)
         raise BenchError(f"{self.name} did not answer /v2/ within {timeout:.0f}s")
+
+    def wait_index_built(self, timeout: float = 3600.0) -> float | None:
+        """Wait until dockyard's log says its background index build (or re-sync) is done;
+        the seconds it logged. Needs `log_index`; None for distribution."""
+        if self.is_distribution or not self.log_index:
+            return None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise BenchError(f"{self.name} exited while building its index:\n"
+                                 f"{self.log_tail()}")
+            with contextlib.suppress(OSError):
+                found = INDEX_DONE.findall(self.log_path.read_text(errors="replace"))
+                if found:
+                    return float(found[-1])
+            time.sleep(0.2)
+        raise BenchError(f"{self.name}: no 'index: built' in its log within {timeout:.0f}s")
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -68,6 +68,7 @@ class Settings:
     storage: str = "filesystem"
     s3_objectstore: str = "auto"
     s3_concurrency: int = 32
+    index: str = "sqlite"  # dockyard's index in the tags, catalog and gc scenarios
 
     def wants(self, *names: str) -> bool:
         return any(name in self.scenarios for name in names)
@@ -98,6 +99,13 @@ def parse_args(argv: list[str]) -> Settings:
     parser.add_argument(
         "--s3-concurrency", type=int, default=32,
         help="concurrent PUTs writing the GC store into S3 (default 32)",
+    )
+    parser.add_argument(
+        "--index", choices=("sqlite", "postgres"), default="sqlite",
+        help="dockyard's metadata index in the tags, catalog and gc scenarios (also on "
+        "S3): sqlite (a local file, the default) or postgres (a database per store on a "
+        "private PostgreSQL server started here, or on the one DOCKYARD_TEST_POSTGRES_DSN "
+        "names); either way dockyard is measured once its background index build is done",
     )
     parser.add_argument(
         "--quick",
@@ -260,4 +268,5 @@ def parse_args(argv: list[str]) -> Settings:
         storage=str(args.storage),
         s3_objectstore=str(args.s3_objectstore),
         s3_concurrency=int(args.s3_concurrency),
+        index=str(args.index),
     )
