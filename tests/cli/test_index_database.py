@@ -36,6 +36,24 @@ def write_config(tmp_path: Path, dsn: str, port: int | None = None) -> Path:
     return path
 
 
+def pushed(tmp_path: Path, dsn: str, images: list[tuple[str, str]]
+           ) -> tuple[Path, dict[str, Any]]:
+    """A migrated database and a store `images` (name, tag) were pushed to, once the
+    server's background build of the index was done; the config's path and content."""
+    config_path = write_config(tmp_path, dsn)
+    assert dockyard("index", "migrate", str(config_path)).returncode == 0
+    config: dict[str, Any] = yaml.safe_load(config_path.read_text())
+    with run_registry(tmp_path, root=tmp_path / "store",
+                      config={"database": config["database"]}
+                      ) as running, running.client() as client:
+        for name, tag in images:
+            push_image(client, name, tag, make_image())
+        deadline = time.monotonic() + 60
+        while "index: built" not in running.logs() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    return config_path, config
+
+
 def test_a_server_refuses_an_unmigrated_database_until_index_migrate(
         tmp_path: Path, postgres_dsn: str) -> None:
     port = free_port()
@@ -90,14 +108,9 @@ def test_an_unreachable_database_is_named_without_its_password(tmp_path: Path) -
 
 def test_index_rebuild_and_a_restart_keep_what_was_pushed(tmp_path: Path,
                                                           postgres_dsn: str) -> None:
-    config_path = write_config(tmp_path, postgres_dsn)
-    assert dockyard("index", "migrate", str(config_path)).returncode == 0
-    config = yaml.safe_load(config_path.read_text())
+    config_path, config = pushed(tmp_path, postgres_dsn, [("team/app", "v1"),
+                                                           ("team/tool", "v2")])
     root = tmp_path / "store"
-    with run_registry(tmp_path, root=root, config={"database": config["database"]}
-                      ) as running, running.client() as client:
-        push_image(client, "team/app", "v1", make_image())
-        push_image(client, "team/tool", "v2", make_image())
     with psycopg.connect(postgres_dsn, autocommit=True) as db:
         db.execute("DELETE FROM tags")  # lost: the store still has them
         db.execute("DELETE FROM repositories")
@@ -132,18 +145,7 @@ def test_index_rebuild_imports_a_store_into_a_new_database(tmp_path: Path,
 
 def test_index_check_names_what_differs_and_changes_nothing(tmp_path: Path,
                                                             postgres_dsn: str) -> None:
-    config_path = write_config(tmp_path, postgres_dsn)
-    assert dockyard("index", "migrate", str(config_path)).returncode == 0
-    config = yaml.safe_load(config_path.read_text())
-    root = tmp_path / "store"
-    with run_registry(tmp_path, root=root, config={"database": config["database"]}
-                      ) as running, running.client() as client:
-        push_image(client, "team/app", "v1", make_image())
-        push_image(client, "team/tool", "v1", make_image())
-        # The background check at start has run: the index is complete.
-        deadline = time.monotonic() + 60
-        while "index: built" not in running.logs() and time.monotonic() < deadline:
-            time.sleep(0.2)
+    config_path, _ = pushed(tmp_path, postgres_dsn, [("team/app", "v1"), ("team/tool", "v1")])
     same = dockyard("index", "check", str(config_path))
     assert same.returncode == 0, same.stdout + same.stderr
     assert "2 repositories in the store, 0 differ, 0 only in the index" in same.stdout
