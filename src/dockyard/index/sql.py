@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Hashable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
@@ -202,20 +203,22 @@ async def get_meta(db: Statements, key: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-class SQLIndex:
+class SQLIndex(ABC):
     """Every read and single change of `Index`, over the connections a database gives."""
 
     locks: Locks
 
+    @abstractmethod
     def reading(self) -> AbstractAsyncContextManager[Statements]:
         """A connection for reads outside a transaction (each sees the latest commit)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def writing(self) -> AbstractAsyncContextManager[SQLWrite]:
-        raise NotImplementedError
+        """One write transaction (see IndexWrite)."""
 
+    @abstractmethod
     async def version(self) -> Hashable:
-        raise NotImplementedError
+        """Moves on every commit (see Index.version)."""
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         async with self.reading() as db:
