@@ -23,7 +23,7 @@ from tests.support.oci import (
     push_image,
     random_blob,
 )
-from tests.support.server import RunningRegistry, require_tool, run_registry
+from tests.support.server import GC_SCOPES, RunningRegistry, require_tool, run_registry
 
 
 def gc(config: Path, *flags: str) -> dict[str, Any]:
@@ -102,8 +102,9 @@ def test_grace_period_keeps_fresh_uploads(registry: RunningRegistry) -> None:
         assert client.head(f"/v2/gc/fresh/blobs/{digest}").status_code == 200
 
 
-def test_delete_untagged_keeps_index_children_and_referrers(tmp_path: Path) -> None:
-    with run_registry(tmp_path) as running, running.client() as client:
+@pytest.mark.parametrize("scope", GC_SCOPES)
+def test_delete_untagged_keeps_index_children_and_referrers(tmp_path: Path, scope: str) -> None:
+    with run_registry(tmp_path, config=GC_SCOPES[scope]) as running, running.client() as client:
         children = [make_image(), make_image()]
         for child in children:
             push_image(client, "gc/multi", child.digest, child)
@@ -193,8 +194,9 @@ def test_gc_of_missing_config_file_fails_cleanly(tmp_path: Path) -> None:
     assert "cannot read config file" in result.stderr
 
 
-def test_empty_repositories_leave_the_catalog(tmp_path: Path) -> None:
-    with run_registry(tmp_path) as running, running.client() as client:
+@pytest.mark.parametrize("scope", GC_SCOPES)
+def test_empty_repositories_leave_the_catalog(tmp_path: Path, scope: str) -> None:
+    with run_registry(tmp_path, config=GC_SCOPES[scope]) as running, running.client() as client:
         image, kept = make_image(), make_image()
         push_image(client, "team/emptied", "v1", image)
         push_image(client, "team/emptied/child", "v1", kept)
@@ -224,10 +226,12 @@ def test_empty_repositories_leave_the_catalog(tmp_path: Path) -> None:
     assert sorted(path.name for path in (repositories / "team/emptied").iterdir()) == ["child"]
 
 
-def test_delete_untagged_keeps_manifests_pushed_within_the_grace_period(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scope", GC_SCOPES)
+def test_delete_untagged_keeps_manifests_pushed_within_the_grace_period(tmp_path: Path,
+                                                                      scope: str) -> None:
     """Step one of every multi-platform push: children by digest, untagged until their
     index arrives. A collection in between must not take them."""
-    with run_registry(tmp_path) as running, running.client() as client:
+    with run_registry(tmp_path, config=GC_SCOPES[scope]) as running, running.client() as client:
         children = [make_image(), make_image()]
         for child in children:
             push_image(client, "gc/halfway", child.digest, child)

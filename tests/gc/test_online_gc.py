@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.oci import (
     OCI_CONFIG,
@@ -24,7 +25,7 @@ from tests.support.oci import (
     push_image,
     random_blob,
 )
-from tests.support.server import RunningRegistry, run_registry
+from tests.support.server import GC_SCOPES, RunningRegistry, run_registry
 
 PUSHERS = 8
 SECONDS = 30
@@ -63,9 +64,10 @@ def push_sharing(client: httpx.Client, name: str, tag: str, shared: list[bytes]
     return manifest, [config, *layers]
 
 
-def test_gc_during_concurrent_pushes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scope", GC_SCOPES)
+def test_gc_during_concurrent_pushes(tmp_path: Path, scope: str) -> None:
     shared = [random_blob(4096) for _ in range(6)]
-    with run_registry(tmp_path) as running:
+    with run_registry(tmp_path, config=GC_SCOPES[scope]) as running:
         with running.client() as client:
             base = make_image(layer_count=0)
             base.layers = shared
@@ -141,9 +143,10 @@ def assert_no_dangling_references(running: RunningRegistry) -> None:
     assert checked
 
 
-def test_killed_collector_leaves_a_serving_store_and_the_next_run_finishes(tmp_path: Path
-                                                                           ) -> None:
-    with run_registry(tmp_path) as running, running.client() as client:
+@pytest.mark.parametrize("scope", GC_SCOPES)
+def test_killed_collector_leaves_a_serving_store_and_the_next_run_finishes(
+        tmp_path: Path, scope: str) -> None:
+    with run_registry(tmp_path, config=GC_SCOPES[scope]) as running, running.client() as client:
         keep = make_image()
         push_image(client, "killed/keep", "v1", keep)
         doomed: list[str] = []

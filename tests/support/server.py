@@ -233,3 +233,11 @@ def wait_until_serving(running: RunningRegistry, timeout: float = 30) -> None:
                 return
             time.sleep(0.05)
     raise RuntimeError(f"{running.kind} did not start in {timeout}s:\n{running.logs()}")
+
+
+# The two ways garbage collection finds its candidates: a full pass over the store (the
+# default), or the index's record of what changed, where dockyard alone writes the store.
+GC_SCOPES: dict[str, dict[str, Any]] = {
+    "full": {},
+    "changes": {"storage": {"index": {"solewriter": True}}},
+}

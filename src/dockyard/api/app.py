@@ -61,6 +61,7 @@ class RegistryApp:
             max_manifest_size=config.max_manifest_size,
             max_uploads_per_repository=config.max_uploads_per_repository,
             redirect_blob_reads=not config.storage.redirect_disabled,
+            sole_writer=config.storage.sole_writer,
         ))
         self.prefix = config.http.prefix
         self.common_headers: Headers = [(b"docker-distribution-api-version", b"registry/2.0")]
@@ -244,10 +245,11 @@ class RegistryApp:
             options = GCOptions(dry_run=storage.gc.dry_run,
                                 delete_untagged=storage.gc.delete_untagged,
                                 grace_period=storage.gc.grace_period,
-                                upload_purge_age=purging.age if purging.enabled else None)
+                                upload_purge_age=purging.age if purging.enabled else None,
+                                sole_writer=storage.sole_writer)
             # Every worker keeps a schedule; the lease lets one of them run at a time.
-            self._tasks.append(asyncio.create_task(
-                self.registry.gc.run_every(storage.gc.interval, options)))
+            self._tasks.append(asyncio.create_task(self.registry.gc.run_every(
+                storage.gc.interval, options, storage.gc.full_pass_interval)))
 
 
 def make_authentication(config: Config) -> tuple[Authenticator | None, TokenIssuer | None]:

@@ -40,6 +40,10 @@ def describe(report: GCReport) -> str:
     if report.repositories_reindexed:
         lines.append(f"index: re-read {len(report.repositories_reindexed)} repositories "
                      f"changed outside this registry: {', '.join(report.repositories_reindexed)}")
+    if not report.full_pass:
+        lines.append(f"looked at the {report.candidates} blobs that may have become garbage "
+                     "since the last collection (storage.index.solewriter; --full for the "
+                     "whole store)")
     fresh_manifests = (f"kept {report.manifests_kept_fresh} untagged manifests pushed within "
                        "the grace period; " if report.manifests_kept_fresh else "")
     lines.append(
@@ -61,9 +65,12 @@ def describe(report: GCReport) -> str:
 @click.option("--grace-period", default=f"{DEFAULT_GRACE_PERIOD:.0f}s", show_default=True,
               help="Keep blobs uploaded more recently than this (0: delete at once, like "
                    "distribution).")
+@click.option("--full", is_flag=True,
+              help="Look at the whole store even where storage.index.solewriter lets the "
+                   "collection look at what changed alone.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
-                    grace_period: str, as_json: bool) -> None:
+                    grace_period: str, full: bool, as_json: bool) -> None:
     """Delete blobs (and with -m, manifests) nothing uses. Safe while the registry runs."""
     from dockyard.console import err, gc_progress, run_on, synchronize_index
     from dockyard.registry.gc_runs import GCAlreadyRunning, GCRuns
@@ -77,6 +84,7 @@ def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
         dry_run=dry_run, delete_untagged=delete_untagged,
         grace_period=parse_grace(grace_period),
         upload_purge_age=settings.storage.upload_purging.age,
+        sole_writer=settings.storage.sole_writer, full=full,
     )
     if settings.storage.s3 is not None and not dry_run and not settings.database.enabled:
         # The SQLite index's transactions and locks are local files: they exclude only

@@ -84,8 +84,8 @@ SCHEMA = used(
         redirect=used(disable=LEAF),
         tag=ignored(concurrencylimit=IGNORED),
         gc=used(enabled=LEAF, interval=LEAF, graceperiod=LEAF, deleteuntagged=LEAF,
-                dryrun=LEAF),  # dockyard only
-        index=used(resyncinterval=LEAF),  # dockyard only
+                dryrun=LEAF, fullpassinterval=LEAF),  # dockyard only
+        index=used(resyncinterval=LEAF, solewriter=LEAF),  # dockyard only
     ),
     auth=used(
         htpasswd=Key(Use.USED, {"realm": LEAF, "path": LEAF}, strict=True),

@@ -547,6 +547,8 @@ def _storage(raw: dict[str, Any]) -> StorageConfig:
         grace_period=parse_duration(gc_raw.get("graceperiod", "1h"), where + "graceperiod"),
         delete_untagged=_bool(gc_raw, "deleteuntagged", where, False),
         dry_run=_bool(gc_raw, "dryrun", where, False),
+        full_pass_interval=parse_duration(gc_raw.get("fullpassinterval", "168h"),
+                                          where + "fullpassinterval"),
     )
     if gc.interval <= 0:
         raise ConfigError("storage.gc.interval: must be longer than zero")
@@ -554,6 +556,7 @@ def _storage(raw: dict[str, Any]) -> StorageConfig:
     resync = parse_duration(index_raw.get("resyncinterval", "10m"),
                             "storage.index.resyncinterval")
     return StorageConfig(
+        sole_writer=_bool(index_raw, "solewriter", "storage.index.", False),
         gc=gc,
         index_resync_interval=resync,
         driver=driver,

@@ -78,6 +78,9 @@ class GCSchedule:
     grace_period: float = HOUR
     delete_untagged: bool = False
     dry_run: bool = False
+    # With storage.index.solewriter, scheduled collections look at what changed, and at
+    # the whole store once this long after the last full pass.
+    full_pass_interval: float = 168 * HOUR
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,9 @@ class StorageConfig:
     # How often the server looks for changes made to the store by something else (another
     # registry, a hand); 0: only at start and before garbage collection.
     index_resync_interval: float = 10 * 60.0
+    # storage.index.solewriter: the operator's word that only dockyard (registries on this
+    # index) writes the store, so garbage collection may trust the index to know every change.
+    sole_writer: bool = False
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,15 @@ class IndexWrite(Protocol):
     async def forget_blobs(self, digests: Sequence[str]) -> None:
         """Blobs deleted from the store, and every layer link to them."""
 
+    # Garbage candidates: every blob recorded, and what each forgotten manifest, layer link
+    # or repository named, is one until a collection has looked at it.
+    async def forget_candidates(self, digests: Sequence[str]) -> None:
+        """Candidates a collection has settled (gone from the store, or not there)."""
+
+    async def forget_referenced_candidates(self) -> int:
+        """Drop the candidates some manifest is or needs now; how many."""
+        ...
+
     async def set_meta(self, key: str, value: str) -> None: ...
 
     async def delete_meta(self, key: str, value_prefix: str = "") -> None:
@@ -223,4 +232,9 @@ class Index(Protocol):
 
     async def all_blobs_created(self) -> dict[str, float]:
         """When each blob committed through dockyard was committed."""
+        ...
+
+    async def gc_candidates(self) -> list[str]:
+        """The digests that may have become garbage since a collection last looked (see
+        IndexWrite.forget_candidates), in order."""
         ...

@@ -99,10 +99,27 @@ CREATE TABLE login_blocks (
     until DOUBLE PRECISION NOT NULL, PRIMARY KEY (client, kind, account));
 """
 
+# Digests that may have become garbage: blobs uploaded, and what a forgotten manifest, layer
+# link or repository referenced. An incremental collection looks at these alone; every blob
+# recorded so far starts as one. Manifests are looked up by digest when the sweep checks
+# its candidates.
+_SQLITE_4 = """
+CREATE TABLE IF NOT EXISTS gc_candidates (digest TEXT PRIMARY KEY) WITHOUT ROWID;
+INSERT INTO gc_candidates (digest) SELECT digest FROM blobs WHERE true ON CONFLICT DO NOTHING;
+CREATE INDEX IF NOT EXISTS manifests_by_digest ON manifests (digest);
+"""
+
+_POSTGRES_4 = """
+CREATE TABLE gc_candidates (digest TEXT COLLATE "C" PRIMARY KEY);
+INSERT INTO gc_candidates (digest) SELECT digest FROM blobs ON CONFLICT DO NOTHING;
+CREATE INDEX manifests_by_digest ON manifests (digest);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "repositories, tags, manifests, layer links, references, blobs",
               _SQLITE_2, _POSTGRES_2, rebuild=True),
     Migration(3, "login throttle", "", _POSTGRES_3),
+    Migration(4, "garbage collection candidates", _SQLITE_4, _POSTGRES_4),
 )
 LATEST = MIGRATIONS[-1].version
 

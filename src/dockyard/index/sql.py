@@ -60,6 +60,19 @@ class SQLWrite(IndexWrite):
             "INSERT INTO blobs (digest, size, created) VALUES (?, ?, ?) ON CONFLICT (digest) "
             "DO UPDATE SET size = excluded.size, created = excluded.created",
             (digest, size, time.time()))
+        # Garbage until a manifest needs it (an upload whose manifest never comes).
+        await self.db.execute(
+            "INSERT INTO gc_candidates (digest) VALUES (?) ON CONFLICT DO NOTHING", (digest,))
+
+    async def _note_candidates(self, where: str, params: Sequence[Any]) -> None:
+        """What the rows `where` selects (of manifests, their references and layer links)
+        name may be garbage once they go."""
+        await self.db.execute(
+            "INSERT INTO gc_candidates (digest) "
+            f"SELECT digest FROM manifest_references WHERE {where.format(manifest='manifest')}"
+            f" UNION SELECT digest FROM manifests WHERE {where.format(manifest='digest')}"
+            f" UNION SELECT digest FROM layers WHERE {where.format(manifest='digest')}"
+            " ON CONFLICT DO NOTHING", (*params, *params, *params))
 
     async def _add_repository(self, name: str) -> None:
         await self.db.execute(
@@ -101,6 +114,7 @@ class SQLWrite(IndexWrite):
                 [(repository, record.digest, digest) for digest in record.references])
 
     async def forget_manifest(self, repository: str, digest: str) -> None:
+        await self._note_candidates("repository = ? AND {manifest} = ?", (repository, digest))
         for table in ("tags", "manifests"):
             await self.db.execute(f"DELETE FROM {table} WHERE repository = ? AND digest = ?",
                                   (repository, digest))
@@ -122,6 +136,7 @@ class SQLWrite(IndexWrite):
                                        [(item.name, digest) for digest in item.layers])
 
     async def delete_repository(self, name: str) -> None:
+        await self._note_candidates("repository = ?", (name,))
         # The layer-link time stays: it says when the repository was last linked into.
         for table in REPOSITORY_TABLES[:-1]:
             await self.db.execute(f"DELETE FROM {table} WHERE repository = ?", (name,))
@@ -130,6 +145,7 @@ class SQLWrite(IndexWrite):
     async def forget_repositories(self, names: Sequence[str]) -> None:
         if not names:
             return
+        await self._note_candidates(f"repository IN ({marks(names)})", names)
         for table in REPOSITORY_TABLES:
             await self.db.execute(f"DELETE FROM {table} WHERE repository IN ({marks(names)})",
                                   names)
@@ -139,9 +155,22 @@ class SQLWrite(IndexWrite):
     async def forget_blobs(self, digests: Sequence[str]) -> None:
         if not digests:
             return
-        for table in ("blobs", "layers"):
+        for table in ("blobs", "layers", "gc_candidates"):
             await self.db.execute(f"DELETE FROM {table} WHERE digest IN ({marks(digests)})",
                                   digests)
+
+    async def forget_candidates(self, digests: Sequence[str]) -> None:
+        if digests:
+            await self.db.execute(
+                f"DELETE FROM gc_candidates WHERE digest IN ({marks(digests)})", digests)
+
+    async def forget_referenced_candidates(self) -> int:
+        """Drop the candidates some manifest is or needs now (if they lose it later, that
+        makes them candidates again); how many went."""
+        rows = await self.db.fetch_all(
+            "DELETE FROM gc_candidates WHERE digest IN (SELECT digest FROM manifests) "
+            "OR digest IN (SELECT digest FROM manifest_references) RETURNING digest")
+        return len(rows)
 
     async def set_meta(self, key: str, value: str) -> None:
         await self.db.execute(META_UPSERT, (key, value))
@@ -250,6 +279,9 @@ class SQLIndex(ABC):
 
     async def remove_layer(self, repository: str, digest: str) -> None:
         async with self.writing() as db:
+            await db.db.execute(
+                "INSERT INTO gc_candidates (digest) VALUES (?) ON CONFLICT DO NOTHING",
+                (digest,))
             await db.db.execute("DELETE FROM layers WHERE repository = ? AND digest = ?",
                                 (repository, digest))
 
@@ -363,6 +395,10 @@ class SQLIndex(ABC):
                 "SELECT repository, manifest, digest FROM manifest_references"):
             found.setdefault((repository, manifest), []).append(digest)
         return found
+
+    async def gc_candidates(self) -> list[str]:
+        return [row[0] for row in await self._bulk(
+            "SELECT digest FROM gc_candidates ORDER BY digest")]
 
     async def all_blobs_created(self) -> dict[str, float]:
         return {row[0]: float(row[1]) for row in await self._bulk(

@@ -7,9 +7,11 @@ and record what they need inside such a transaction too, and uploads record a bl
 their 201, so a push either sees the blob gone (and fails cleanly) or has marked it first.
 Blobs younger than the grace period are kept: an upload whose manifest has not come yet.
 
-The index is brought in line with the store before marking: another registry (distribution
-on the same store, before or while dockyard was stopped) or a hand-made change may have
-added manifests dockyard never saw, and what the store references must never be deleted.
+A full pass brings the index in line with the store before marking: another registry
+(distribution on the same store, before or while dockyard was stopped) or a hand-made change
+may have added manifests dockyard never saw, and what the store references must never be
+deleted. Where dockyard is the store's only writer (storage.index.solewriter), the index
+knows every change, and a collection looks only at what changed (gc_incremental).
 """
 
 from __future__ import annotations
@@ -17,62 +19,58 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from dockyard.index.base import Index
 from dockyard.registry import layout
 from dockyard.registry.errors import DigestInvalid
+from dockyard.registry.gc_incremental import collect_candidates
+from dockyard.registry.gc_model import (
+    DEFAULT_GRACE_PERIOD,
+    SWEEP_BATCH,
+    GCOptions,
+    GCReport,
+    Progress,
+)
 from dockyard.registry.gc_repositories import (
     StoreListing,
     names_in,
     remove_empty_repositories,
 )
+from dockyard.registry.gc_sweep import sweep_blobs
 from dockyard.registry.maintenance import purge_uploads
 from dockyard.registry.reference import HASH_HEX_LENGTHS, Digest
 from dockyard.registry.reindex import synchronize
 from dockyard.storage import FileInfo, PathNotFound, StorageDriver
 
-DEFAULT_GRACE_PERIOD = 3600.0
-# Blobs deleted per write transaction: large enough that transactions cost little, small
-# enough that a manifest push waits only milliseconds for the lock.
-SWEEP_BATCH = 256
+__all__ = ["DEFAULT_GRACE_PERIOD", "GCOptions", "GCReport", "Progress", "collect_garbage"]
 
-
-@dataclass(frozen=True)
-class GCOptions:
-    dry_run: bool = False
-    delete_untagged: bool = False
-    grace_period: float = DEFAULT_GRACE_PERIOD
-    upload_purge_age: float | None = 168 * 3600.0
-
-
-@dataclass
-class GCReport:
-    dry_run: bool
-    manifests_deleted: list[str] = field(default_factory=list)
-    blobs_deleted: list[str] = field(default_factory=list)
-    bytes_freed: int = 0
-    blobs_kept: int = 0
-    blobs_kept_fresh: int = 0
-    manifests_kept_fresh: int = 0
-    uploads_purged: list[str] = field(default_factory=list)
-    repositories_removed: list[str] = field(default_factory=list)
-    repositories_reindexed: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-Progress = Callable[[str, int, int], None]  # phase, done, total
+# When the last full pass finished (time.time()), in the index's meta table.
+FULL_PASS_KEY = "gc_full_pass_at"
 
 
 async def collect_garbage(driver: StorageDriver, index: Index, options: GCOptions,
                           progress: Progress | None = None) -> GCReport:
     started = time.monotonic()
     report = GCReport(options.dry_run)
+    if options.sole_writer and not options.full and await index.is_complete():
+        if options.delete_untagged:
+            await _delete_untagged(driver, index, options, report)
+        await collect_candidates(driver, index, options, report, progress)
+    else:
+        await _collect_everything(driver, index, options, report, progress)
+        if not options.dry_run:
+            await index.set_meta(FULL_PASS_KEY, str(time.time()))
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+async def last_full_pass(index: Index) -> float | None:
+    value = await index.get_meta(FULL_PASS_KEY)
+    return float(value) if value else None
+
+
+async def _collect_everything(driver: StorageDriver, index: Index, options: GCOptions,
+                              report: GCReport, progress: Progress | None) -> None:
     # Object storage: one listing of the repositories tree serves the index check, the
     # upload purge and the search for empty repositories, and the blob tree is listed
     # beside it (none of these lists a directory at a time).
@@ -92,7 +90,7 @@ async def collect_garbage(driver: StorageDriver, index: Index, options: GCOption
     report.blobs_kept += len(candidates) - len(unmarked)
     deleted_links: set[str] = set()
     for start in range(0, len(unmarked), SWEEP_BATCH):
-        deleted_links.update(await _sweep_blobs(
+        deleted_links.update(await sweep_blobs(
             driver, index, unmarked[start:start + SWEEP_BATCH], listed, cutoff,
             options.dry_run, report))
         if progress is not None:
@@ -111,8 +109,6 @@ async def collect_garbage(driver: StorageDriver, index: Index, options: GCOption
     report.repositories_removed = await remove_empty_repositories(
         driver, index, await index.repositories_without_manifests(), cutoff, options.dry_run,
         listing)
-    report.seconds = round(time.monotonic() - started, 3)
-    return report
 
 
 async def _untagged(index: Index) -> list[tuple[str, str]]:
@@ -199,53 +195,3 @@ async def stored_blob_files(driver: StorageDriver) -> dict[Digest, FileInfo | No
     return found
 
 
-async def _sweep_blobs(driver: StorageDriver, index: Index, batch: list[Digest],
-                       listed: dict[Digest, FileInfo | None], cutoff: float, dry_run: bool,
-                       report: GCReport) -> list[str]:
-    """Delete those of `batch` that nothing is or needs, in one write transaction; the
-    layer links deleted with them."""
-    # Sizes and dates first (from the listing, else asked), outside the transaction: an
-    # upload of one of these digests records it (as fresh) in the index, which is read
-    # again below, inside.
-    unknown = [digest for digest in batch if listed.get(digest) is None]
-    asked = dict(zip(unknown, await driver.stat_many(
-        [layout.blob_data(digest) for digest in unknown]), strict=True))
-    infos = [listed.get(digest) or asked.get(digest) for digest in batch]
-    texts = [str(digest) for digest in batch]
-    async with index.writing() as db:
-        referenced = await db.referenced_among(texts)
-        recorded = await db.blobs_created(texts)
-        doomed: list[Digest] = []
-        for digest, text, info in zip(batch, texts, infos, strict=True):
-            if text in referenced:
-                report.blobs_kept += 1
-                continue
-            size, created = recorded.get(text, (None, None))
-            if created is None and info is not None:
-                created = info.modified
-            if created is not None and created > cutoff:
-                report.blobs_kept_fresh += 1
-                continue
-            doomed.append(digest)
-            report.blobs_deleted.append(text)
-            report.bytes_freed += info.size if info is not None else (size or 0)
-        if dry_run or not doomed:
-            return []
-        gone = [str(digest) for digest in doomed]
-        # Links first: a crash part-way leaves links to a blob that still exists.
-        links = [layout.layer_link(repository, Digest.parse(text))
-                 for repository, text in await db.links_among(gone)]
-        if any(info is not None for info in listed.values()):
-            # The blob tree was listed (object storage): its keys are known, so they are
-            # deleted as they are, with no listing of each blob's and link's directory.
-            # (A link's directory holds the link alone; pushes take this transaction.)
-            await driver.delete_files(links)
-            await driver.delete_files([layout.blob_data(digest) for digest in doomed
-                                       if listed.get(digest) is not None])
-            await driver.delete_many([layout.blob_dir(digest) for digest in doomed
-                                      if listed.get(digest) is None])
-        else:
-            await driver.delete_many([link.removesuffix("/link") for link in links])
-            await driver.delete_many([layout.blob_dir(digest) for digest in doomed])
-        await db.forget_blobs(gone)
-    return links

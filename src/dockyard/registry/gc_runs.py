@@ -12,12 +12,12 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from dockyard.index.base import Index, IndexWrite
 from dockyard.registry.errors import ReadOnly
-from dockyard.registry.gc import GCOptions, Progress, collect_garbage
+from dockyard.registry.gc import GCOptions, Progress, collect_garbage, last_full_pass
 from dockyard.storage import StorageDriver
 
 log = logging.getLogger("dockyard.gc")
@@ -54,12 +54,14 @@ def _now() -> str:
 
 
 class GCRuns:
-    def __init__(self, driver: StorageDriver, index: Index, read_only: bool = False
-                 ) -> None:
+    def __init__(self, driver: StorageDriver, index: Index, read_only: bool = False,
+                 sole_writer: bool = False) -> None:
         self.driver = driver
         self.index = index
         # storage.maintenance.readonly: the store must not change, so only dry runs.
         self.read_only = read_only
+        # storage.index.solewriter (see GCOptions)
+        self.sole_writer = sole_writer
         self._progress: dict[str, Any] | None = None
         self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
 
@@ -159,8 +161,15 @@ class GCRuns:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def run_every(self, interval: float, options: GCOptions) -> None:
+    async def run_every(self, interval: float, options: GCOptions,
+                        full_pass_interval: float | None = None) -> None:
+        """Collect every `interval`; where collections look at what changed alone, a full
+        pass once `full_pass_interval` has gone by since the last one."""
         while True:
             await asyncio.sleep(interval)
+            full = False
+            if options.sole_writer and full_pass_interval is not None:
+                last = await last_full_pass(self.index)
+                full = last is None or time.time() - last >= full_pass_interval
             with contextlib.suppress(GCAlreadyRunning):
-                await self.run(options, "schedule")
+                await self.run(replace(options, full=full), "schedule")

@@ -27,6 +27,8 @@ class RegistrySettings:
     max_uploads_per_repository: int = 1000
     # Blob GETs answered with a redirect to the storage where it can (storage.redirect).
     redirect_blob_reads: bool = True
+    # storage.index.solewriter: garbage collection may look at what changed alone.
+    sole_writer: bool = False
 
 
 class Repository:
@@ -75,7 +77,7 @@ class Registry:
         self.blobs = BlobStore(driver, self.settings.redirect_blob_reads)
         self.uploads = UploadStore(self.blobs, index,
                                    self.settings.max_uploads_per_repository)
-        self.gc = GCRuns(driver, index, self.settings.read_only)
+        self.gc = GCRuns(driver, index, self.settings.read_only, self.settings.sole_writer)
         self.manifest_cache = ManifestCache()
         self._index_complete = False  # once true, it stays so
 

@@ -221,6 +221,12 @@ class StorageDriver(abc.ABC):
         directories they leave empty stay where directories exist (see `prune_many`)."""
         await self.delete_many(paths)
 
+    async def delete_lone_files(self, paths: Sequence[str]) -> None:
+        """Delete these files (a blob's `data`, a layer link), each alone in its directory,
+        with that directory; those already gone are skipped. Object storage, where a
+        directory is only a prefix of keys, deletes the keys without listing them."""
+        await self.delete_many([path.rsplit("/", 1)[0] for path in paths])
+
     async def prune_many(self, paths: Sequence[str], stop: str) -> None:
         """Remove each of `paths` and then its parents, up to but not including `stop`, while
         they are empty directories (where directories exist at all): the first that is a file

@@ -31,7 +31,8 @@ async def start_gc(ctx: Context) -> Response:
         raise HTTPError(400, "INVALID_PARAMETER", str(error), {"graceperiod": grace_text}
                         ) from None
     options = GCOptions(dry_run=_flag(ctx, "dryrun"), delete_untagged=_flag(ctx, "deleteuntagged"),
-                        grace_period=grace)
+                        grace_period=grace, sole_writer=ctx.registry.gc.sole_writer,
+                        full=_flag(ctx, "full"))
     ctx.registry.gc.check_allowed(options)  # 405 in read-only mode, unless a dry run
     location = {"Location": ctx.urls.path("/admin/gc")}
     try:

@@ -678,6 +678,9 @@ class S3Driver(StorageDriver):
     async def delete_files(self, paths: Sequence[str]) -> None:
         await self._delete_keys(sorted({self.key(check_path(path)) for path in paths}))
 
+    async def delete_lone_files(self, paths: Sequence[str]) -> None:
+        await self.delete_files(paths)
+
     async def delete_many(self, paths: Sequence[str]) -> None:
         for path in paths:
             check_path(path)
