@@ -72,6 +72,9 @@ METRICS = (
     Metric("gc_offline_s", "Garbage collection, registry stopped", "s", False, "gc_offline"),
     Metric("gc_online_s", "Garbage collection, dockyard serving (vs distribution stopped)", "s",
            False, "gc_online", versus="gc_offline_s"),
+    Metric("gc_changes_s", "Garbage collection, dockyard serving, what changed alone "
+           "(storage.index.solewriter; vs distribution stopped)", "s", False, "gc_changes",
+           versus="gc_offline_s"),
 )
 
 CPU_GROUPS = {
@@ -92,6 +95,7 @@ CPU_GROUPS = {
     "catalog_walk": "catalog, all pages",
     "gc_offline": "GC, registry stopped",
     "gc_online": "GC, dockyard serving",
+    "gc_changes": "GC, dockyard serving, what changed alone",
 }
 
 LIMITS = (

@@ -167,7 +167,7 @@ def run_gc_phase(
                 return {f"gc_{m}_s": out[-1].seconds}
 
             # A collection cannot be repeated on the same store: one attempt, noisy or not.
-            ok = measured(results, group, kind, server if mode == "online" else None, action,
+            ok = measured(results, group, kind, server if mode != "offline" else None, action,
                           settings.quiet_wait, attempts=1)
             try:
                 if ok and box:

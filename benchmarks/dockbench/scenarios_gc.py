@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -26,7 +27,11 @@ from .servers import Server
 from .settings import Settings
 from .storegen import GCImage, GCStore, copy_store
 
-VARIANTS = ((DISTRIBUTION, "offline"), (DOCKYARD, "offline"), (DOCKYARD, "online"))
+# "changes": dockyard serving, its collector told it is the store's sole writer
+# (storage.index.solewriter), so it looks at the index's record of what changed alone.
+VARIANTS = ((DISTRIBUTION, "offline"), (DOCKYARD, "offline"), (DOCKYARD, "online"),
+            (DOCKYARD, "changes"))
+SOLE_WRITER = {"REGISTRY_STORAGE_INDEX_SOLEWRITER": "true"}
 
 
 def delete_images(server: Server, store: GCStore) -> None:
@@ -186,9 +191,10 @@ def collect(
         outcome = GCOutcome(seconds, before, count_blobs(server.root), None)
     else:
         kept = [image for image in store.images if not image.deleted]
+        env = {**os.environ, **SOLE_WRITER} if mode == "changes" else None
         with ManifestLoad(server, kept) as load:
             time.sleep(0.5)  # the load is under way before the collector starts
-            seconds, output = run_collector(argv)
+            seconds, output = run_collector(argv, env)
             time.sleep(0.5)
         outcome = GCOutcome(seconds, before, count_blobs(server.root), None)
         outcome.load_ok, outcome.load_failed = load.ok, load.failed

@@ -7,10 +7,22 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from tests.gc.test_garbage_collect import blob_files, gc, image_blobs, shared_layer_images
-from tests.support.oci import digest_of, make_image, push_blob, push_image, random_blob
+from tests.gc.test_gc_in_server import wait_finished
+from tests.support.oci import (
+    digest_of,
+    error_codes,
+    make_image,
+    push_blob,
+    push_image,
+    random_blob,
+)
 from tests.support.server import GC_SCOPES, run_registry
 
 CHANGES = GC_SCOPES["changes"]
@@ -116,3 +128,52 @@ def test_without_the_setting_every_collection_is_full(tmp_path: Path) -> None:
         report = gc(running.config_path, "--grace-period", "0")
         assert report["full_pass"] is True and report["candidates"] is None
         assert report["blobs_deleted"] == [stray]
+
+
+def test_admin_endpoint_collects_changes_or_everything(tmp_path: Path) -> None:
+    config = {**CHANGES, "http": {"admin": {"enabled": True}}}
+    with run_registry(tmp_path, config=config) as running, running.client() as client:
+        image = make_image()
+        push_image(client, "admin/app", "v1", image)
+        stray = plant_blob(running.root, random_blob())
+        assert client.post("/admin/gc", params={"graceperiod": "0"}).status_code == 202
+        report = wait_finished(client)["report"]
+        assert report["full_pass"] is False and stray not in report["blobs_deleted"]
+        started = client.post("/admin/gc", params={"graceperiod": "0", "full": "true"})
+        assert started.status_code == 202 and started.json()["options"]["full"] is True
+        report = wait_finished(client)["report"]
+        assert report["full_pass"] is True and report["blobs_deleted"] == [stray]
+        bad = client.post("/admin/gc", params={"full": "sometimes"})
+        assert bad.status_code == 400 and error_codes(bad) == ["INVALID_PARAMETER"]
+
+
+def test_the_schedule_makes_a_full_pass_once_its_interval_has_gone_by(tmp_path: Path) -> None:
+    config = {"http": {"admin": {"enabled": True}},
+              "storage": {"index": {"solewriter": True},
+                          "gc": {"enabled": True, "interval": "1s", "graceperiod": "0",
+                                 "fullpassinterval": "1h"}}}
+    with run_registry(tmp_path, config=config) as running, running.client() as client:
+        # No full pass was ever made: the first scheduled run is one.
+        first = wait_for_run(client, lambda status: status["trigger"] == "schedule")
+        assert first["report"]["full_pass"] is True
+        image = make_image()
+        push_image(client, "scheduled/app", "v1", image)
+        assert client.delete(f"/v2/scheduled/app/manifests/{image.digest}").status_code == 202
+        # Within the hour, the next runs look at what changed, and take the deleted image.
+        later = wait_for_run(client, lambda status: image.digest in status["report"][
+            "blobs_deleted"])
+        assert later["report"]["full_pass"] is False
+        assert set(later["report"]["blobs_deleted"]) == image_blobs(image) | {image.digest}
+
+
+def wait_for_run(client: httpx.Client, wanted: Callable[[dict[str, Any]], bool],
+                 timeout: float = 60) -> dict[str, Any]:
+    """The first finished collection (as GET /admin/gc shows it) that `wanted` accepts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status: dict[str, Any] = client.get("/admin/gc").json()
+        if status["state"] == "finished" and wanted(status):
+            return status
+        assert status["state"] != "failed", status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)

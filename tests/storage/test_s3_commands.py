@@ -26,7 +26,13 @@ from tests.storage.test_s3_serve import s3_section
 from tests.support.distribution_layout import layout_of
 from tests.support.oci import Image, digest_of, make_image, push_blob, push_image, random_blob
 from tests.support.s3 import S3Bucket, botocore_client
-from tests.support.server import RunningRegistry, free_port, run_registry
+from tests.support.server import (
+    GC_SCOPES,
+    RunningRegistry,
+    deep_merge,
+    free_port,
+    run_registry,
+)
 
 
 def s3_config(bucket: S3Bucket, tmp_path: Path) -> dict[str, Any]:
@@ -39,7 +45,7 @@ def s3_config(bucket: S3Bucket, tmp_path: Path) -> dict[str, Any]:
 def s3_registry(bucket: S3Bucket, tmp_path: Path, **extra: Any) -> Iterator[RunningRegistry]:
     config = s3_config(bucket, tmp_path)
     config["http"] = {"workers": 2, **extra.pop("http", {})}
-    config.update(extra)
+    config = deep_merge(config, extra)
     with run_registry(tmp_path, config=config) as running:
         yield running
 
@@ -86,10 +92,12 @@ def assert_pulls(running: RunningRegistry, name: str, tag: str, image: Image) ->
             assert client.get(f"/v2/{name}/blobs/{digest_of(blob)}").content == blob
 
 
-def test_garbage_collect_on_s3(s3_bucket: S3Bucket, tmp_path: Path) -> None:
+@pytest.mark.parametrize("scope", GC_SCOPES)
+def test_garbage_collect_on_s3(s3_bucket: S3Bucket, tmp_path: Path, scope: str) -> None:
     first, second, shared = shared_layer_images()
     untagged = make_image()
-    with s3_registry(s3_bucket, tmp_path) as running, running.client() as client:
+    with s3_registry(s3_bucket, tmp_path, **GC_SCOPES[scope]) as running, \
+            running.client() as client:
         push_image(client, "gc/one", "v1", first)
         push_image(client, "gc/two", "v1", second)
         push_image(client, "gc/two", untagged.digest, untagged)  # by digest: untagged
@@ -109,6 +117,7 @@ def test_garbage_collect_on_s3(s3_bucket: S3Bucket, tmp_path: Path) -> None:
 
         # While the registry serves: its index and the command's are the same file.
         report = gc(config, "--delete-untagged", "--grace-period", "0")
+        assert report["full_pass"] is (scope == "full")
         assert set(report["blobs_deleted"]) == doomed
         assert report["manifests_deleted"] == [f"gc/two@{untagged.digest}"]
         assert report["bytes_freed"] == sum(
@@ -292,10 +301,13 @@ def test_index_rebuild_reads_many_repositories_at_once(s3_bucket: S3Bucket, tmp_
         assert moved.headers["Docker-Content-Digest"] == other
 
 
-def test_online_gc_on_s3_keeps_a_push_in_flight(s3_bucket: S3Bucket, tmp_path: Path) -> None:
+@pytest.mark.parametrize("scope", GC_SCOPES)
+def test_online_gc_on_s3_keeps_a_push_in_flight(s3_bucket: S3Bucket, tmp_path: Path,
+                                                scope: str) -> None:
     grace = 20
     kept, dropped, arriving = make_image(), make_image(), make_image(layer_count=2)
-    with s3_registry(s3_bucket, tmp_path, http={"admin": {"enabled": True}}) as running, \
+    with s3_registry(s3_bucket, tmp_path, http={"admin": {"enabled": True}},
+                     **GC_SCOPES[scope]) as running, \
             running.client(follow_redirects=True) as client:
         push_image(client, "online/app", "keep", kept)
         push_image(client, "online/app", "drop", dropped)
