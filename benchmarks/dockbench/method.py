@@ -6,6 +6,7 @@ from .common import MiB
 from .scenarios_downloads import describe_slow
 from .scenarios_gc import FLOOR_PROCESSES
 from .settings import Settings
+from .storegen import deleted_share
 
 
 def method_text(s: Settings) -> str:
@@ -104,7 +105,7 @@ def method_text(s: Settings) -> str:
         f"**Garbage collection.** A store of {s.gc_repositories:,} repositories, each one image "
         "(config + 4 layers of 1-4 KiB: one base layer shared from a pool of 20, three of its "
         "own), is written on disk once. For each variant and round it is copied afresh, the "
-        "server starts on it, and every other image is deleted with `DELETE "
+        f"server starts on it, and {deleted_share(s.gc_delete_every)} is deleted with `DELETE "
         "/v2/<name>/manifests/<digest>` (untimed). Then: distribution's "
         "`docker-registry garbage-collect CONFIG` with the registry stopped; "
         "`python -m dockyard garbage-collect --grace-period 0 --json CONFIG` with the server "

@@ -243,7 +243,8 @@ def run_s3_main(run: S3Run, sampler: MemorySampler) -> None:
 def run_s3_gc(run: S3Run) -> None:
     settings, results, endpoint = run.settings, run.results, run.endpoint
     log(f"writing a GC store of {settings.gc_repositories:,} images in distribution's layout")
-    store = make_gc_store(run.workdir / "template-gc", settings.gc_repositories)
+    store = make_gc_store(run.workdir / "template-gc", settings.gc_repositories,
+                          settings.gc_delete_every)
     for name in SERVERS:
         results.fact(name, "gc_store_blobs", float(store.blobs))
         results.fact(name, "gc_expected", float(store.expected_deleted))

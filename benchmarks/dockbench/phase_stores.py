@@ -33,7 +33,7 @@ from .scenarios_metadata import (
 )
 from .servers import Server
 from .settings import Settings
-from .storegen import copy_store, make_gc_store, make_metadata_store
+from .storegen import copy_store, deleted_share, make_gc_store, make_metadata_store
 
 INDEX_LOG = re.compile(r"index: .*\(([\d.]+)s\)")
 
@@ -126,8 +126,10 @@ def run_gc_phase(
     databases: IndexDatabases,
 ) -> None:
     log(f"writing a GC store of {settings.gc_repositories:,} images in distribution's layout")
-    store = make_gc_store(workdir / "template-gc", settings.gc_repositories)
-    log(f"  {store.blobs:,} blobs; deleting half the images should free {store.expected_deleted:,}")
+    store = make_gc_store(workdir / "template-gc", settings.gc_repositories,
+                          settings.gc_delete_every)
+    log(f"  {store.blobs:,} blobs; deleting {deleted_share(settings.gc_delete_every)} should "
+        f"free {store.expected_deleted:,}")
     for name in SERVERS:
         results.fact(name, "gc_store_blobs", float(store.blobs))
         results.fact(name, "gc_expected", float(store.expected_deleted))

@@ -46,6 +46,8 @@ def _label(metric: Metric, settings: Settings) -> str:
         label += f", {settings.repositories:,} repositories"
     elif metric.key.startswith("gc"):
         label += f", {settings.gc_repositories:,} images"
+        if settings.gc_delete_every != 2:
+            label += f", 1 in {settings.gc_delete_every} deleted"
     return label
 
 

@@ -51,6 +51,7 @@ class Settings:
     tags: int
     repositories: int
     gc_repositories: int
+    gc_delete_every: int
     limit_size: int
     download_clients: int
     download_size: int
@@ -142,6 +143,9 @@ def parse_args(argv: list[str]) -> Settings:
     parser.add_argument("--tags", type=int, help="tags in one repository (default 5000)")
     parser.add_argument("--repositories", type=int, help="catalog size (default 10000)")
     parser.add_argument("--gc-repositories", type=int, help="GC store images (default 2000)")
+    parser.add_argument("--gc-delete-every", type=int, default=2,
+                        help="delete every Nth image of the GC store before collecting "
+                             "(default 2: half of them)")
     parser.add_argument(
         "--limit-mib", type=int, help="bytes hashed/written for machine limits (default 1024)"
     )
@@ -251,6 +255,7 @@ def parse_args(argv: list[str]) -> Settings:
         tags=sizes["tags"],
         repositories=sizes["repos"],
         gc_repositories=sizes["gc"],
+        gc_delete_every=max(1, int(args.gc_delete_every)),
         limit_size=_sized(args.limit_mib, 1024, 256, quick) * MiB,
         download_clients=download_clients,
         download_size=int(args.download_mib) * MiB,

@@ -153,9 +153,14 @@ class GCStore:
 BASE_LAYERS = 20
 
 
-def make_gc_store(root: Path, images: int) -> GCStore:
+def deleted_share(delete_every: int) -> str:
+    return "every other image" if delete_every == 2 else f"one image in {delete_every}"
+
+
+def make_gc_store(root: Path, images: int, delete_every: int = 2) -> GCStore:
     """`images` repositories, each one image of config + 4 layers: one base layer shared from
-    a pool of BASE_LAYERS, three of its own. Every other image is marked for deletion."""
+    a pool of BASE_LAYERS, three of its own. Every `delete_every`th image is marked for
+    deletion."""
     writer = StoreWriter(root)
     sizes = random.Random(42)
     base = [os.urandom(sizes.randint(1024, 4096)) for _ in range(BASE_LAYERS)]
@@ -167,7 +172,8 @@ def make_gc_store(root: Path, images: int) -> GCStore:
         config = _config(repo)
         manifest = writer.image(repo, ["v1"], config, layers)
         digests = ["sha256:" + hashlib.sha256(data).hexdigest() for data in [config, *layers]]
-        store.images.append(GCImage(repo, "v1", manifest, digests, deleted=index % 2 == 1))
+        doomed = index % delete_every == delete_every - 1
+        store.images.append(GCImage(repo, "v1", manifest, digests, deleted=doomed))
     store.blobs = writer.blob_count
     return store
 

@@ -9,9 +9,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.gc.test_garbage_collect import blob_files, gc, image_blobs
 from tests.support.oci import make_image, push_image
-from tests.support.server import run_registry
+from tests.support.server import GC_SCOPES, deep_merge, run_registry
 
 
 def age_every_file(root: Path, seconds: float) -> None:
@@ -89,10 +91,12 @@ def wait_for(check: Callable[[], bool], timeout: float = 30) -> bool:
     return False
 
 
-def test_server_picks_up_changes_made_behind_its_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scope", GC_SCOPES)
+def test_server_picks_up_changes_made_behind_its_back(tmp_path: Path, scope: str) -> None:
     root = tmp_path / "store"
     kept, dropped, foreign, retagged = make_image(), make_image(), make_image(), make_image()
-    settings = {"storage": {"index": {"resyncinterval": "1s"}}, "http": {"workers": 2}}
+    settings = deep_merge({"storage": {"index": {"resyncinterval": "1s"}},
+                           "http": {"workers": 2}}, GC_SCOPES[scope])
     with run_registry(tmp_path, root=root, config=settings) as dockyard, \
             dockyard.client() as client:
         push_image(client, "behind/kept", "v1", kept)
@@ -111,6 +115,9 @@ def test_server_picks_up_changes_made_behind_its_back(tmp_path: Path) -> None:
         assert wait_for(caught_up), client.get("/v2/_catalog").text
         assert client.get("/v2/behind/dropped/tags/list").status_code == 404
     assert "changed outside this registry" in dockyard.logs()
+    # Told that nothing else writes the store, the server says loudly that something did.
+    warned = "storage.index.solewriter says nothing else writes the store" in dockyard.logs()
+    assert warned is (scope == "changes")
 
 
 def test_tags_of_a_repository_another_registry_created_are_listed_at_once(

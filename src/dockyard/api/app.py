@@ -237,7 +237,8 @@ class RegistryApp:
                 purging.dry_run)))
         if storage.driver != "inmemory":
             self._tasks.append(asyncio.create_task(resync_index_forever(
-                self.driver, self.registry.index, storage.index_resync_interval)))
+                self.driver, self.registry.index, storage.index_resync_interval,
+                storage.sole_writer)))
         if storage.gc.enabled and storage.read_only and not storage.gc.dry_run:
             log.warning("storage.gc is not scheduled: the store is in read-only maintenance "
                         "mode (storage.maintenance.readonly), where only dry runs may run")

@@ -42,6 +42,11 @@ class RepositoryContents:
     manifests: list[ManifestRecord]
     layers: list[str]
 
+    def snapshot(self) -> RepositorySnapshot:
+        return RepositorySnapshot(dict(self.tags),
+                                  frozenset(record.digest for record in self.manifests),
+                                  frozenset(self.layers))
+
 
 @dataclass(frozen=True, slots=True)
 class RepositorySnapshot:
@@ -99,6 +104,10 @@ class IndexWrite(Protocol):
         """Make the index's view of a repository exactly `item`."""
 
     async def delete_repository(self, name: str) -> None: ...
+
+    async def snapshot(self, name: str) -> RepositorySnapshot:
+        """What the index holds for one repository now (empty if nothing)."""
+        ...
 
     async def forget_repositories(self, names: Sequence[str]) -> None:
         """Repositories removed from the store (their layer-link times too)."""

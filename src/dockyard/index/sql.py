@@ -135,6 +135,15 @@ class SQLWrite(IndexWrite):
             await self.db.execute_many("INSERT INTO layers (repository, digest) VALUES (?, ?)",
                                        [(item.name, digest) for digest in item.layers])
 
+    async def snapshot(self, name: str) -> RepositorySnapshot:
+        tags = {row[0]: row[1] for row in await self.db.fetch_all(
+            "SELECT tag, digest FROM tags WHERE repository = ?", (name,))}
+        manifests = frozenset(row[0] for row in await self.db.fetch_all(
+            "SELECT digest FROM manifests WHERE repository = ?", (name,)))
+        layers = frozenset(row[0] for row in await self.db.fetch_all(
+            "SELECT digest FROM layers WHERE repository = ?", (name,)))
+        return RepositorySnapshot(tags, manifests, layers)
+
     async def delete_repository(self, name: str) -> None:
         await self._note_candidates("repository = ?", (name,))
         # The layer-link time stays: it says when the repository was last linked into.

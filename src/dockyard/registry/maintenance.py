@@ -89,13 +89,15 @@ RESYNC_LOCK = "index-resync"
 RESYNC_META = "index_resynced_at"
 
 
-async def resync_index_forever(driver: StorageDriver, index: Index, interval: float
-                               ) -> None:
+async def resync_index_forever(driver: StorageDriver, index: Index, interval: float,
+                               sole_writer: bool = False) -> None:
     """Bring the index in line with the store (build it, on the first start on a store;
     pick up what another registry on the same store, or a hand, changed): once as the
     server starts, while it already serves, then every `interval` (0: never again). One
     worker at a time does it: each keeps the schedule, and one finding that another is at
-    it, or did it recently, skips its turn."""
+    it, or did it recently, skips its turn. With `sole_writer` (storage.index.solewriter),
+    a change made by something else is an error in the log: collections trust that none
+    is made."""
     at_start = True
     while True:
         if not at_start:
@@ -103,7 +105,7 @@ async def resync_index_forever(driver: StorageDriver, index: Index, interval: fl
                 return
             await asyncio.sleep(interval)
         try:
-            await _resync_once(driver, index, interval, at_start)
+            await _resync_once(driver, index, interval, at_start, sole_writer)
         except IndexUnavailable as error:  # the database is down: said in one line
             log.error("index re-sync failed: %s", error)
         except Exception:
@@ -111,8 +113,8 @@ async def resync_index_forever(driver: StorageDriver, index: Index, interval: fl
         at_start = False
 
 
-async def _resync_once(driver: StorageDriver, index: Index, interval: float, at_start: bool
-                       ) -> None:
+async def _resync_once(driver: StorageDriver, index: Index, interval: float, at_start: bool,
+                       sole_writer: bool) -> None:
     async with index.locks.hold_if_free(RESYNC_LOCK) as ours:
         if not ours:
             return
@@ -129,6 +131,12 @@ async def _resync_once(driver: StorageDriver, index: Index, interval: float, at_
     took = time.monotonic() - started
     if not complete:
         log.info("index: built, %d repositories (%.1fs)", report.repositories, took)
+    elif (report.reindexed or report.removed) and sole_writer:
+        log.error("index: %d repositories changed outside this registry (%s), but "
+                  "storage.index.solewriter says nothing else writes the store: garbage "
+                  "collection could delete what another writer's manifests need; unset it "
+                  "while another registry shares the store", len(report.reindexed) +
+                  len(report.removed), ", ".join([*report.reindexed, *report.removed][:5]))
     elif report.reindexed or report.removed:
         log.info("index: re-read %d repositories changed outside this registry "
                  "(%d gone from the store) (%.1fs)", len(report.reindexed),

@@ -261,11 +261,18 @@ async def synchronize(driver: StorageDriver, index: Index, full: bool = False,
             progress(name)
         return contents
 
+    ours: set[str] = set()
     for start in range(0, len(differing), WRITE_BATCH):
         async with index.writing() as db:
             for contents in await each(PARALLEL, read_again,
                                        differing[start:start + WRITE_BATCH]):
+                if not full and await db.snapshot(contents.name) == contents.snapshot():
+                    # A push or delete through this index since the first look: the index
+                    # already holds what the store does.
+                    ours.add(contents.name)
+                    continue
                 await db.replace_repository(contents)
+    differing = [name for name in differing if name not in ours]
     for start in range(0, len(gone), WRITE_BATCH):
         async with index.writing() as db:
             for name in gone[start:start + WRITE_BATCH]:
