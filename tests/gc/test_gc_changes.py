@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -177,3 +179,30 @@ def wait_for_run(client: httpx.Client, wanted: Callable[[dict[str, Any]], bool],
         assert status["state"] != "failed", status
         assert time.monotonic() < deadline, status
         time.sleep(0.2)
+
+
+def test_the_first_collection_on_a_store_another_registry_wrote_is_a_full_pass(
+        tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    image = make_image()
+    with run_registry(tmp_path, "distribution", root=root) as other, other.client() as client:
+        push_image(client, "old/app", "v1", image)
+        stray = push_blob(client, "old/app", random_blob())  # uploaded, never used
+    with run_registry(tmp_path, root=root, config=CHANGES) as running:
+        config = running.config_path
+    command = [sys.executable, "-m", "dockyard", "garbage-collect", "--grace-period", "0",
+               str(config)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    # The index was built from a store it never recorded: what lies there unrecorded is
+    # found by listing it, once.
+    assert "looked at the whole store: the first collection since the index was built" in \
+        first.stdout
+    assert "deleted 0 manifests and 1 blobs" in first.stdout
+    assert stray not in blob_files(root)
+    second = gc(config, "--grace-period", "0")
+    assert second["full_pass"] is False and second["full_pass_reason"] is None
+    assert second["blobs_deleted"] == []
+    with run_registry(tmp_path, root=root, config=CHANGES) as running, \
+            running.client() as client:
+        assert client.get("/v2/old/app/manifests/v1").content == image.manifest

@@ -44,6 +44,8 @@ def describe(report: GCReport) -> str:
         lines.append(f"looked at the {report.candidates} blobs that may have become garbage "
                      "since the last collection (storage.index.solewriter; --full for the "
                      "whole store)")
+    elif report.full_pass_reason is not None:
+        lines.append(f"looked at the whole store: {report.full_pass_reason}")
     fresh_manifests = (f"kept {report.manifests_kept_fresh} untagged manifests pushed within "
                        "the grace period; " if report.manifests_kept_fresh else "")
     lines.append(

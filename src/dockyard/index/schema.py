@@ -101,18 +101,23 @@ CREATE TABLE login_blocks (
 
 # Digests that may have become garbage: blobs uploaded, and what a forgotten manifest, layer
 # link or repository referenced. An incremental collection looks at these alone; every blob
-# recorded so far starts as one. Manifests are looked up by digest when the sweep checks
-# its candidates.
+# recorded so far starts as one, and the next collection is a full pass (what was deleted
+# before is in no table). Manifests are looked up by digest when the sweep checks its
+# candidates.
 _SQLITE_4 = """
 CREATE TABLE IF NOT EXISTS gc_candidates (digest TEXT PRIMARY KEY) WITHOUT ROWID;
 INSERT INTO gc_candidates (digest) SELECT digest FROM blobs WHERE true ON CONFLICT DO NOTHING;
 CREATE INDEX IF NOT EXISTS manifests_by_digest ON manifests (digest);
+INSERT INTO meta (key, value) VALUES ('gc_needs_full_pass', 'yes')
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 """
 
 _POSTGRES_4 = """
 CREATE TABLE gc_candidates (digest TEXT COLLATE "C" PRIMARY KEY);
 INSERT INTO gc_candidates (digest) SELECT digest FROM blobs ON CONFLICT DO NOTHING;
 CREATE INDEX manifests_by_digest ON manifests (digest);
+INSERT INTO meta (key, value) VALUES ('gc_needs_full_pass', 'yes')
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 """
 
 MIGRATIONS: tuple[Migration, ...] = (

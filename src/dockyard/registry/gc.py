@@ -26,6 +26,7 @@ from dockyard.registry.errors import DigestInvalid
 from dockyard.registry.gc_incremental import collect_candidates
 from dockyard.registry.gc_model import (
     DEFAULT_GRACE_PERIOD,
+    NEEDS_FULL_PASS_KEY,
     SWEEP_BATCH,
     GCOptions,
     GCReport,
@@ -52,16 +53,33 @@ async def collect_garbage(driver: StorageDriver, index: Index, options: GCOption
                           progress: Progress | None = None) -> GCReport:
     started = time.monotonic()
     report = GCReport(options.dry_run)
-    if options.sole_writer and not options.full and await index.is_complete():
+    if options.sole_writer:
+        report.full_pass_reason = await _why_full_pass(index, options)
+    if options.sole_writer and report.full_pass_reason is None:
         if options.delete_untagged:
             await _delete_untagged(driver, index, options, report)
         await collect_candidates(driver, index, options, report, progress)
     else:
         await _collect_everything(driver, index, options, report, progress)
         if not options.dry_run:
-            await index.set_meta(FULL_PASS_KEY, str(time.time()))
+            async with index.writing() as db:
+                await db.set_meta(FULL_PASS_KEY, str(time.time()))
+                await db.delete_meta(NEEDS_FULL_PASS_KEY)
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+async def _why_full_pass(index: Index, options: GCOptions) -> str | None:
+    """Why this collection must look at the whole store although dockyard alone writes it;
+    None if what changed will do."""
+    if options.full:
+        return "asked for"
+    if not await index.is_complete():
+        return "the index is still being built"
+    if await index.get_meta(NEEDS_FULL_PASS_KEY) is not None:
+        return ("the first collection since the index was built from the store or "
+                "upgraded: it may hold blobs no index recorded")
+    return None
 
 
 async def last_full_pass(index: Index) -> float | None:

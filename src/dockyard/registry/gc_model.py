@@ -7,6 +7,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 DEFAULT_GRACE_PERIOD = 3600.0
+# In the index's meta table while the index may not know every blob of the store (it was
+# built from a store something else wrote, or made before it recorded candidates): the next
+# collection is a full pass, whatever storage.index.solewriter says.
+NEEDS_FULL_PASS_KEY = "gc_needs_full_pass"
 # Blobs deleted per write transaction: large enough that transactions cost little, small
 # enough that a manifest push waits only milliseconds for the lock.
 SWEEP_BATCH = 256
@@ -42,6 +46,7 @@ class GCReport:
     # False: only what changed since the last collection was looked at (candidates from
     # the index, no listing of the store).
     full_pass: bool = True
+    full_pass_reason: str | None = None
     candidates: int | None = None
 
     def as_dict(self) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from dockyard.index.base import (
 )
 from dockyard.registry import catalog, layout
 from dockyard.registry.errors import DigestInvalid
+from dockyard.registry.gc_model import NEEDS_FULL_PASS_KEY
 from dockyard.registry.links import read_link
 from dockyard.registry.manifest import parse_stored, stored_media_type
 from dockyard.registry.reference import HASH_HEX_LENGTHS, Digest
@@ -283,8 +284,26 @@ async def synchronize(driver: StorageDriver, index: Index, full: bool = False,
                 else:
                     await db.delete_repository(name)
                     removed.append(name)
+    if full:
+        # Built from the store: blobs nothing ever recorded may lie there, which only a
+        # collection that lists the store finds. A new, empty store has none.
+        if names or await _holds_blobs(driver):
+            await index.set_meta(NEEDS_FULL_PASS_KEY, "yes")
+        else:
+            async with index.writing() as db:
+                await db.delete_meta(NEEDS_FULL_PASS_KEY)
     await index.mark_complete()
     return SyncReport(len(names), differing, removed)
+
+
+async def _holds_blobs(driver: StorageDriver) -> bool:
+    for algorithm in HASH_HEX_LENGTHS:
+        try:
+            if await driver.list(f"{layout.BLOBS}/{algorithm}"):
+                return True
+        except PathNotFound:
+            continue
+    return False
 
 
 async def _repository_files(driver: StorageDriver) -> dict[str, list[FileInfo]] | None:
