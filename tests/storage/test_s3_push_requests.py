@@ -5,6 +5,7 @@ blob goes straight to its key when it fits in one part, with no copy of it insid
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -24,6 +25,11 @@ def test_a_small_monolithic_push_costs_few_requests(s3_bucket: S3Bucket,
     section = {**s3_section(s3_bucket, tmp_path), "loglevel": "debug"}
     config = {"storage": {"s3": section}, "http": {"workers": 1}}
     with run_registry(tmp_path, config=config, env={"REGISTRY_STORAGE": "s3"}) as server:
+        # The background index build's listings are the start's, not the first push's.
+        deadline = time.monotonic() + 60
+        while "index: built" not in server.logs():
+            assert time.monotonic() < deadline, server.logs()[-2000:]
+            time.sleep(0.1)
         logs = LogCursor([server])
         logs.new_requests()  # what the start did
         costs = []
