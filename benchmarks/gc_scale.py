@@ -44,10 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dockbench.aclient import AsyncConnection, run_pool
 from dockbench.common import DISTRIBUTION, DOCKYARD, MANIFEST_ACCEPT, BenchError, count_blobs, log
+from dockbench.scenarios_gc import SOLE_WRITER
 from dockbench.servers import Server
 from dockbench.storegen import make_gc_store
 
-SOLE_WRITER = {"REGISTRY_STORAGE_INDEX_SOLEWRITER": "true"}
 V2 = ("docker", "registry", "v2")
 
 
