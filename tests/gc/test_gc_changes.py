@@ -148,7 +148,7 @@ def test_admin_endpoint_collects_changes_or_everything(tmp_path: Path) -> None:
 def test_the_schedule_makes_a_full_pass_once_its_interval_has_gone_by(tmp_path: Path) -> None:
     config = {"http": {"admin": {"enabled": True}},
               "storage": {"index": {"solewriter": True},
-                          "gc": {"enabled": True, "interval": "1s", "graceperiod": "0",
+                          "gc": {"enabled": True, "interval": "1s", "graceperiod": "10s",
                                  "fullpassinterval": "1h"}}}
     root = tmp_path / "store"
     # A blob no index recorded: only a full pass (the first scheduled run) finds it.
@@ -164,8 +164,9 @@ def test_the_schedule_makes_a_full_pass_once_its_interval_has_gone_by(tmp_path: 
         push_image(client, "scheduled/app", "v1", image)
         assert client.delete(f"/v2/scheduled/app/manifests/{image.digest}").status_code == 202
         # Within the hour, the next runs look at what changed: they take the deleted image
-        # and leave the blob no index recorded.
-        deadline = time.monotonic() + 60
+        # once its blobs are past the grace period (which keeps them from runs during the
+        # push) and leave the blob no index recorded.
+        deadline = time.monotonic() + 90
         while any(client.head(f"/v2/scheduled/app/blobs/{digest}").status_code == 200
                   for digest in image_blobs(image)):
             assert time.monotonic() < deadline, "no scheduled run took the deleted image"

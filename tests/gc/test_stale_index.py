@@ -127,6 +127,9 @@ def test_tags_of_a_repository_another_registry_created_are_listed_at_once(
     settings = {"storage": {"index": {"resyncinterval": "0"}}}
     with run_registry(tmp_path, root=root, config=settings) as dockyard, \
             dockyard.client() as client:
+        # The index is built once, at start, and never again: a build that looked at the
+        # store mid-push would keep the half-pushed repository as it saw it.
+        assert wait_for(lambda: "index: built" in dockyard.logs()), dockyard.logs()
         with run_registry(tmp_path, "distribution", root=root) as other, \
                 other.client() as theirs:
             push_image(theirs, "fresh/foreign", "v1", foreign)
