@@ -50,8 +50,10 @@ def require_persistent(config: Config, what: str) -> None:
 def require_store_owner(config: Config, what: str) -> None:
     """Refuse to write to a store as root when it belongs to another user (with S3, the
     local directory of the index and locks)."""
-    from dockyard.storage.ownership import ownership_problem
+    from dockyard.storage.ownership import become_store_owner, ownership_problem
 
+    if become_store_owner(config.storage.root_directory):
+        return
     problem = ownership_problem(config.storage.root_directory, what)
     if problem is not None:
         click.echo(problem, err=True)

@@ -18,6 +18,7 @@ COMMANDS = {
     "garbage-collect": "dockyard.cli.gc:garbage_collect",
     "gc": "dockyard.cli.gc:garbage_collect",
     "fsck": "dockyard.cli.fsck:fsck",
+    "health": "dockyard.cli.health:health",
     "ls": "dockyard.cli.remote:ls",
     "tags": "dockyard.cli.remote:tags",
     "inspect": "dockyard.cli.remote:inspect_command",

@@ -40,6 +40,10 @@ def prepare_storage(config: Config) -> None:
     key = ("storage.s3.indexdirectory" if config.storage.s3 is not None
            else "storage.filesystem.rootdirectory")
     root = Path(config.storage.root_directory)
+    from dockyard.storage.ownership import become_store_owner, ownership_problem
+
+    # Before anything is written: what the server creates must be the owner's.
+    switched = become_store_owner(str(root))
     try:
         root.mkdir(parents=True, exist_ok=True)
         probe = root / f".dockyard-write-test-{os.getpid()}"
@@ -53,9 +57,7 @@ def prepare_storage(config: Config) -> None:
     problem = bucket_problem(config)
     if problem is not None:
         raise SystemExit(problem)
-    from dockyard.storage.ownership import ownership_problem
-
-    problem = ownership_problem(str(root), "serving it")
+    problem = None if switched else ownership_problem(str(root), "serving it")
     if problem is not None:
         raise SystemExit(problem)
 
@@ -146,9 +148,12 @@ def announce(config: Config, workers: int, address: str, as_json: bool) -> None:
     serving = (f"dockyard {__version__} serving {scheme}://{address}{http.prefix}/v2/ "
                f"({workers} worker{'s' if workers > 1 else ''})")
     deletes = "enabled" if config.storage.delete_enabled else "disabled"
+    from dockyard.storage.ownership import user_name
+
+    user = f"{user_name(os.geteuid())} (uid {os.geteuid()})"
     if as_json:
         fields: dict[str, object] = {
-            "storage": where, "config": config.source, "deletes": deletes,
+            "storage": where, "config": config.source, "deletes": deletes, "user": user,
             "readonly": config.storage.read_only, "workers": workers}
         if config.ignored_keys:
             fields["ignored"] = ", ".join(config.ignored_keys)
@@ -157,6 +162,7 @@ def announce(config: Config, workers: int, address: str, as_json: bool) -> None:
     print(f"{serving}\n"
           f"  storage: {where}\n"
           f"  config:  {config.source}\n"
+          f"  user:    {user}\n"
           f"  deletes: {deletes}"
           f"{'  (read-only maintenance mode)' if config.storage.read_only else ''}"
           + (f"\n  ignored: {', '.join(config.ignored_keys)} (accepted for compatibility "
@@ -269,6 +275,11 @@ def _serve(config: Config, config_path: str | None, as_json: bool) -> None:
     listener = listen(http.host, http.port)
     announce(config, workers, f"{url_host(str(listener.getsockname()[0]))}:{http.port}",
              as_json)
+    # Ready from here: the index is usable and connections queue on the bound socket until
+    # a worker takes them.
+    from dockyard.server.systemd import notify
+
+    notify("READY=1")
     if workers > 1:
         Multiprocess(server_config, sockets=[listener]).run()
         return

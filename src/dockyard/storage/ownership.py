@@ -40,3 +40,31 @@ def ownership_problem(root: str, what: str) -> str | None:
     return (f"dockyard: the store {root} belongs to {name} (uid {owner}); {what} as root "
             f"would leave files {name} cannot write. Run it as that user (sudo -u {name} "
             f"dockyard ...), or chown -R the store to the user the registry runs as")
+
+
+# Set by the container image: there the registry and `docker exec ... registry
+# garbage-collect` start as root, and should work as whoever owns the volume.
+BECOME_OWNER_ENV = "DOCKYARD_BECOME_STORE_OWNER"
+
+
+def become_store_owner(root: str) -> bool:
+    """With DOCKYARD_BECOME_STORE_OWNER=1, switch a root process to the user owning the store
+    (and that user's groups), so everything it writes stays that user's; True if it did.
+    Without it, a root process on another user's store is refused (`ownership_problem`)."""
+    if os.environ.get(BECOME_OWNER_ENV) != "1":
+        return False
+    owner = foreign_owner(root)
+    if owner is None:
+        return False
+    try:
+        entry = pwd.getpwuid(owner)
+    except KeyError:  # a uid with no name here: its files' group, and no others
+        gid = os.stat(root).st_gid
+        os.setgroups([])
+    else:
+        gid = entry.pw_gid
+        os.initgroups(entry.pw_name, gid)
+        os.environ["HOME"] = entry.pw_dir
+    os.setgid(gid)
+    os.setuid(owner)
+    return True
