@@ -64,15 +64,16 @@ def describe(report: GCReport) -> str:
 @click.option("-m", "--delete-untagged", is_flag=True,
               help="Also delete manifests no tag reaches (keeping index children and the "
                    "referrers of what is kept).")
-@click.option("--grace-period", default=f"{DEFAULT_GRACE_PERIOD:.0f}s", show_default=True,
+@click.option("--grace-period", default=None,
               help="Keep blobs uploaded more recently than this (0: delete at once, like "
-                   "distribution).")
+                   f"distribution). Default: storage.gc.graceperiod, else "
+                   f"{DEFAULT_GRACE_PERIOD:.0f}s.")
 @click.option("--full", is_flag=True,
               help="Look at the whole store even where storage.index.solewriter lets the "
                    "collection look at what changed alone.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
-                    grace_period: str, full: bool, as_json: bool) -> None:
+                    grace_period: str | None, full: bool, as_json: bool) -> None:
     """Delete blobs (and with -m, manifests) nothing uses. Safe while the registry runs."""
     from dockyard.console import err, gc_progress, run_on, synchronize_index
     from dockyard.registry.gc_runs import GCAlreadyRunning, GCRuns
@@ -84,7 +85,11 @@ def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
         require_store_owner(settings, "garbage-collect")
     options = GCOptions(
         dry_run=dry_run, delete_untagged=delete_untagged,
-        grace_period=parse_grace(grace_period),
+        # The config's grace period is the scheduled collections'; the same for this one
+        # (REGISTRY_STORAGE_GC_GRACEPERIOD=0 makes distribution's command line behave as
+        # distribution's does).
+        grace_period=(settings.storage.gc.grace_period if grace_period is None
+                      else parse_grace(grace_period)),
         upload_purge_age=settings.storage.upload_purging.age,
         sole_writer=settings.storage.sole_writer, full=full,
     )
