@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.clients import RegistryReader, Skopeo, run
-from tests.support.daemons import Daemon, run_dockerd
+from tests.support.clients import RegistryReader, Skopeo
+from tests.support.docker_cli import Docker, load_image, running_docker
 from tests.support.images import (
     DOCKER_CONFIG,
     DOCKER_LIST,
@@ -27,58 +27,17 @@ from tests.support.images import (
     gunzip_digest,
     large_image,
     sample_image,
-    write_docker_archive,
     write_image_layout,
 )
-from tests.support.server import RunningRegistry, require_tool
+from tests.support.server import RunningRegistry
 
 pytestmark = pytest.mark.clients
 
 
-class Docker:
-    def __init__(self, binary: str, daemon: Daemon) -> None:
-        self.binary = binary
-        self.daemon = daemon
-
-    def __call__(self, *args: str, check: bool = True) -> str:
-        return run([self.binary, *args], env=self.daemon.env, check=check).stdout
-
-    def push(self, reference: str) -> str:
-        """Push and return the manifest digest docker reports."""
-        output = self("push", reference)
-        found = re.search(r"digest: (sha256:[0-9a-f]{64}) size: \d+", output)
-        assert found, f"no digest in docker push output:\n{output}"
-        return found.group(1)
-
-    def load(self, archive: Path) -> None:
-        self("load", "--input", str(archive))
-
-    def image_id(self, reference: str) -> str:
-        return self("image", "inspect", "--format", "{{.Id}}", reference).strip()
-
-    def repo_digests(self, reference: str) -> list[str]:
-        output = self("image", "inspect", "--format", "{{json .RepoDigests}}", reference)
-        return list(json.loads(output))
-
-    def has_image(self, reference: str) -> bool:
-        result = run([self.binary, "image", "inspect", reference], env=self.daemon.env, check=False)
-        return result.returncode == 0
-
-
 @pytest.fixture(scope="module")
 def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
-    binary = require_tool("docker")
-    dockerd = require_tool("dockerd")
-    with run_dockerd(tmp_path_factory.mktemp("dockerd"), dockerd, binary) as daemon:
-        yield Docker(binary, daemon)
-
-
-def load_image(docker: Docker, tmp_path: Path, image: Image, reference: str) -> None:
-    archive = write_docker_archive(
-        tmp_path / f"{image.config.digest[7:19]}.tar", image, [reference]
-    )
-    docker.load(archive)
-    assert docker.image_id(reference) == image.config.digest
+    with running_docker(tmp_path_factory.mktemp("dockerd")) as client:
+        yield client
 
 
 def check_pushed(reader: RegistryReader, repo: str, tag: str, digest: str, image: Image) -> None:

@@ -217,7 +217,10 @@ def sample_image(
 
 def large_image(name: str, size: int, architecture: str = "amd64") -> Image:
     """An image with one small layer and one layer of ``size`` incompressible bytes."""
-    noise = random.Random(f"{name}/{size}").randbytes(size)
+    rng = random.Random(f"{name}/{size}")
+    # In pieces: randbytes takes at most 2**28 bytes at a time (its bit count is a C int).
+    piece = 64 * 1024 * 1024
+    noise = b"".join(rng.randbytes(min(piece, size - start)) for start in range(0, size, piece))
     return build_image(
         [{f"{name}/small.txt": b"small\n"}, {f"{name}/large.bin": noise}],
         architecture=architecture,

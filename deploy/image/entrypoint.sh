@@ -1,0 +1,22 @@
+#!/bin/sh
+# The image's entry point, taking the same arguments as registry:2's: a config file means
+# `registry serve FILE`; distribution's verbs run `registry VERB ...`; anything else (sh,
+# say) runs as given.
+set -e
+
+case "$1" in
+    *.yaml|*.yml) set -- registry serve "$@" ;;
+    serve|garbage-collect|gc|index|fsck|health|passwd|-v|--version|-h|--help)
+        set -- registry "$@" ;;
+esac
+
+# A new bind mount is an empty directory owned by root: give it to the service user, so the
+# registry need not run as root. A store with data in it keeps its owner, and dockyard runs
+# as that owner (DOCKYARD_BECOME_STORE_OWNER): root for a store registry:2 wrote.
+store="${REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY:-/var/lib/registry}"
+if [ "$(id -u)" = 0 ] && [ -d "$store" ] && [ "$(stat -c %u "$store")" = 0 ] \
+        && [ -z "$(ls -A "$store")" ]; then
+    chown dockyard:dockyard "$store"
+fi
+
+exec "$@"
