@@ -5,10 +5,13 @@ bin/registry garbage-collect`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import ssl
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
+import yaml
 
 from tests.support.clients import Skopeo
 from tests.support.container_image import REPO, build_image
@@ -91,7 +95,8 @@ class Containers:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{container.url}/v2/", timeout=2).status_code == 200:
+                # 401 too: a registry with auth serves /v2/ to those who log in.
+                if httpx.get(f"{container.url}/v2/", timeout=2).status_code in (200, 401):
                     return container
             except httpx.TransportError:
                 pass
@@ -274,10 +279,20 @@ def deploy_nginx_config(work: Path, upstream: str, https_port: int, http_port: i
     return NGINX_WRAPPER.format(work=work, site=site)
 
 
-def test_docker_and_skopeo_push_a_large_layer_through_the_shipped_nginx_config(
-        tmp_path: Path, docker: Docker, containers: Containers) -> None:
+@dataclass
+class Proxy:
+    host: str
+    http_port: int
+    cert_dir: Path
+    trust: ssl.SSLContext
+
+
+@contextlib.contextmanager
+def shipped_nginx(tmp_path: Path, upstream: str, nginx_checks_passwords: Path | None = None
+                  ) -> Iterator[Proxy]:
+    """Debian's nginx with deploy/nginx/registry.conf, TLS from a certificate made here; with
+    `nginx_checks_passwords` (an htpasswd file), the config's option 2 lines uncommented."""
     nginx = require_tool("nginx")
-    registry = containers.run("--volume", f"{tmp_path / 'registry'}:/var/lib/registry")
     work = tmp_path / "nginx"
     work.mkdir()
     authority = trustme.CA()
@@ -288,33 +303,53 @@ def test_docker_and_skopeo_push_a_large_layer_through_the_shipped_nginx_config(
     cert_dir.mkdir()
     authority.cert_pem.write_to_path(str(cert_dir / "ca.crt"))
     https_port, http_port = free_port(), free_port()
+    text = deploy_nginx_config(work, upstream, https_port, http_port, certificate)
+    if nginx_checks_passwords is not None:
+        for line in OPTION_2_LINES:
+            assert f"# {line}" in text, f"deploy/nginx/registry.conf has no '# {line}'"
+            text = text.replace(f"# {line}", line)
+        text = text.replace("/etc/nginx/auth/htpasswd", str(nginx_checks_passwords))
     config = work / "nginx.conf"
-    config.write_text(deploy_nginx_config(work, f"127.0.0.1:{registry.port}", https_port,
-                                          http_port, certificate))
+    config.write_text(text)
     subprocess.run([nginx, "-t", "-p", str(work), "-c", str(config)], check=True,
                    capture_output=True)
-    proxy = subprocess.Popen([nginx, "-p", str(work), "-c", str(config), "-g", "daemon off;"],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=(work / "stderr").open("wb"))
-    host = f"127.0.0.1:{https_port}"
+    process = subprocess.Popen([nginx, "-p", str(work), "-c", str(config), "-g", "daemon off;"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=(work / "stderr").open("wb"))
+    proxy = Proxy(f"127.0.0.1:{https_port}", http_port, cert_dir,
+                  ssl.create_default_context(cafile=str(cert_dir / "ca.crt")))
     try:
-        trust = ssl.create_default_context(cafile=str(cert_dir / "ca.crt"))
         deadline = time.monotonic() + 20
         while True:
             try:
-                if httpx.get(f"https://{host}/v2/", verify=trust, timeout=5).status_code == 200:
-                    break
+                httpx.get(f"https://{proxy.host}/v2/", verify=proxy.trust, timeout=5)
+                break
             except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (work / "stderr").read_text()
-            time.sleep(0.1)
+                assert time.monotonic() < deadline, (work / "stderr").read_text()
+                time.sleep(0.1)
+        yield proxy
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+OPTION_2_LINES = ('auth_basic "Registry realm";',
+                  "auth_basic_user_file /etc/nginx/auth/htpasswd;",
+                  "add_header Docker-Distribution-Api-Version registry/2.0 always;")
+
+
+def test_docker_and_skopeo_push_a_large_layer_through_the_shipped_nginx_config(
+        tmp_path: Path, docker: Docker, containers: Containers) -> None:
+    registry = containers.run("--volume", f"{tmp_path / 'registry'}:/var/lib/registry")
+    with shipped_nginx(tmp_path, f"127.0.0.1:{registry.port}") as proxy:
+        host = proxy.host
+        assert httpx.get(f"https://{host}/v2/", verify=proxy.trust).status_code == 200
         # Plain HTTP is sent to TLS.
-        moved = httpx.get(f"http://127.0.0.1:{http_port}/v2/")
+        moved = httpx.get(f"http://127.0.0.1:{proxy.http_port}/v2/")
         assert moved.status_code == 301
         assert moved.headers["Location"].startswith("https://")
         # Upload locations point back at nginx's https address.
-        started = httpx.post(f"https://{host}/v2/big/probe/blobs/uploads/",
-                             verify=trust)
+        started = httpx.post(f"https://{host}/v2/big/probe/blobs/uploads/", verify=proxy.trust)
         assert started.status_code == 202
         assert started.headers["Location"].startswith(f"https://{host}/v2/big/probe/")
 
@@ -329,13 +364,69 @@ def test_docker_and_skopeo_push_a_large_layer_through_the_shipped_nginx_config(
         # skopeo: the same image from an OCI layout, verifying nginx's certificate.
         skopeo = Skopeo(require_tool("skopeo"), tmp_path / "skopeo")
         layout = write_image_layout(tmp_path / "layout", "v1", image)
-        skopeo("copy", "--quiet", "--dest-cert-dir", str(cert_dir), layout.ref("v1"),
+        cert_dir = str(proxy.cert_dir)
+        skopeo("copy", "--quiet", "--dest-cert-dir", cert_dir, layout.ref("v1"),
                f"docker://{host}/big/skopeo:v1")
-        skopeo("copy", "--quiet", "--src-cert-dir", str(cert_dir),
+        skopeo("copy", "--quiet", "--src-cert-dir", cert_dir,
                f"docker://{host}/big/skopeo:v1", f"oci:{tmp_path / 'back'}:v1")
         back = read_oci_layout(tmp_path / "back")
         for blob in [image.manifest, *image.blobs]:
             assert back.read_blob(blob.digest) == blob.data
-    finally:
-        proxy.terminate()
-        proxy.wait(timeout=30)
+
+
+def compose_environment() -> dict[str, str]:
+    compose = yaml.safe_load((REPO / "deploy/compose.yaml").read_text())
+    return {name: str(value) for name, value in
+            compose["services"]["registry"]["environment"].items()}
+
+
+@pytest.mark.parametrize("checker", ["dockyard", "nginx"])
+def test_both_ways_of_checking_passwords_in_the_recipe(
+        tmp_path: Path, docker: Docker, containers: Containers, checker: str) -> None:
+    """Option 1: the registry service's environment from deploy/compose.yaml (dockyard reads
+    the htpasswd file mounted at /auth); option 2: nginx's auth_basic lines of the config."""
+    htpasswd = require_tool("htpasswd")
+    auth = tmp_path / "auth"
+    auth.mkdir()
+    subprocess.run([htpasswd, "-Bbc", str(auth / "htpasswd"), "alice", "s3cret-pass"],
+                   check=True, capture_output=True)
+    auth.chmod(0o755)
+    (auth / "htpasswd").chmod(0o644)
+    readable: Path | None = None
+    if checker == "dockyard":
+        options = [f"--env={name}={value}" for name, value in compose_environment().items()]
+        registry = containers.run(*options, "--volume", f"{auth}:/auth:ro")
+        nginx_file = None
+    else:
+        registry = containers.run()
+        # nginx's workers (nobody) read the file on each request: not from under the test's
+        # private directory.
+        readable = Path(tempfile.mkdtemp(prefix="dy-nginx-auth-"))
+        readable.chmod(0o755)
+        nginx_file = readable / "htpasswd"
+        shutil.copy(auth / "htpasswd", nginx_file)
+        nginx_file.chmod(0o644)
+    with contextlib.ExitStack() as cleanup:
+        if readable is not None:
+            cleanup.callback(shutil.rmtree, readable, True)
+        proxy = cleanup.enter_context(
+            shipped_nginx(tmp_path, f"127.0.0.1:{registry.port}", nginx_file))
+        anonymous = httpx.get(f"https://{proxy.host}/v2/", verify=proxy.trust)
+        assert anonymous.status_code == 401
+        assert anonymous.headers["WWW-Authenticate"].startswith("Basic realm=")
+        assert anonymous.headers["Docker-Distribution-Api-Version"] == "registry/2.0"
+        wrong = docker("login", "--username", "alice", "--password", "wrong", proxy.host,
+                       check=False)
+        assert "Login Succeeded" not in wrong
+        assert "Login Succeeded" in docker("login", "--username", "alice", "--password",
+                                           "s3cret-pass", proxy.host)
+        image = sample_image(f"login-{checker}", layers=1)
+        reference = f"{proxy.host}/private/app:v1"
+        load_image(docker, tmp_path, image, reference)
+        digest = docker.push(reference)
+        docker("logout", proxy.host)
+        listed = httpx.get(f"https://{proxy.host}/v2/private/app/tags/list", verify=proxy.trust,
+                           auth=("alice", "s3cret-pass"))
+        assert listed.json() == {"name": "private/app", "tags": ["v1"]}
+        assert httpx.get(f"https://{proxy.host}/v2/private/app/manifests/{digest}",
+                         verify=proxy.trust).status_code == 401
