@@ -23,6 +23,16 @@ RUN python3 -m venv /opt/dockyard \
     && find /opt/dockyard -name '*.pyi' -delete
 
 FROM ${BASE}
+# Metadata first: with some storage drivers (vfs) every instruction copies the image's file
+# tree, and here it is still the base's alone.
+# Root commands (the entry point, `docker exec ... registry garbage-collect`) work as the
+# store's owner, so nothing they write is root's in a store the service user owns.
+ENV DOCKYARD_BECOME_STORE_OWNER=1 PYTHONDONTWRITEBYTECODE=1
+EXPOSE 5000
+HEALTHCHECK --interval=30s --timeout=10s --start-period=10s --retries=3 \
+    CMD ["dockyard", "health", "/etc/docker/registry/config.yml"]
+ENTRYPOINT ["/entrypoint.sh"]
+CMD ["/etc/docker/registry/config.yml"]
 COPY --from=build /opt/dockyard /opt/dockyard
 COPY deploy/image/ /opt/dockyard/image/
 # The service user: a fresh volume is handed to it by the entry point; a store that already
@@ -39,12 +49,5 @@ RUN useradd --system --uid 10001 --user-group --no-create-home \
     && ln -s /opt/dockyard/bin/dockyard /usr/local/bin/dockyard \
     && ln -s /opt/dockyard/bin/dockyard /usr/local/bin/registry \
     && ln -s /opt/dockyard/bin/dockyard /bin/registry
-# Root commands (the entry point, `docker exec ... registry garbage-collect`) work as the
-# store's owner, so nothing they write is root's in a store the service user owns.
-ENV DOCKYARD_BECOME_STORE_OWNER=1 PYTHONDONTWRITEBYTECODE=1
+# After the RUN: a build step's changes under a declared volume would be dropped.
 VOLUME ["/var/lib/registry"]
-EXPOSE 5000
-HEALTHCHECK --interval=30s --timeout=10s --start-period=10s --retries=3 \
-    CMD ["dockyard", "health", "/etc/docker/registry/config.yml"]
-ENTRYPOINT ["/entrypoint.sh"]
-CMD ["/etc/docker/registry/config.yml"]
