@@ -15,20 +15,27 @@ def user_name(uid: int) -> str:
         return str(uid)
 
 
-def foreign_owner(root: str) -> int | None:
-    """The store owner's uid when this process runs as root and the store (its root
-    directory, or the index directory in it) belongs to another user; None when writing
+def foreign_ownership(root: str) -> os.stat_result | None:
+    """When this process runs as root and the store (its root directory, or the index
+    directory in it) belongs to another user, that directory's status; None when writing
     here is fine."""
     if os.geteuid() != 0:
         return None  # anyone else can only write what the store's permissions allow
     for path in (root, os.path.join(root, "dockyard")):
         try:
-            owner = os.stat(path).st_uid
+            status = os.stat(path)
         except FileNotFoundError:
             continue
-        if owner != 0:
-            return owner
+        if status.st_uid != 0:
+            return status
     return None
+
+
+def foreign_owner(root: str) -> int | None:
+    """The store owner's uid when this process runs as root and the store belongs to
+    another user; None when writing here is fine."""
+    status = foreign_ownership(root)
+    return None if status is None else status.st_uid
 
 
 def ownership_problem(root: str, what: str) -> str | None:
@@ -53,13 +60,14 @@ def become_store_owner(root: str) -> bool:
     Without it, a root process on another user's store is refused (`ownership_problem`)."""
     if os.environ.get(BECOME_OWNER_ENV) != "1":
         return False
-    owner = foreign_owner(root)
-    if owner is None:
+    status = foreign_ownership(root)
+    if status is None:
         return False
+    owner = status.st_uid
     try:
         entry = pwd.getpwuid(owner)
-    except KeyError:  # a uid with no name here: its files' group, and no others
-        gid = os.stat(root).st_gid
+    except KeyError:  # a uid with no name here: its directory's group, and no others
+        gid = status.st_gid
         os.setgroups([])
     else:
         gid = entry.pw_gid
