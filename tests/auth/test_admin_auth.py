@@ -12,19 +12,19 @@ import httpx
 import pytest
 
 from dockyard.config.loader import ConfigError
-from tests.auth.test_token import (
+from tests.auth.test_token import load_auth
+from tests.support.oci import error_codes
+from tests.support.server import RunningRegistry, require_tool, run_registry
+from tests.support.tokens import (
     ISSUER,
     SERVICE,
     TokenSetup,
     bearer,
-    load_auth,
     make_key_pair,
     mint,
     repo_access,
     run_issuer,
 )
-from tests.support.oci import error_codes
-from tests.support.server import RunningRegistry, require_tool, run_registry
 
 ADMIN = {"http": {"admin": {"enabled": True}}}
 ADMIN_SCOPE = "registry:admin:*"

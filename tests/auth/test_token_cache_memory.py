@@ -13,7 +13,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.auth.test_token import ISSUER, RULES, SERVICE, KeyPair, TokenSetup, bearer, run_issuer
+from tests.support.tokens import ISSUER, RULES, SERVICE, KeyPair, TokenSetup, bearer, run_issuer
 
 SCOPES = 600
 WARM_UP = 20

@@ -13,18 +13,18 @@ import httpx
 import jwt
 import pytest
 
-from tests.auth.test_token import (
+from tests.auth.test_token import challenge
+from tests.support.oci import error_codes
+from tests.support.tokens import (
     ISSUER,
     RULES,
     SERVICE,
     KeyPair,
     TokenSetup,
     bearer,
-    challenge,
     repo_access,
     run_issuer,
 )
-from tests.support.oci import error_codes
 
 
 @pytest.fixture
