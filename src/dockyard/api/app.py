@@ -38,14 +38,14 @@ from dockyard.auth.policy import AccessPolicy
 from dockyard.auth.token import TokenAuthenticator, TokenVerifier
 from dockyard.config import Config, load_config
 from dockyard.index import IndexUnavailable
+from dockyard.proxy.expiry import expire_forever, expiry_interval
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.gc import GCOptions
 from dockyard.registry.health import check_storage, describe_os_error
 from dockyard.registry.maintenance import purge_uploads_forever, resync_index_forever
 from dockyard.registry.reference import validate_name
-from dockyard.registry.registry import Registry, RegistrySettings
 from dockyard.storage import StorageDriver, UnsafeWrite
-from dockyard.stores import make_driver, make_index, make_login_throttle
+from dockyard.stores import make_driver, make_login_throttle, make_registry
 
 log = logging.getLogger("dockyard.http")
 CONFIG_ENV = "DOCKYARD_CONFIG"
@@ -55,14 +55,7 @@ class RegistryApp:
     def __init__(self, config: Config, driver: StorageDriver | None = None) -> None:
         self.config = config
         self.driver = driver or make_driver(config)
-        self.registry = Registry(self.driver, make_index(config), RegistrySettings(
-            delete_enabled=config.storage.delete_enabled,
-            read_only=config.storage.read_only,
-            max_manifest_size=config.max_manifest_size,
-            max_uploads_per_repository=config.max_uploads_per_repository,
-            redirect_blob_reads=not config.storage.redirect_disabled,
-            sole_writer=config.storage.sole_writer,
-        ))
+        self.registry = make_registry(config, self.driver)
         self.prefix = config.http.prefix
         self.common_headers: Headers = [(b"docker-distribution-api-version", b"registry/2.0")]
         for name, values in config.http.headers.items():
@@ -221,6 +214,7 @@ class RegistryApp:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+                await self.registry.aclose()
                 await self.registry.index.aclose()
                 for holder in (self.authenticator, self.token_issuer):
                     if holder is not None:
@@ -239,6 +233,11 @@ class RegistryApp:
             self._tasks.append(asyncio.create_task(resync_index_forever(
                 self.driver, self.registry.index, storage.index_resync_interval,
                 storage.sole_writer)))
+        proxy = self.config.proxy
+        interval = None if proxy is None else expiry_interval(proxy.upstreams)
+        if proxy is not None and interval is not None and not storage.read_only:
+            self._tasks.append(asyncio.create_task(expire_forever(
+                self.driver, self.registry.index, proxy.upstreams, interval)))
         if storage.gc.enabled and storage.read_only and not storage.gc.dry_run:
             log.warning("storage.gc is not scheduled: the store is in read-only maintenance "
                         "mode (storage.maintenance.readonly), where only dry runs may run")

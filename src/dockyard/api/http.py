@@ -167,6 +167,8 @@ class StreamResponse(Response):
 
     def __init__(self, status: int, chunks: AsyncIterator[bytes], headers: dict[str, str]) -> None:
         super().__init__(status, b"", headers)
+        if headers is None or "Content-Length" not in headers:
+            del self.headers["Content-Length"]  # unknown: the server sends it chunked
         self.chunks = chunks
 
     async def send(self, send: Send, scope: Scope, extra: Headers) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from dockyard.index.base import Index, IndexWrite
@@ -92,6 +92,15 @@ class BlobStore:
         return await self.driver.url_for(layout.blob_data(digest), DOWNLOAD_URL_LIFETIME)
 
 
+@dataclass(frozen=True, slots=True)
+class OpenedBlob:
+    """A blob about to be read: its size (None if not yet known) and its bytes."""
+
+    digest: Digest
+    size: int | None
+    read: Callable[[int, int | None], AsyncIterator[bytes]]  # (offset, length)
+
+
 class RepositoryBlobs:
     """The blobs one repository may serve: those it has a layer link for."""
 
@@ -111,6 +120,19 @@ class RepositoryBlobs:
         if size is None:
             raise BlobUnknown(detail={"digest": str(digest)})
         return BlobDescriptor(digest, size)
+
+    async def open(self, digest: Digest) -> OpenedBlob:
+        """The blob, to be read (BlobUnknown if this repository has none by that digest)."""
+        blob = await self.describe(digest)
+
+        def read(offset: int, length: int | None) -> AsyncIterator[bytes]:
+            return self.blobs.read(digest, offset, length)
+
+        return OpenedBlob(digest, blob.size, read)
+
+    async def download_url(self, digest: Digest) -> str | None:
+        """Where a client can fetch the blob from the storage itself (see BlobStore)."""
+        return await self.blobs.download_url(digest)
 
     async def find(self, digest: Digest) -> BlobDescriptor | None:
         try:

@@ -84,6 +84,13 @@ class TooManyRequests(RegistryError):
     default_message = "too many requests"
 
 
+class Unavailable(RegistryError):
+    """Something the registry depends on (an upstream it caches) cannot answer now."""
+
+    code = "UNAVAILABLE"
+    default_message = "service unavailable"
+
+
 class TagInvalid(RegistryError):
     code = "TAG_INVALID"
     default_message = "manifest tag did not match URI"

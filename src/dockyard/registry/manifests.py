@@ -151,6 +151,17 @@ class RepositoryManifests:
             return stored_media_type(data)
 
     async def put(self, reference: str, data: bytes, content_type: str | None) -> PushedManifest:
+        return await self._store(reference, data, content_type, check_references=True)
+
+    async def store_pulled(self, reference: str, data: bytes, content_type: str | None
+                           ) -> PushedManifest:
+        """Keep a manifest pulled from another registry (`reference`: the tag or digest it
+        was pulled by). Its blobs are not checked: a cache fetches them only when they
+        are asked for."""
+        return await self._store(reference, data, content_type, check_references=False)
+
+    async def _store(self, reference: str, data: bytes, content_type: str | None,
+                     check_references: bool) -> PushedManifest:
         if len(data) > self.max_size:
             raise TooLarge(f"manifest is larger than {self.max_size} bytes",
                            {"size": len(data), "limit": self.max_size})
@@ -172,7 +183,8 @@ class RepositoryManifests:
         # Checking the blobs and recording that this manifest needs them happen in one
         # write transaction: garbage collection cannot delete a blob in between.
         async with self.index.writing() as db:
-            await self._check_references(manifest)
+            if check_references:
+                await self._check_references(manifest)
             await self.blobs.put(data, digest)
             await self.driver.put_content(layout.revision_media_type(self.name, digest),
                                           manifest.media_type.encode())

@@ -45,6 +45,13 @@ class Repository:
         )
         self.uploads: RepositoryUploads = registry.uploads.for_repository(name)
 
+    def check_writable(self) -> None:
+        """Refuse a push (or any write) to this repository when it takes none."""
+        self.registry.check_writable()
+
+    def check_deletable(self) -> None:
+        self.registry.check_deletable()
+
     async def exists(self) -> bool:
         return await self.index.has_repository(self.name)
 
@@ -90,6 +97,9 @@ class Registry:
 
     def repository(self, name: str) -> Repository:
         return Repository(validate_name(name), self)
+
+    async def aclose(self) -> None:
+        """Release what the registry holds beyond its index (which its owner closes)."""
 
     def check_writable(self) -> None:
         if self.settings.read_only:

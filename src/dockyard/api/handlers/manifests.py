@@ -60,8 +60,8 @@ async def get_manifest(ctx: Context, name: str, reference: str) -> Response:
 
 
 async def put_manifest(ctx: Context, name: str, reference: str) -> Response:
-    ctx.registry.check_writable()
     repository = ctx.registry.repository(name)
+    repository.check_writable()
     _check_reference(reference)
     request = ctx.request
     data = await request.read(repository.manifests.max_size)
@@ -76,8 +76,8 @@ async def put_manifest(ctx: Context, name: str, reference: str) -> Response:
 
 
 async def delete_manifest(ctx: Context, name: str, reference: str) -> Response:
-    ctx.registry.check_deletable()
     repository = ctx.registry.repository(name)
+    repository.check_deletable()
     _check_reference(reference)
     await repository.manifests.delete(reference)
     return Response(202)

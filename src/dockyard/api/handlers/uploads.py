@@ -40,8 +40,8 @@ def _required_digest(ctx: Context) -> Digest:
 
 
 async def start_upload(ctx: Context, name: str) -> Response:
-    ctx.registry.check_writable()
     repository = ctx.registry.repository(name)
+    repository.check_writable()
     request = ctx.request
     mount = request.query_value("mount")
     if mount:
@@ -102,8 +102,8 @@ async def upload_status(ctx: Context, name: str, upload_id: str) -> Response:
 
 
 async def append_chunk(ctx: Context, name: str, upload_id: str) -> Response:
-    ctx.registry.check_writable()
     repository = ctx.registry.repository(name)
+    repository.check_writable()
     chunk = content_range(ctx.request)
     status = await repository.uploads.append(
         upload_id, ctx.request.stream(), start=chunk[0] if chunk else None,
@@ -113,8 +113,8 @@ async def append_chunk(ctx: Context, name: str, upload_id: str) -> Response:
 
 
 async def finish_upload(ctx: Context, name: str, upload_id: str) -> Response:
-    ctx.registry.check_writable()
     repository = ctx.registry.repository(name)
+    repository.check_writable()
     digest = _required_digest(ctx)
     request = ctx.request
     body = None
@@ -130,7 +130,7 @@ async def finish_upload(ctx: Context, name: str, upload_id: str) -> Response:
 
 
 async def cancel_upload(ctx: Context, name: str, upload_id: str) -> Response:
-    ctx.registry.check_writable()
     repository = ctx.registry.repository(name)
+    repository.check_writable()
     await repository.uploads.cancel(upload_id)
     return Response(204)
