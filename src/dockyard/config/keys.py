@@ -155,7 +155,9 @@ SCHEMA = used(
         tcp=IGNORED,
     ),
     catalog=ignored(maxentries=IGNORED),
-    proxy=used(remoteurl=LEAF, username=IGNORED, password=IGNORED, ttl=IGNORED),
+    proxy=used(remoteurl=LEAF, username=LEAF, password=LEAF, ttl=LEAF,
+               # dockyard only (each upstream's keys are checked where they are read):
+               upstreams=LEAF, tagfreshness=LEAF, timeout=LEAF),
     compatibility=ignored(schema1=ignored(signingkeyfile=IGNORED, enabled=IGNORED)),
     validation=used(
         enabled=IGNORED,

@@ -27,11 +27,13 @@ from dockyard.config.model import (
     IssuerConfig,
     LogConfig,
     LoginThrottleConfig,
+    ProxyConfig,
     StorageConfig,
     TLSConfig,
     TokenConfig,
     UploadPurging,
 )
+from dockyard.config.proxy import ProxyConfigError, proxy_config
 from dockyard.config.s3 import S3ConfigError, s3_settings
 
 ENV_PREFIX = "REGISTRY_"
@@ -265,11 +267,6 @@ def _build(raw: dict[str, Any], source: str) -> Config:
     version = raw.get("version", "0.1")
     if str(version) not in ("0.1", "0.10"):
         raise ConfigError(f"version: only version 0.1 is supported, got {version!r}")
-    if _section(raw, "proxy", "").get("remoteurl"):
-        # Serving as an ordinary registry instead would silently answer "unknown" for
-        # everything upstream has; refusing is the honest answer.
-        raise ConfigError("proxy.remoteurl: pull-through cache mode is not supported; "
-                          "remove the proxy section to run an ordinary registry")
     htpasswd, token, token_issuer = _auth(raw)
     return Config(
         database=_database(raw),
@@ -277,6 +274,7 @@ def _build(raw: dict[str, Any], source: str) -> Config:
         token=token,
         token_issuer=token_issuer,
         login_throttle=_login_throttle(_section(raw, "auth", "")),
+        proxy=_proxy(raw),
         storage=_storage(raw),
         http=_http(raw),
         log=_log(raw),
@@ -289,6 +287,13 @@ def _build(raw: dict[str, Any], source: str) -> Config:
             "maxinprogress", "validation.uploads.", 1000),
         source=source,
     )
+
+
+def _proxy(raw: dict[str, Any]) -> ProxyConfig | None:
+    try:
+        return proxy_config(_section(raw, "proxy", ""), parse_duration)
+    except ProxyConfigError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _database(raw: dict[str, Any]) -> DatabaseConfig:

@@ -112,6 +112,33 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class UpstreamConfig:
+    """One registry the cache pulls from, for the names under `prefix` ("" : every name)."""
+
+    prefix: str
+    remoteurl: str
+    username: str | None = None
+    password: str | None = None
+    # Seconds cached content is kept after it was fetched; 0: kept until deleted.
+    ttl: float = 168 * 3600.0
+
+    def __repr__(self) -> str:  # never the password, in a log or a traceback
+        return (f"UpstreamConfig(prefix={self.prefix!r}, remoteurl={self.remoteurl!r}, "
+                f"username={self.username!r}, ttl={self.ttl!r})")
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """proxy: the pull-through cache (distribution's keys, plus `upstreams`)."""
+
+    upstreams: tuple[UpstreamConfig, ...]
+    # Seconds a tag checked with the upstream is taken as current without asking again.
+    tag_freshness: float = 0.0
+    # Seconds an upstream may take to answer (and between the bytes of a blob).
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
 class HtpasswdConfig:
     realm: str
     path: str
@@ -267,6 +294,7 @@ class Config:
     token: TokenConfig | None = None
     token_issuer: IssuerConfig | None = None
     login_throttle: LoginThrottleConfig = field(default_factory=LoginThrottleConfig)
+    proxy: ProxyConfig | None = None
     source: str = "defaults"  # where the settings came from, for the start-up message
     unknown_keys: tuple[str, ...] = ()  # a warning per key nobody knows (typos)
     ignored_keys: tuple[str, ...] = ()  # distribution's keys set here that have no effect
