@@ -1,4 +1,5 @@
-"""Opening what a configuration names: the storage driver and the metadata index."""
+"""Opening what a configuration names: the storage driver, the metadata index and the
+registry over them."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 from dockyard.auth.throttle import LoginThrottle, SQLiteLoginThrottle
 from dockyard.config import Config
 from dockyard.index import Index, SQLiteIndex, open_index
 from dockyard.index.sqlite import INDEX_DIR, INDEX_FILE, index_path
+from dockyard.registry.registry import Registry, RegistrySettings
 from dockyard.storage import StorageDriver
 from dockyard.storage.filesystem import FilesystemDriver
 from dockyard.storage.memory import MemoryDriver
@@ -122,3 +125,29 @@ def scratch_index(config: Config) -> Iterator[Index]:
             yield index
         finally:
             index.close()
+
+
+def make_registry(config: Config, driver: StorageDriver) -> Registry:
+    settings = RegistrySettings(
+        delete_enabled=config.storage.delete_enabled,
+        read_only=config.storage.read_only,
+        max_manifest_size=config.max_manifest_size,
+        max_uploads_per_repository=config.max_uploads_per_repository,
+        redirect_blob_reads=not config.storage.redirect_disabled,
+        sole_writer=config.storage.sole_writer,
+    )
+    if config.proxy is None:
+        return Registry(driver, make_index(config), settings)
+    from dockyard.proxy.registry import CachingRegistry
+
+    return CachingRegistry(driver, make_index(config), settings, config.proxy,
+                           spool_directory(config))
+
+
+def spool_directory(config: Config) -> Path:
+    """Where blobs being fetched from an upstream are spooled for the clients waiting on
+    them: beside the index, on the registry's own disk (a temporary directory with the
+    in-memory store)."""
+    if config.storage.driver == "inmemory":
+        return Path(tempfile.gettempdir()) / f"dockyard-fetches-{os.getpid()}"
+    return Path(config.storage.root_directory) / INDEX_DIR / "fetches"

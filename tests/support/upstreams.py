@@ -162,6 +162,7 @@ def run_upstream(tmp: Path, auth: AuthKind = "none") -> Iterator[UpstreamRegistr
     or trusting the tokens of a dockyard issuer run beside it (RULES: alice may do anything,
     anonymous users pull public/*)."""
     require_tool("docker-registry")
+    tmp.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         config: dict[str, Any] = {}
         issuer = None

@@ -76,6 +76,7 @@ def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
                     grace_period: str | None, full: bool, as_json: bool) -> None:
     """Delete blobs (and with -m, manifests) nothing uses. Safe while the registry runs."""
     from dockyard.console import err, gc_progress, run_on, synchronize_index
+    from dockyard.proxy.expiry import expire_cached_content
     from dockyard.registry.gc_runs import GCAlreadyRunning, GCRuns
     from dockyard.stores import make_driver, make_index, scratch_index
 
@@ -109,6 +110,12 @@ def garbage_collect(config: str | None, dry_run: bool, delete_untagged: bool,
             if not run_on(driver, index.is_complete(), index):
                 # A store never served by dockyard (say, distribution's): index it first.
                 synchronize_index(driver, index, full=True, log=err)
+            if settings.proxy is not None:
+                expired = run_on(driver, expire_cached_content(
+                    driver, index, settings.proxy.upstreams, dry_run), index)
+                err(f"{'would expire' if dry_run else 'expired'} "
+                    f"{len(expired.manifests)} cached manifests and {len(expired.layers)} "
+                    "layer links fetched longer ago than proxy.ttl")
             with gc_progress() as progress:
                 status = run_on(driver, GCRuns(driver, index).run(options, "command",
                                                                    progress), index)

@@ -1,0 +1,500 @@
+"""dockyard as a pull-through cache of distribution 2.8.2: distribution's `proxy` keys,
+what is fetched and when, what is refused, and what is served while the upstream is down."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.clients import Skopeo
+from tests.support.oci import (
+    OCI_MANIFEST,
+    digest_of,
+    error_codes,
+    make_image,
+    push_blob,
+    push_image,
+    random_blob,
+)
+from tests.support.server import (
+    RunningRegistry,
+    deep_merge,
+    free_port,
+    require_tool,
+    run_registry,
+)
+from tests.support.upstreams import run_upstream
+
+pytestmark = pytest.mark.clients
+
+MIB = 1024 * 1024
+
+
+def proxy_of(upstream_url: str, **extra: Any) -> dict[str, Any]:
+    return {"proxy": {"remoteurl": upstream_url, **extra}}
+
+
+@contextmanager
+def upstream_and_cache(tmp_path: Path, cache_config: dict[str, Any] | None = None,
+                       upstream_port: int | None = None
+                       ) -> Iterator[tuple[RunningRegistry, RunningRegistry]]:
+    with run_registry(tmp_path / "upstream", kind="distribution", port=upstream_port) as upstream:
+        config = deep_merge(proxy_of(upstream.url), cache_config or {})
+        with run_registry(tmp_path / "cache", config=config) as cache:
+            yield upstream, cache
+
+
+def upstream_requests(upstream: RunningRegistry, method: str, path_part: str) -> int:
+    """How many `method` requests for a path containing `path_part` the upstream logged."""
+    pattern = re.compile(rf'http\.request\.method={method} .*http\.request\.uri="[^"]*'
+                         rf'{re.escape(path_part)}')
+    return sum(1 for line in upstream.logs().splitlines()
+               if "response completed" in line and pattern.search(line))
+
+
+def stored_blob(cache: RunningRegistry, digest: str) -> Path:
+    """The blob's data file in the cache's store, once the fetch that streamed it to a
+    client has also committed it (a moment after the last byte went out)."""
+    path = cache.root / "docker/registry/v2/blobs/sha256" / digest[7:9] / digest[7:] / "data"
+    deadline = time.monotonic() + 10
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.exists(), f"{digest} was not stored"
+    return path
+
+
+def test_a_pull_is_fetched_once_and_then_served_from_the_cache(tmp_path: Path) -> None:
+    skopeo = Skopeo(require_tool("skopeo"), tmp_path / "skopeo")
+    with upstream_and_cache(tmp_path) as (upstream, cache):
+        image = make_image(layer_count=3)
+        with upstream.client() as client:
+            push_image(client, "library/app", "v1", image)
+        first = tmp_path / "first"
+        skopeo.copy(f"docker://{cache.host}/library/app:v1", f"dir:{first}")
+        assert (first / "manifest.json").read_bytes() == image.manifest
+        for layer in image.layers:
+            assert (first / digest_of(layer).split(":")[1]).read_bytes() == layer
+        # Stored in distribution's layout, so the cache's store is an ordinary one.
+        store = cache.root / "docker" / "registry" / "v2"
+        assert (store / "repositories/library/app/_manifests/tags/v1/current/link"
+                ).read_text() == image.digest
+        fetched = upstream_requests(upstream, "GET", digest_of(image.layers[0]))
+        assert fetched == 1
+        skopeo.copy(f"docker://{cache.host}/library/app:v1", f"dir:{tmp_path / 'second'}")
+        assert upstream_requests(upstream, "GET", digest_of(image.layers[0])) == 1
+        with cache.client() as client:
+            assert client.get("/v2/_catalog").json()["repositories"] == ["library/app"]
+            assert client.get("/v2/library/app/tags/list").json()["tags"] == ["v1"]
+
+
+def test_pushes_and_deletes_are_refused_as_distribution_refuses_them(tmp_path: Path) -> None:
+    with upstream_and_cache(tmp_path) as (upstream, cache), cache.client() as client:
+        with upstream.client() as pusher:
+            image = make_image()
+            push_image(pusher, "team/app", "v1", image)
+        assert client.get("/v2/team/app/manifests/v1",
+                          headers={"Accept": OCI_MANIFEST}).status_code == 200
+        attempts = [
+            client.post("/v2/team/app/blobs/uploads/"),
+            client.put("/v2/team/app/manifests/v2", content=image.manifest,
+                       headers={"Content-Type": OCI_MANIFEST}),
+            client.delete(f"/v2/team/app/manifests/{image.digest}"),
+            client.delete(f"/v2/team/app/blobs/{digest_of(image.config)}"),
+        ]
+        for response in attempts:
+            assert response.status_code == 405, response.text
+            assert error_codes(response) == ["UNSUPPORTED"]
+            assert "pull-through cache" in response.json()["errors"][0]["message"]
+        assert client.get("/v2/team/app/manifests/v1",
+                          headers={"Accept": OCI_MANIFEST}).status_code == 200
+
+
+def test_a_moved_tag_is_seen_and_digests_are_served_without_asking(tmp_path: Path) -> None:
+    with upstream_and_cache(tmp_path) as (upstream, cache), cache.client() as client, \
+            upstream.client() as pusher:
+        old, new = make_image(), make_image()
+        push_image(pusher, "team/app", "latest", old)
+        got = client.get("/v2/team/app/manifests/latest", headers={"Accept": OCI_MANIFEST})
+        assert got.headers["Docker-Content-Digest"] == old.digest
+        push_image(pusher, "team/app", "latest", new)
+        got = client.get("/v2/team/app/manifests/latest", headers={"Accept": OCI_MANIFEST})
+        assert got.status_code == 200
+        assert got.headers["Docker-Content-Digest"] == new.digest
+        assert got.content == new.manifest
+        asked = upstream_requests(upstream, "GET", f"/manifests/{old.digest}")
+        heads = upstream_requests(upstream, "HEAD", "/manifests/")
+        by_digest = client.get(f"/v2/team/app/manifests/{old.digest}",
+                               headers={"Accept": OCI_MANIFEST})
+        assert by_digest.content == old.manifest
+        assert upstream_requests(upstream, "GET", f"/manifests/{old.digest}") == asked
+        assert upstream_requests(upstream, "HEAD", "/manifests/") == heads
+
+
+def test_cached_content_is_served_while_the_upstream_is_down(tmp_path: Path) -> None:
+    """Stale-if-error: tags and blobs pulled before are served with the upstream stopped;
+    what was never pulled fails at once with 503 UNAVAILABLE, not a hang."""
+    port = free_port()
+    image, other = make_image(), make_image()
+    with run_registry(tmp_path / "cache", config=proxy_of(f"http://127.0.0.1:{port}")
+                      ) as cache, cache.client() as client:
+        with run_registry(tmp_path / "upstream", kind="distribution", port=port) as upstream, \
+                upstream.client() as pusher:
+            push_image(pusher, "team/app", "v1", image)
+            push_image(pusher, "team/other", "v1", other)
+            assert client.get("/v2/team/app/manifests/v1",
+                              headers={"Accept": OCI_MANIFEST}).status_code == 200
+            for blob in (image.config, *image.layers):
+                assert client.get(f"/v2/team/app/blobs/{digest_of(blob)}").content == blob
+        got = client.get("/v2/team/app/manifests/v1", headers={"Accept": OCI_MANIFEST})
+        assert got.status_code == 200 and got.content == image.manifest
+        assert client.get(f"/v2/team/app/blobs/{digest_of(image.layers[0])}").content \
+            == image.layers[0]
+        started = time.monotonic()
+        missing = client.get("/v2/team/other/manifests/v1", headers={"Accept": OCI_MANIFEST})
+        assert missing.status_code == 503, missing.text
+        assert error_codes(missing) == ["UNAVAILABLE"]
+        assert "upstream" in missing.json()["errors"][0]["message"]
+        blob = client.get(f"/v2/team/other/blobs/{digest_of(other.layers[0])}")
+        assert blob.status_code == 503
+        assert time.monotonic() - started < 10
+        assert "serving team/app:v1 from the cache" in cache.logs()
+
+
+def silent_server() -> tuple[socket.socket, threading.Event]:
+    """A port that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+        for connection in held:
+            connection.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener, stop
+
+
+def test_an_upstream_that_never_answers_gives_503_after_the_timeout(tmp_path: Path) -> None:
+    listener, stop = silent_server()
+    try:
+        port = listener.getsockname()[1]
+        config = proxy_of(f"http://127.0.0.1:{port}", timeout="2s")
+        with run_registry(tmp_path / "cache", config=config) as cache, \
+                cache.client(timeout=30) as client:
+            started = time.monotonic()
+            response = client.get("/v2/team/app/manifests/v1")
+            took = time.monotonic() - started
+            assert response.status_code == 503, response.text
+            assert 1.5 < took < 10
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_unknown_content_upstream_is_unknown_here(tmp_path: Path) -> None:
+    with upstream_and_cache(tmp_path) as (_, cache), cache.client() as client:
+        response = client.get("/v2/team/none/manifests/v1")
+        assert response.status_code == 404 and error_codes(response) == ["MANIFEST_UNKNOWN"]
+        response = client.get(f"/v2/team/none/blobs/{digest_of(b'nothing')}")
+        assert response.status_code == 404 and error_codes(response) == ["BLOB_UNKNOWN"]
+        response = client.head(f"/v2/team/none/blobs/{digest_of(b'nothing')}")
+        assert response.status_code == 404
+
+
+def test_a_blob_head_asks_the_upstream_without_fetching(tmp_path: Path) -> None:
+    with upstream_and_cache(tmp_path) as (upstream, cache), cache.client() as client, \
+            upstream.client() as pusher:
+        layer = random_blob(64 * 1024)
+        digest = push_blob(pusher, "team/app", layer)
+        head = client.head(f"/v2/team/app/blobs/{digest}")
+        assert head.status_code == 200
+        assert head.headers["Content-Length"] == str(len(layer))
+        assert upstream_requests(upstream, "GET", digest) == 0
+        ranged = client.get(f"/v2/team/app/blobs/{digest}", headers={"Range": "bytes=100-199"})
+        assert ranged.status_code == 206 and ranged.content == layer[100:200]
+        assert client.get(f"/v2/team/app/blobs/{digest}").content == layer
+
+
+def test_concurrent_pulls_of_an_uncached_blob_fetch_it_once(tmp_path: Path) -> None:
+    """Twenty clients ask for the same uncached 32 MiB blob at once: the upstream sees one
+    GET, every client gets the same bytes, and the blob is stored once."""
+    config = {"http": {"workers": 1}}
+    with upstream_and_cache(tmp_path, config) as (upstream, cache), \
+            upstream.client() as pusher:
+        layer = random_blob(32 * MIB)
+        digest = push_blob(pusher, "team/big", layer)
+        results: list[str] = []
+        errors: list[BaseException] = []
+
+        def pull() -> None:
+            try:
+                with httpx.Client(base_url=cache.url, timeout=120) as client:
+                    response = client.get(f"/v2/team/big/blobs/{digest}")
+                    assert response.status_code == 200, response.text
+                    results.append("sha256:" + hashlib.sha256(response.content).hexdigest())
+            except BaseException as error:  # reported below, in the test's thread
+                errors.append(error)
+
+        threads = [threading.Thread(target=pull) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        assert results == [digest] * 20
+        assert upstream_requests(upstream, "GET", digest) == 1
+        assert stored_blob(cache, digest).read_bytes() == layer
+
+
+def test_upstreams_under_prefixes_beside_local_repositories(tmp_path: Path) -> None:
+    with run_registry(tmp_path / "one", kind="distribution") as one, \
+            run_registry(tmp_path / "two", kind="distribution") as two:
+        config = {"proxy": {"upstreams": [{"prefix": "hub", "remoteurl": one.url},
+                                          {"prefix": "mirror/two", "remoteurl": two.url}]}}
+        first, second, local = make_image(), make_image(), make_image()
+        with one.client() as pusher:
+            push_image(pusher, "library/alpine", "3", first)
+        with two.client() as pusher:
+            push_image(pusher, "org/tool", "1", second)
+        with run_registry(tmp_path / "cache", config=config) as cache, \
+                cache.client() as client:
+            push_image(client, "team/app", "v1", local)
+            for name, tag, image in (("hub/library/alpine", "3", first),
+                                     ("mirror/two/org/tool", "1", second),
+                                     ("team/app", "v1", local)):
+                got = client.get(f"/v2/{name}/manifests/{tag}",
+                                 headers={"Accept": OCI_MANIFEST})
+                assert got.status_code == 200 and got.content == image.manifest, name
+                layer = image.layers[0]
+                assert client.get(f"/v2/{name}/blobs/{digest_of(layer)}").content == layer
+            refused = client.post("/v2/hub/library/alpine/blobs/uploads/")
+            assert refused.status_code == 405 and error_codes(refused) == ["UNSUPPORTED"]
+            # A name under no prefix is an ordinary repository: unknown until pushed.
+            assert client.get("/v2/library/alpine/manifests/3").status_code == 404
+            catalog = client.get("/v2/_catalog").json()["repositories"]
+            assert catalog == ["hub/library/alpine", "mirror/two/org/tool", "team/app"]
+
+
+def test_the_proxy_section_comes_from_the_environment_too(tmp_path: Path) -> None:
+    with run_registry(tmp_path / "upstream", kind="distribution") as upstream, \
+            upstream.client() as pusher:
+        image = make_image()
+        push_image(pusher, "team/app", "v1", image)
+        env = {"REGISTRY_PROXY_REMOTEURL": upstream.url}
+        with run_registry(tmp_path / "cache", env=env) as cache, cache.client() as client:
+            got = client.get("/v2/team/app/manifests/v1", headers={"Accept": OCI_MANIFEST})
+            assert got.status_code == 200 and got.content == image.manifest
+            assert json.loads(got.content)["layers"]
+
+
+@pytest.mark.parametrize(("proxy", "key"), [
+    ({"remoteurl": "ftp://example.com"}, "proxy.remoteurl"),
+    ({"remoteurl": "http://127.0.0.1:1", "username": "u"}, "proxy.password"),
+    ({"remoteurl": "http://127.0.0.1:1", "ttl": "soon"}, "proxy.ttl"),
+    ({"upstreams": [{"prefix": "Hub", "remoteurl": "http://127.0.0.1:1"}]},
+     "proxy.upstreams[0].prefix"),
+    ({"upstreams": [{"prefix": "hub", "remoteurl": "http://127.0.0.1:1", "ttl2": 1}]},
+     "proxy.upstreams[0].ttl2"),
+    ({"upstreams": [{"prefix": "hub", "remoteurl": "http://127.0.0.1:1"},
+                    {"prefix": "hub", "remoteurl": "http://127.0.0.1:2"}]}, "hub"),
+])
+def test_a_bad_proxy_section_stops_the_start(tmp_path: Path, proxy: dict[str, Any],
+                                             key: str) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"version": 0.1, "storage": {"filesystem": {
+        "rootdirectory": str(tmp_path / "store")}}, "proxy": proxy}))
+    result = subprocess.run([sys.executable, "-m", "dockyard", "serve", str(config)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert key in result.stderr
+
+
+def test_cached_content_expires_after_the_ttl_and_gc_removes_it(tmp_path: Path) -> None:
+    """With proxy.ttl, what was fetched longer ago is forgotten (by the server, on its own
+    schedule) and garbage collection deletes the blobs; the next pull fetches again."""
+    import subprocess
+    import sys
+
+    with upstream_and_cache(tmp_path, {"proxy": {"ttl": "3s"}}) as (upstream, cache), \
+            cache.client() as client, upstream.client() as pusher:
+        image = make_image()
+        push_image(pusher, "team/app", "v1", image)
+        assert client.get("/v2/team/app/manifests/v1",
+                          headers={"Accept": OCI_MANIFEST}).status_code == 200
+        layer = digest_of(image.layers[0])
+        assert client.get(f"/v2/team/app/blobs/{layer}").status_code == 200
+        store = cache.root / "docker/registry/v2"
+        data = stored_blob(cache, layer)
+        deadline = time.monotonic() + 30
+        tag_link = store / "repositories/team/app/_manifests/tags/v1/current/link"
+        while tag_link.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not tag_link.exists(), "the expired tag was not removed"
+        assert not (store / "repositories/team/app/_layers/sha256" / layer[7:]).exists()
+        collected = subprocess.run(
+            [sys.executable, "-m", "dockyard", "garbage-collect", "--grace-period", "0",
+             str(cache.config_path)], capture_output=True, text=True, timeout=120,
+            check=False)
+        assert collected.returncode == 0, collected.stderr
+        assert not data.exists()
+        again = client.get(f"/v2/team/app/blobs/{layer}")
+        assert again.status_code == 200 and again.content == image.layers[0]
+        assert upstream_requests(upstream, "GET", layer) == 2
+
+
+class _Answer429(threading.Thread):
+    """An upstream that answers every request 429 Too Many Requests (a rate limit)."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _refuse(self) -> None:
+                body = b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}'
+                self.send_response(429)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_HEAD = _refuse
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        super().__init__(daemon=True)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+
+    def run(self) -> None:
+        self.server.serve_forever()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_upstream_rate_limit_serves_the_cache_and_says_so_for_the_rest(
+        tmp_path: Path) -> None:
+    port = free_port()
+    image = make_image()
+    config = proxy_of(f"http://127.0.0.1:{port}")
+    with run_registry(tmp_path / "cache", config=config) as cache, cache.client() as client:
+        with run_registry(tmp_path / "upstream", kind="distribution", port=port) as upstream, \
+                upstream.client() as pusher:
+            push_image(pusher, "team/app", "v1", image)
+            assert client.get("/v2/team/app/manifests/v1",
+                              headers={"Accept": OCI_MANIFEST}).status_code == 200
+        limited = _Answer429()
+        limited.server.server_close()
+        import http.server
+
+        limited.server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", port), limited.server.RequestHandlerClass)
+        limited.start()
+        try:
+            got = client.get("/v2/team/app/manifests/v1", headers={"Accept": OCI_MANIFEST})
+            assert got.status_code == 200 and got.content == image.manifest
+            refused = client.get("/v2/team/other/manifests/v1")
+            assert refused.status_code == 429, refused.text
+            assert error_codes(refused) == ["TOOMANYREQUESTS"]
+        finally:
+            limited.stop()
+
+
+def test_a_cache_killed_mid_fetch_keeps_no_partial_blob(tmp_path: Path) -> None:
+    """kill -9 while a blob streams from the upstream: after a restart the store has no
+    blob by that digest (only an abandoned upload, which purging removes), and a pull then
+    fetches and serves it whole."""
+    import os
+    import signal
+
+    with run_registry(tmp_path / "upstream", kind="distribution") as upstream, \
+            upstream.client() as pusher:
+        layer = random_blob(64 * MIB)
+        digest = push_blob(pusher, "team/big", layer)
+        root = tmp_path / "cache-store"
+        for directory in ("cache", "cache2"):
+            (tmp_path / directory).mkdir()
+        data = root / "docker/registry/v2/blobs/sha256" / digest[7:9] / digest[7:] / "data"
+        config = {**proxy_of(upstream.url), "http": {"workers": 1}}
+        with run_registry(tmp_path / "cache", root=root, config=config) as cache, \
+                httpx.Client(base_url=cache.url, timeout=60) as client, \
+                client.stream("GET", f"/v2/team/big/blobs/{digest}") as response:
+            assert response.status_code == 200
+            received = 0
+            for chunk in response.iter_bytes():
+                received += len(chunk)
+                if received >= 4 * MIB:
+                    break
+            for process in (*_children(cache.process.pid), cache.process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process, signal.SIGKILL)
+            cache.process.wait()
+        assert not data.exists() or hashlib.sha256(data.read_bytes()).hexdigest() \
+            == digest[7:]
+        with run_registry(tmp_path / "cache2", root=root, config=config) as cache, \
+                httpx.Client(base_url=cache.url, timeout=60) as client:
+            again = client.get(f"/v2/team/big/blobs/{digest}")
+            assert again.status_code == 200
+            assert hashlib.sha256(again.content).hexdigest() == digest[7:]
+
+
+def _children(pid: int) -> list[int]:
+    """The worker processes of a server (killed with it, as kill -9 of a host would)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("auth", ["htpasswd", "token"])
+def test_the_cache_signs_in_to_the_upstream_as_docker_does(tmp_path: Path, auth: str) -> None:
+    """With proxy.username/password the cache answers the upstream's challenge (Basic, or
+    a token from its token server, here dockyard's own issuer); with wrong ones nothing
+    is served."""
+    with run_upstream(tmp_path / "upstream", auth) as upstream:  # type: ignore[arg-type]
+        image = upstream.push_image("team/app", "v1")
+        with run_registry(tmp_path / "cache", config=upstream.proxy_config()) as cache, \
+                cache.client() as client:
+            got = client.get("/v2/team/app/manifests/v1", headers={"Accept": OCI_MANIFEST})
+            assert got.status_code == 200 and got.content == image.manifest
+            layer = image.layers[0]
+            assert client.get(f"/v2/team/app/blobs/{digest_of(layer)}").content == layer
+        wrong = deep_merge(upstream.proxy_config(), {"proxy": {"password": "not-it"}})
+        with run_registry(tmp_path / "wrong", config=wrong) as cache, \
+                cache.client() as client:
+            refused = client.get("/v2/team/app/manifests/v1")
+            assert refused.status_code == 404, refused.text
+            assert "refused" in refused.json()["errors"][0]["message"]
