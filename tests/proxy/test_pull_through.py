@@ -94,9 +94,14 @@ def test_a_pull_is_fetched_once_and_then_served_from_the_cache(tmp_path: Path) -
         assert fetched == 1
         skopeo.copy(f"docker://{cache.host}/library/app:v1", f"dir:{tmp_path / 'second'}")
         assert upstream_requests(upstream, "GET", digest_of(image.layers[0])) == 1
+        with upstream.client() as client:
+            push_image(client, "library/app", "v2", make_image())
         with cache.client() as client:
             assert client.get("/v2/_catalog").json()["repositories"] == ["library/app"]
-            assert client.get("/v2/library/app/tags/list").json()["tags"] == ["v1"]
+            # Tags are the upstream's (as distribution lists them), pulled or not.
+            assert client.get("/v2/library/app/tags/list").json()["tags"] == ["v1", "v2"]
+            page = client.get("/v2/library/app/tags/list", params={"n": 1})
+            assert page.json()["tags"] == ["v1"] and 'rel="next"' in page.headers["Link"]
 
 
 def test_pushes_and_deletes_are_refused_as_distribution_refuses_them(tmp_path: Path) -> None:
@@ -170,6 +175,8 @@ def test_cached_content_is_served_while_the_upstream_is_down(tmp_path: Path) -> 
         assert blob.status_code == 503
         assert time.monotonic() - started < 10
         assert "serving team/app:v1 from the cache" in cache.logs()
+        # The tags the cache has, while the upstream cannot list its own.
+        assert client.get("/v2/team/app/tags/list").json()["tags"] == ["v1"]
 
 
 def silent_server() -> tuple[socket.socket, threading.Event]:

@@ -10,7 +10,13 @@ from dockyard.proxy.errors import client_error
 from dockyard.proxy.routes import Route
 from dockyard.proxy.upstream import UpstreamError, UpstreamNotFound
 from dockyard.registry.blobs import BlobDescriptor, OpenedBlob, RepositoryBlobs
-from dockyard.registry.errors import BlobUnknown, ManifestUnknown, Unavailable, Unsupported
+from dockyard.registry.errors import (
+    BlobUnknown,
+    ManifestUnknown,
+    NameUnknown,
+    Unavailable,
+    Unsupported,
+)
 from dockyard.registry.manifests import RepositoryManifests, StoredManifest
 from dockyard.registry.reference import Digest, is_tag
 from dockyard.registry.registry import Repository
@@ -36,6 +42,18 @@ class ProxiedRepository(Repository):
 
     def check_deletable(self) -> None:
         self.check_writable()
+
+    async def tag_list(self) -> list[str] | None:
+        """The upstream's tags of the repository (distribution lists them from there), or
+        None when the upstream cannot say: then the cached tags are listed."""
+        try:
+            return sorted(set(await self.route.upstream.tags(self.route.remote_name)))
+        except UpstreamNotFound:
+            raise NameUnknown(detail={"name": self.name}) from None
+        except UpstreamError as error:
+            log.warning("listing the cached tags of %s: the upstream %s failed: %s",
+                        self.name, self.route.upstream.url, error)
+            return None
 
 
 class ProxiedManifests(RepositoryManifests):

@@ -52,6 +52,11 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 Origin = tuple[str, str, int | None]
 
 
+TAG_PAGE_SIZE = 1000
+MAX_TAG_PAGES = 100
+MAX_TAG_PAGE_BYTES = 4 * 1024 * 1024
+
+
 class UpstreamError(Exception):
     """The upstream could not give what was asked; the message names the upstream."""
 
@@ -280,6 +285,39 @@ class Upstream:
             return media_type
         field = document.get("mediaType") if isinstance(document, dict) else None
         return field if isinstance(field, str) and field else media_type
+
+    # -- tags ----------------------------------------------------------------------------
+
+    async def tags(self, name: str) -> list[str]:
+        """Every tag of the repository, following the upstream's pages (at most
+        MAX_TAG_PAGES of them)."""
+        remote = self._checked_remote_name(name)
+        subject = f"tags of {remote}"
+        found: list[str] = []
+        path: str | None = f"/v2/{remote}/tags/list?n={TAG_PAGE_SIZE}"
+        for _ in range(MAX_TAG_PAGES):
+            if path is None:
+                break
+            response = await self._send("GET", path, remote, subject, {})
+            try:
+                body = await _read_capped(response, MAX_TAG_PAGE_BYTES)
+            except httpx.HTTPError as error:
+                raise self._transport_error(error, subject, response.url) from error
+            finally:
+                await response.aclose()
+            try:
+                page = json.loads(body or b"")
+                found.extend(tag for tag in page.get("tags") or [] if isinstance(tag, str)
+                             and is_tag(tag))
+            except (ValueError, AttributeError):
+                raise UpstreamError(f"{self._where()}: {subject}: not a tag list") from None
+            link = response.headers.get("Link", "")
+            path = None
+            if link.startswith("<") and 'rel="next"' in link:
+                target = response.url.join(link[1:link.index(">")])
+                if origin_of(target) == origin_of(response.url):
+                    path = target.raw_path.decode("ascii")
+        return found
 
     # -- blobs ---------------------------------------------------------------------------
 

@@ -52,6 +52,11 @@ class Repository:
     def check_deletable(self) -> None:
         self.registry.check_deletable()
 
+    async def tag_list(self) -> list[str] | None:
+        """The repository's tags where they come from elsewhere (a cache's upstream);
+        None: from this registry's own index, as usual."""
+        return None
+
     async def exists(self) -> bool:
         return await self.index.has_repository(self.name)
 

@@ -50,6 +50,14 @@ async def catalog(ctx: Context) -> Response:
 async def tags(ctx: Context, name: str) -> Response:
     repository = ctx.registry.repository(name)
     limit, last = pagination(ctx.request)
+    elsewhere = await repository.tag_list()
+    if elsewhere is not None:
+        # An upstream's tags: never kept in the listing cache (its version says nothing
+        # of them).
+        names, more = _page([tag for tag in elsewhere if tag > (last or "")][
+            :None if limit is None else limit + 1], limit)
+        return _respond(ctx, f"/v2/{name}/tags/list",
+                        _encode({"name": name, "tags": names}, names, more), limit)
     version = await ctx.registry.metadata_version()
     key = ("tags", repository.name, last, limit)
     page = ctx.listings.get(key, version)
