@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
+import signal
 import socket
 import threading
 import time
@@ -242,10 +244,13 @@ def test_a_blob_head_asks_the_upstream_without_fetching(tmp_path: Path) -> None:
         assert client.get(f"/v2/team/app/blobs/{digest}").content == layer
 
 
-def test_concurrent_pulls_of_an_uncached_blob_fetch_it_once(tmp_path: Path) -> None:
-    """Twenty clients ask for the same uncached 32 MiB blob at once: the upstream sees one
-    GET, every client gets the same bytes, and the blob is stored once."""
-    config = {"http": {"workers": 1}}
+@pytest.mark.parametrize("workers", [1, 3])
+def test_concurrent_pulls_of_an_uncached_blob_fetch_it_once(tmp_path: Path,
+                                                             workers: int) -> None:
+    """Twenty clients ask for the same uncached 32 MiB blob at once, whichever worker
+    process each reaches: the upstream sees one GET, every client gets the same bytes, and
+    the blob is stored once."""
+    config = {"http": {"workers": workers}}
     with upstream_and_cache(tmp_path, config) as (upstream, cache), \
             upstream.client() as pusher:
         layer = random_blob(32 * MIB)
@@ -439,9 +444,6 @@ def test_a_cache_killed_mid_fetch_keeps_no_partial_blob(tmp_path: Path) -> None:
     """kill -9 while a blob streams from the upstream: after a restart the store has no
     blob by that digest (only an abandoned upload, which purging removes), and a pull then
     fetches and serves it whole."""
-    import os
-    import signal
-
     with run_registry(tmp_path / "upstream", kind="distribution") as upstream, \
             upstream.client() as pusher:
         layer = random_blob(64 * MIB)
@@ -466,11 +468,19 @@ def test_a_cache_killed_mid_fetch_keeps_no_partial_blob(tmp_path: Path) -> None:
             cache.process.wait()
         assert not data.exists() or hashlib.sha256(data.read_bytes()).hexdigest() \
             == digest[7:]
+        spools = root / "dockyard" / "fetches"
+        assert list(spools.iterdir()), "the killed fetch left no spool to clean up"
         with run_registry(tmp_path / "cache2", root=root, config=config) as cache, \
                 httpx.Client(base_url=cache.url, timeout=60) as client:
+            assert not list(spools.iterdir()), "a dead fetch's spool was kept"
             again = client.get(f"/v2/team/big/blobs/{digest}")
             assert again.status_code == 200
             assert hashlib.sha256(again.content).hexdigest() == digest[7:]
+            stored_blob(cache, digest)
+            deadline = time.monotonic() + 10
+            while list(spools.iterdir()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not list(spools.iterdir()), "a finished fetch left its spool"
 
 
 def _children(pid: int) -> list[int]:
@@ -505,3 +515,108 @@ def test_the_cache_signs_in_to_the_upstream_as_docker_does(tmp_path: Path, auth:
             refused = client.get("/v2/team/app/manifests/v1")
             assert refused.status_code == 404, refused.text
             assert "refused" in refused.json()["errors"][0]["message"]
+
+
+class ThrottledRelay(threading.Thread):
+    """A TCP relay to `target` that sends the answers back at `rate` bytes a second, so a
+    fetch is still under way when a test wants it to be."""
+
+    def __init__(self, target: tuple[str, int], rate: int) -> None:
+        super().__init__(daemon=True)
+        self.target = target
+        self.rate = rate
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.closed = threading.Event()
+
+    def run(self) -> None:
+        while not self.closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            threading.Thread(target=self._pipe, args=(client, server, None), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, self.rate),
+                             daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, rate: int | None) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+                if rate:
+                    time.sleep(len(data) / rate)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+
+
+def _holder_of(path: Path) -> int | None:
+    """The process that has `path` open (the worker fetching into that spool)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (entry / "fd").iterdir():
+                if os.readlink(fd) == str(path):
+                    return int(entry.name)
+    return None
+
+
+def test_followers_of_a_worker_killed_mid_fetch_fail_fast_and_the_next_pull_works(
+        tmp_path: Path) -> None:
+    """Clients on every worker follow one fetch; kill -9 the worker fetching: none of them
+    hangs or gets wrong bytes (each either has the whole blob or a broken transfer), and
+    the next pull fetches the blob anew and serves it whole."""
+    with run_registry(tmp_path / "upstream", kind="distribution") as upstream, \
+            upstream.client() as pusher:
+        layer = random_blob(32 * MIB)
+        digest = push_blob(pusher, "team/big", layer)
+        relay = ThrottledRelay(("127.0.0.1", int(upstream.host.rsplit(":", 1)[1])), 4 * MIB)
+        relay.start()
+        config = {**proxy_of(f"http://127.0.0.1:{relay.port}"), "http": {"workers": 3}}
+        try:
+            with run_registry(tmp_path / "cache", config=config) as cache:
+                outcomes: list[str] = []
+
+                def pull() -> None:
+                    try:
+                        with httpx.Client(base_url=cache.url, timeout=30) as client:
+                            response = client.get(f"/v2/team/big/blobs/{digest}")
+                        body = hashlib.sha256(response.content).hexdigest()
+                        outcomes.append("whole" if response.status_code == 200
+                                        and body == digest[7:] else
+                                        f"wrong {response.status_code}")
+                    except httpx.HTTPError:
+                        outcomes.append("broken")
+
+                threads = [threading.Thread(target=pull) for _ in range(6)]
+                for thread in threads:
+                    thread.start()
+                spools = cache.root / "dockyard" / "fetches"
+                deadline = time.monotonic() + 20
+                holder = None
+                while holder is None and time.monotonic() < deadline:
+                    found = [path for path in spools.glob("*") if "." not in path.name] \
+                        if spools.exists() else []
+                    if found and found[0].stat().st_size > 2 * MIB:
+                        holder = _holder_of(found[0])
+                    time.sleep(0.05)
+                assert holder is not None, "no fetch under way"
+                os.kill(holder, signal.SIGKILL)
+                started = time.monotonic()
+                for thread in threads:
+                    thread.join(timeout=60)
+                assert not any(thread.is_alive() for thread in threads), "a pull hangs"
+                assert time.monotonic() - started < 30
+                assert all(outcome in ("whole", "broken") for outcome in outcomes), outcomes
+                assert "broken" in outcomes
+                with httpx.Client(base_url=cache.url, timeout=60) as client:
+                    again = client.get(f"/v2/team/big/blobs/{digest}")
+                assert again.status_code == 200
+                assert hashlib.sha256(again.content).hexdigest() == digest[7:]
+        finally:
+            relay.close()

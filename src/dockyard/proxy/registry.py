@@ -8,6 +8,7 @@ from dockyard.config.model import ProxyConfig
 from dockyard.index.base import Index
 from dockyard.proxy.cache import PullThroughCache
 from dockyard.proxy.repository import ProxiedRepository
+from dockyard.proxy.spool import sweep_abandoned
 from dockyard.registry.reference import validate_name
 from dockyard.registry.registry import Registry, RegistrySettings, Repository
 from dockyard.storage import StorageDriver
@@ -18,6 +19,8 @@ class CachingRegistry(Registry):
                  proxy: ProxyConfig, spool_directory: Path) -> None:
         super().__init__(driver, index, settings)
         self.cache = PullThroughCache(proxy, spool_directory, self.blobs)
+        # Spools a worker that died left behind (one that is still fetching keeps its own).
+        sweep_abandoned(spool_directory)
 
     def repository(self, name: str) -> Repository:
         name = validate_name(name)

@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from dockyard.proxy.errors import client_error
+from dockyard.proxy.fetches import FetchFailed
 from dockyard.proxy.routes import Route
 from dockyard.proxy.upstream import UpstreamError, UpstreamNotFound
 from dockyard.registry.blobs import BlobDescriptor, OpenedBlob, RepositoryBlobs
@@ -168,15 +169,14 @@ class ProxiedBlobs(RepositoryBlobs):
                 return await super().open(digest)
             except BlobUnknown:
                 pass  # collected in between: fetched below
-        fetch = self.pull.fetches.join(self.route, self.uploads, digest)
-        await fetch.started.wait()
-        if fetch.size is None and fetch.error is not None:
-            failure = fetch.error
-            if isinstance(failure, UpstreamError):
-                raise client_error(failure, BlobUnknown, {"digest": str(digest)})
+        try:
+            fetched = await self.pull.fetches.open(self.route, self.uploads, digest)
+        except UpstreamError as error:
+            raise client_error(error, BlobUnknown, {"digest": str(digest)}) from None
+        except FetchFailed as error:
             raise Unavailable(f"fetching {digest} from the upstream registry failed: "
-                              f"{failure}", {"digest": str(digest)}) from failure
-        return OpenedBlob(digest, fetch.size, fetch.read)
+                              f"{error}", {"digest": str(digest)}) from error
+        return OpenedBlob(digest, fetched.size, fetched.read)
 
     async def download_url(self, digest: Digest) -> str | None:
         if not await self.is_linked(digest):
