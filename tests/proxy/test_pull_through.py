@@ -60,7 +60,8 @@ def upstream_and_cache(tmp_path: Path, cache_config: dict[str, Any] | None = Non
 
 def upstream_requests(upstream: RunningRegistry, method: str, path_part: str) -> int:
     """How many `method` requests for a path containing `path_part` the upstream logged."""
-    pattern = re.compile(rf'http\.request\.method={method} .*http\.request\.uri="[^"]*'
+    # distribution quotes a value only when it has characters that need it (a digest's ":").
+    pattern = re.compile(rf'http\.request\.method={method} .*http\.request\.uri="?[^" ]*'
                          rf'{re.escape(path_part)}')
     return sum(1 for line in upstream.logs().splitlines()
                if "response completed" in line and pattern.search(line))
@@ -347,36 +348,52 @@ def test_a_bad_proxy_section_stops_the_start(tmp_path: Path, proxy: dict[str, An
 
 
 def test_cached_content_expires_after_the_ttl_and_gc_removes_it(tmp_path: Path) -> None:
-    """With proxy.ttl, what was fetched longer ago is forgotten (by the server, on its own
-    schedule) and garbage collection deletes the blobs; the next pull fetches again."""
+    """With proxy.ttl, what was fetched longer ago is forgotten, by a server started after
+    the fetch too (the fetch times are the links' in the store), and garbage collection
+    deletes the blobs; the next pull fetches again."""
     import subprocess
     import sys
 
-    with upstream_and_cache(tmp_path, {"proxy": {"ttl": "3s"}}) as (upstream, cache), \
-            cache.client() as client, upstream.client() as pusher:
+    def collect(config: Path, *extra: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "dockyard", "garbage-collect",
+                               "--grace-period", "0", *extra, str(config)],
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout + done.stderr
+
+    root = tmp_path / "cache-store"
+    for directory in ("first", "second"):
+        (tmp_path / directory).mkdir()
+    with run_registry(tmp_path / "upstream", kind="distribution") as upstream, \
+            upstream.client() as pusher:
         image = make_image()
         push_image(pusher, "team/app", "v1", image)
-        assert client.get("/v2/team/app/manifests/v1",
-                          headers={"Accept": OCI_MANIFEST}).status_code == 200
         layer = digest_of(image.layers[0])
-        assert client.get(f"/v2/team/app/blobs/{layer}").status_code == 200
-        store = cache.root / "docker/registry/v2"
-        data = stored_blob(cache, layer)
-        deadline = time.monotonic() + 30
+        config = {**proxy_of(upstream.url, ttl="3s")}
+        with run_registry(tmp_path / "first", root=root, config=config) as cache, \
+                cache.client() as client:
+            assert client.get("/v2/team/app/manifests/v1",
+                              headers={"Accept": OCI_MANIFEST}).status_code == 200
+            assert client.get(f"/v2/team/app/blobs/{layer}").status_code == 200
+            data = stored_blob(cache, layer)
+        time.sleep(3.5)
+        report = collect(cache.config_path, "--dry-run")
+        assert "would expire 1 cached manifests and 1 layer links" in report, report
+        store = root / "docker/registry/v2"
         tag_link = store / "repositories/team/app/_manifests/tags/v1/current/link"
-        while tag_link.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not tag_link.exists(), "the expired tag was not removed"
-        assert not (store / "repositories/team/app/_layers/sha256" / layer[7:]).exists()
-        collected = subprocess.run(
-            [sys.executable, "-m", "dockyard", "garbage-collect", "--grace-period", "0",
-             str(cache.config_path)], capture_output=True, text=True, timeout=120,
-            check=False)
-        assert collected.returncode == 0, collected.stderr
-        assert not data.exists()
-        again = client.get(f"/v2/team/app/blobs/{layer}")
-        assert again.status_code == 200 and again.content == image.layers[0]
-        assert upstream_requests(upstream, "GET", layer) == 2
+        assert tag_link.exists() and data.exists()
+        with run_registry(tmp_path / "second", root=root, config=config) as cache, \
+                cache.client() as client:
+            deadline = time.monotonic() + 30
+            while tag_link.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not tag_link.exists(), "the expired tag was not removed"
+            assert not (store / "repositories/team/app/_layers/sha256" / layer[7:]).exists()
+            collect(cache.config_path)
+            assert not data.exists()
+            again = client.get(f"/v2/team/app/blobs/{layer}")
+            assert again.status_code == 200 and again.content == image.layers[0]
+            assert upstream_requests(upstream, "GET", layer) == 2
 
 
 class _Answer429(threading.Thread):
@@ -518,8 +535,8 @@ def test_the_cache_signs_in_to_the_upstream_as_docker_does(tmp_path: Path, auth:
 
 
 class ThrottledRelay(threading.Thread):
-    """A TCP relay to `target` that sends the answers back at `rate` bytes a second, so a
-    fetch is still under way when a test wants it to be."""
+    """A TCP relay to `target` that sends the answers back at `rate` bytes a second (0:
+    as fast as they come), so a fetch is still under way when a test wants it to be."""
 
     def __init__(self, target: tuple[str, int], rate: int) -> None:
         super().__init__(daemon=True)
@@ -528,6 +545,8 @@ class ThrottledRelay(threading.Thread):
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.closed = threading.Event()
+        self.stalled = threading.Event()  # set: new connections are held, never answered
+        self.held: list[socket.socket] = []
 
     def run(self) -> None:
         while not self.closed.is_set():
@@ -535,6 +554,9 @@ class ThrottledRelay(threading.Thread):
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.stalled.is_set():
+                self.held.append(client)
+                continue
             server = socket.create_connection(self.target)
             threading.Thread(target=self._pipe, args=(client, server, None), daemon=True).start()
             threading.Thread(target=self._pipe, args=(server, client, self.rate),
@@ -543,6 +565,8 @@ class ThrottledRelay(threading.Thread):
     def _pipe(self, source: socket.socket, sink: socket.socket, rate: int | None) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
+                while self.stalled.is_set() and not self.closed.is_set():
+                    time.sleep(0.05)  # an open connection goes silent too
                 sink.sendall(data)
                 if rate:
                     time.sleep(len(data) / rate)
@@ -552,6 +576,8 @@ class ThrottledRelay(threading.Thread):
     def close(self) -> None:
         self.closed.set()
         self.listener.close()
+        for connection in self.held:
+            connection.close()
 
 
 def _holder_of(path: Path) -> int | None:
@@ -618,5 +644,67 @@ def test_followers_of_a_worker_killed_mid_fetch_fail_fast_and_the_next_pull_work
                     again = client.get(f"/v2/team/big/blobs/{digest}")
                 assert again.status_code == 200
                 assert hashlib.sha256(again.content).hexdigest() == digest[7:]
+        finally:
+            relay.close()
+
+
+def test_pulling_one_platform_fetches_that_platform_only(tmp_path: Path) -> None:
+    """skopeo pulls the arm64 image of a two-platform index through the cache: the
+    upstream is asked for the index, that platform's manifest, config and layers, and
+    nothing of the other platform."""
+    skopeo = Skopeo(require_tool("skopeo"), tmp_path / "skopeo")
+    with run_upstream(tmp_path / "upstream", "none") as upstream:
+        index = upstream.push_index("team/multi", "v1", platforms=2)
+        amd64, arm64 = index.children
+        pushed = len(upstream.registry.logs())
+        with run_registry(tmp_path / "cache", config=upstream.proxy_config()) as cache:
+            skopeo.copy(f"docker://{cache.host}/team/multi:v1", f"dir:{tmp_path / 'arm'}",
+                        "--override-arch", "arm64", "--override-os", "linux")
+            assert (tmp_path / "arm" / "manifest.json").read_bytes() == arm64.manifest
+            log = upstream.registry.logs()[pushed:]  # what the cache asked for
+            for blob in (arm64.manifest, arm64.config, *arm64.layers):
+                assert digest_of(blob) in log
+            for blob in (amd64.manifest, amd64.config, *amd64.layers):
+                assert digest_of(blob) not in log, "the other platform was fetched"
+
+
+def test_a_tag_checked_within_tagfreshness_is_not_asked_again(tmp_path: Path) -> None:
+    with upstream_and_cache(tmp_path, {"proxy": {"tagfreshness": "3s"}}) as (upstream, cache), \
+            cache.client() as client, upstream.client() as pusher:
+        old, new = make_image(), make_image()
+        push_image(pusher, "team/app", "latest", old)
+        for _ in range(5):
+            got = client.get("/v2/team/app/manifests/latest", headers={"Accept": OCI_MANIFEST})
+            assert got.headers["Docker-Content-Digest"] == old.digest
+        assert upstream_requests(upstream, "HEAD", "/manifests/latest") == 1
+        push_image(pusher, "team/app", "latest", new)
+        # Still the old digest inside the window; the new one after it.
+        got = client.get("/v2/team/app/manifests/latest", headers={"Accept": OCI_MANIFEST})
+        assert got.headers["Docker-Content-Digest"] == old.digest
+        time.sleep(3.2)
+        got = client.get("/v2/team/app/manifests/latest", headers={"Accept": OCI_MANIFEST})
+        assert got.headers["Docker-Content-Digest"] == new.digest
+
+
+def test_cached_content_is_served_when_the_upstream_stops_answering(tmp_path: Path) -> None:
+    """An upstream that accepts connections and then says nothing (hung, or a network
+    dropping packets): after proxy.timeout the cached tag is served."""
+    with run_registry(tmp_path / "upstream", kind="distribution") as upstream, \
+            upstream.client() as pusher:
+        image = make_image()
+        push_image(pusher, "team/app", "v1", image)
+        relay = ThrottledRelay(("127.0.0.1", int(upstream.host.rsplit(":", 1)[1])), 0)
+        relay.start()
+        config = proxy_of(f"http://127.0.0.1:{relay.port}", timeout="2s")
+        try:
+            with run_registry(tmp_path / "cache", config=config) as cache, \
+                    cache.client(timeout=30) as client:
+                assert client.get("/v2/team/app/manifests/v1",
+                                  headers={"Accept": OCI_MANIFEST}).status_code == 200
+                relay.stalled.set()
+                started = time.monotonic()
+                got = client.get("/v2/team/app/manifests/v1", headers={"Accept": OCI_MANIFEST})
+                assert got.status_code == 200 and got.content == image.manifest
+                assert 1.5 < time.monotonic() - started < 10
         finally:
             relay.close()
