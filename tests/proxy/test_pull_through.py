@@ -708,3 +708,34 @@ def test_cached_content_is_served_when_the_upstream_stops_answering(tmp_path: Pa
                 assert 1.5 < time.monotonic() - started < 10
         finally:
             relay.close()
+
+
+def test_cached_repositories_show_in_ls_and_du(tmp_path: Path) -> None:
+    """The commands that show what a registry holds show a cache's repositories; `du`
+    of the store counts what was fetched (a layer nobody pulled is not there)."""
+    import subprocess
+    import sys
+
+    def dockyard(*args: str) -> tuple[Any, str]:
+        done = subprocess.run([sys.executable, "-m", "dockyard", *args, "--json"],
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout), done.stderr
+
+    with upstream_and_cache(tmp_path) as (upstream, cache), cache.client() as client, \
+            upstream.client() as pusher:
+        image = make_image(layer_count=3, layer_size=100_000)
+        push_image(pusher, "team/app", "v1", image)
+        assert client.get("/v2/team/app/manifests/v1",
+                          headers={"Accept": OCI_MANIFEST}).status_code == 200
+        layer = image.layers[0]
+        assert client.get(f"/v2/team/app/blobs/{digest_of(layer)}").content == layer
+        stored_blob(cache, digest_of(layer))
+        listed, _ = dockyard("ls", "--insecure", cache.host)
+        assert listed["repositories"] == ["team/app"]
+        used, notes = dockyard("du", "--config", str(cache.config_path))
+        [repository] = used["repositories"]
+        assert repository["repository"] == "team/app"
+        assert repository["size"] == len(layer) + len(image.manifest)
+        assert f"team/app is a cache of {upstream.url}: 3 blobs" in notes
+        assert "which the store does not have" not in notes

@@ -22,6 +22,7 @@ from dockyard.registry.usage import Amount, StoreUsage
 
 def store_disk_usage(config_path: str, output: Output) -> None:
     from dockyard.console import counted_progress, run_on, synchronize_index
+    from dockyard.proxy.routes import upstream_of
     from dockyard.registry.usage import store_usage
     from dockyard.stores import make_driver, scratch_index, store_location
 
@@ -42,7 +43,15 @@ def store_disk_usage(config_path: str, output: Output) -> None:
                                                 settings.storage.upload_purging.age, progress),
                             index)
     usage = as_usage(result)
+    upstreams = settings.proxy.upstreams if settings.proxy is not None else ()
     for repository in result.repositories:
+        cached = upstream_of(repository.name, upstreams)
+        if cached is not None and repository.missing:
+            # A cache fetches a blob when a client first asks for it.
+            click.echo(f"dockyard: note: {repository.name} is a cache of "
+                       f"{cached[0].remoteurl}: {len(repository.missing)} blobs its tags "
+                       "name are not fetched yet", err=True)
+            continue
         for digest in repository.missing:
             click.echo(f"dockyard: warning: {repository.name} needs {digest}, which the "
                        "store does not have", err=True)
