@@ -79,8 +79,8 @@ def test_environment_override_naming_an_unknown_key_warns(tmp_path: Path) -> Non
 DISTRIBUTION_ONLY = {
     "loglevel": "info",
     "log": {"hooks": [{"type": "mail", "disabled": True}]},
-    "http": {"secret": "s3cr3t", "debug": {"addr": "localhost:5001",
-                                           "prometheus": {"enabled": True, "path": "/m"}},
+    # (http.debug is served: tests/proxy/test_metrics.py)
+    "http": {"secret": "s3cr3t",
              "http2": {"disabled": False},
              # Another branch serves these; they must not be reported as unknown.
              "timeouts": {"head": "30s", "idle": "2m", "body": "1m"}},
@@ -103,7 +103,7 @@ def test_every_distribution_key_is_known(tmp_path: Path) -> None:
     assert "unknown" not in logs.lower(), logs
     # What is accepted without effect is named once at start.
     ignored_line = next(line for line in logs.splitlines() if "not implemented" in line)
-    for key in ("http.secret", "http.debug", "storage.cache", "notifications", "redis",
+    for key in ("http.secret", "storage.cache", "notifications", "redis",
                 "reporting", "log.hooks", "compatibility", "catalog"):
         assert key in ignored_line, (key, ignored_line)
     assert "http.timeouts" not in ignored_line

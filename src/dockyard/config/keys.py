@@ -137,7 +137,7 @@ SCHEMA = used(
                                    directoryurl=IGNORED),
         }, strict=True),
         headers=ANY_MAPPING,
-        debug=ignored(addr=IGNORED, prometheus=ignored(enabled=IGNORED, path=IGNORED)),
+        debug=used(addr=LEAF, prometheus=used(enabled=LEAF, path=LEAF)),
         http2=used(disabled=LEAF),  # dockyard speaks HTTP/1.1 only
         h2c=ignored(enabled=IGNORED),
         # dockyard only:

@@ -19,6 +19,7 @@ from dockyard.config.keys import KeyReport, check_keys
 from dockyard.config.model import (
     Config,
     DatabaseConfig,
+    DebugServerConfig,
     GCSchedule,
     HealthConfig,
     HtpasswdConfig,
@@ -641,7 +642,23 @@ def _http(raw: dict[str, Any]) -> HTTPConfig:
         workers=workers,
         drain_timeout=drain_timeout,
         trusted_proxies=_trusted_proxies(http.get("trustedproxies")),
+        debug=_debug_server(_section(http, "debug", "http.")),
     )
+
+
+def _debug_server(debug: dict[str, Any]) -> DebugServerConfig | None:
+    """http.debug: distribution's debug server; dockyard serves its metrics there."""
+    addr = _str(debug, "addr", "http.debug.", "")
+    if not addr:
+        return None
+    host, port = parse_addr(addr, "http.debug.addr")
+    prometheus = _section(debug, "prometheus", "http.debug.")
+    path = None
+    if _bool(prometheus, "enabled", "http.debug.prometheus.", False):
+        path = _str(prometheus, "path", "http.debug.prometheus.", "/metrics") or "/metrics"
+        if not path.startswith("/"):
+            raise ConfigError(f"http.debug.prometheus.path: must start with /, got {path!r}")
+    return DebugServerConfig(host, port, path)
 
 
 def _trusted_proxies(value: Any) -> tuple[str, ...]:

@@ -59,6 +59,16 @@ class HTTPConfig:
     # http.trustedproxies: networks (CIDR) whose X-Forwarded-For / Forwarded name the
     # client; from anyone else those headers are ignored (dockyard only).
     trusted_proxies: tuple[str, ...] = ()
+    # http.debug.addr: where the debug server listens ("": none), and with
+    # http.debug.prometheus.enabled, the path of its Prometheus metrics.
+    debug: DebugServerConfig | None = None
+
+
+@dataclass(frozen=True)
+class DebugServerConfig:
+    host: str
+    port: int
+    metrics_path: str | None = "/metrics"  # None: prometheus.enabled is false
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dockyard.proxy import spool
+from dockyard.proxy.metrics import PROXY_FETCHED_BYTES, PROXY_FETCHES, count_failure
 from dockyard.proxy.routes import Route
 from dockyard.proxy.upstream import UpstreamError
 from dockyard.registry.blobs import BlobStore
@@ -88,10 +89,14 @@ class BlobFetch:
                 upload_id = None
                 log.info("cached blob %s of %s (%d bytes)", self.digest, route.remote_name,
                          self.written)
+                PROXY_FETCHES.labels(route.upstream.url, "blob").inc()
+                PROXY_FETCHED_BYTES.labels(route.upstream.url).inc(self.written)
         except BaseException as error:
             self.error = error
             log.warning("fetching blob %s of %s from %s failed: %s", self.digest,
                         route.remote_name, route.upstream.url, error)
+            if isinstance(error, UpstreamError):
+                count_failure(route.upstream.url, error)
             if upload_id is not None:
                 with contextlib.suppress(Exception):
                     await uploads.cancel(upload_id)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from dockyard.proxy.errors import client_error
 from dockyard.proxy.fetches import FetchFailed
+from dockyard.proxy.metrics import PROXY_FETCHES, PROXY_STALE_SERVED, count_failure
 from dockyard.proxy.routes import Route
 from dockyard.proxy.upstream import UpstreamError, UpstreamNotFound
 from dockyard.registry.blobs import BlobDescriptor, OpenedBlob, RepositoryBlobs
@@ -84,6 +85,7 @@ class ProxiedManifests(RepositoryManifests):
             except UpstreamNotFound:
                 raise ManifestUnknown(detail={"tag": tag}) from None
             except UpstreamError as error:
+                count_failure(self.route.upstream.url, error)
                 # Stale-if-error: what the tag named when last fetched beats no answer.
                 try:
                     stored = await super().get(tag)
@@ -91,6 +93,7 @@ class ProxiedManifests(RepositoryManifests):
                     raise client_error(error, ManifestUnknown, {"tag": tag}) from None
                 log.warning("serving %s:%s from the cache: the upstream %s failed: %s",
                             self.name, tag, self.route.upstream.url, error)
+                PROXY_STALE_SERVED.labels(self.route.upstream.url).inc()
                 return stored
         with_tag = await self._current(tag)
         if with_tag != digest:
@@ -117,9 +120,11 @@ class ProxiedManifests(RepositoryManifests):
         try:
             pulled = await self.route.upstream.get_manifest(self.route.remote_name, digest)
         except UpstreamError as error:
+            count_failure(self.route.upstream.url, error)
             raise client_error(error, ManifestUnknown, {"reference": tag or digest}) \
                 from None
         await self.store_pulled(tag or digest, pulled.data or b"", pulled.media_type)
+        PROXY_FETCHES.labels(self.route.upstream.url, "manifest").inc()
         log.info("cached manifest %s@%s%s", self.name, digest, f" ({tag})" if tag else "")
 
 
@@ -150,6 +155,7 @@ class ProxiedBlobs(RepositoryBlobs):
         try:
             size = await self.route.upstream.head_blob(self.route.remote_name, str(digest))
         except UpstreamError as error:
+            count_failure(self.route.upstream.url, error)
             raise client_error(error, BlobUnknown, {"digest": str(digest)}) from None
         return BlobDescriptor(digest, size)
 
@@ -163,6 +169,7 @@ class ProxiedBlobs(RepositoryBlobs):
             try:
                 await self.route.upstream.head_blob(self.route.remote_name, str(digest))
             except UpstreamError as error:
+                count_failure(self.route.upstream.url, error)
                 raise client_error(error, BlobUnknown, {"digest": str(digest)}) from None
             try:
                 await self.link(digest)
@@ -172,6 +179,7 @@ class ProxiedBlobs(RepositoryBlobs):
         try:
             fetched = await self.pull.fetches.open(self.route, self.uploads, digest)
         except UpstreamError as error:
+            count_failure(self.route.upstream.url, error)
             raise client_error(error, BlobUnknown, {"digest": str(digest)}) from None
         except FetchFailed as error:
             raise Unavailable(f"fetching {digest} from the upstream registry failed: "

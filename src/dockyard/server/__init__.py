@@ -235,6 +235,21 @@ def serve(config: Config, config_path: str | None) -> None:
 
 
 def _serve(config: Config, config_path: str | None, as_json: bool) -> None:
+    metrics_directory = None
+    if config.http.debug is not None and config.http.debug.metrics_path is not None:
+        from dockyard.metrics import share_between_workers
+
+        metrics_directory = share_between_workers()
+    try:
+        _serve_with(config, config_path, as_json)
+    finally:
+        if metrics_directory is not None:
+            from dockyard.metrics import remove_shared
+
+            remove_shared(metrics_directory)
+
+
+def _serve_with(config: Config, config_path: str | None, as_json: bool) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
@@ -275,6 +290,10 @@ def _serve(config: Config, config_path: str | None, as_json: bool) -> None:
     listener = listen(http.host, http.port)
     announce(config, workers, f"{url_host(str(listener.getsockname()[0]))}:{http.port}",
              as_json)
+    if http.debug is not None:
+        from dockyard.metrics import serve_debug
+
+        serve_debug(http.debug)
     # Ready from here: the index is usable and connections queue on the bound socket until
     # a worker takes them.
     from dockyard.server.systemd import notify
