@@ -27,7 +27,7 @@ class CachingRegistry(Registry):
         route = self.cache.routes.find(name)
         if route is None:
             return Repository(name, self)
-        return ProxiedRepository(name, self, route)
+        return ProxiedRepository(name, self, route, self.cache)
 
     async def aclose(self) -> None:
         await self.cache.aclose()

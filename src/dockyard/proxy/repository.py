@@ -21,21 +21,21 @@ from dockyard.registry.errors import (
 )
 from dockyard.registry.manifests import RepositoryManifests, StoredManifest
 from dockyard.registry.reference import Digest, is_tag
-from dockyard.registry.registry import Repository
+from dockyard.registry.registry import Registry, Repository
 
 if TYPE_CHECKING:
     from dockyard.proxy.cache import PullThroughCache
-    from dockyard.proxy.registry import CachingRegistry
 
 log = logging.getLogger("dockyard.proxy")
 
 
 class ProxiedRepository(Repository):
-    def __init__(self, name: str, registry: CachingRegistry, route: Route) -> None:
+    def __init__(self, name: str, registry: Registry, route: Route,
+                 cache: PullThroughCache) -> None:
         super().__init__(name, registry)
         self.route = route
-        self.manifests = ProxiedManifests(self, registry.cache)
-        self.blobs = ProxiedBlobs(self, registry.cache)
+        self.manifests = ProxiedManifests(self, cache)
+        self.blobs = ProxiedBlobs(self, cache)
 
     def check_writable(self) -> None:
         # distribution's answer, 405 UNSUPPORTED, with the reason.
