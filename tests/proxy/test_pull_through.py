@@ -739,3 +739,36 @@ def test_cached_repositories_show_in_ls_and_du(tmp_path: Path) -> None:
         assert repository["size"] == len(layer) + len(image.manifest)
         assert f"team/app is a cache of {upstream.url}: 3 blobs" in notes
         assert "which the store does not have" not in notes
+
+
+def test_dockyard_caches_dockyard(tmp_path: Path) -> None:
+    """dockyard as the upstream too, behind its own htpasswd: skopeo pulls an image and a
+    multi-platform index through the cache, and pulls them again with the upstream gone."""
+    from tests.support.tokens import PASSWORDS, write_users
+    from tests.support.upstreams import push_sample_image, push_sample_index
+
+    skopeo = Skopeo(require_tool("skopeo"), tmp_path / "skopeo")
+    users = write_users(tmp_path / "htpasswd")
+    auth = {"auth": {"htpasswd": {"realm": "upstream", "path": str(users)}}}
+    with run_registry(tmp_path / "upstream", config=auth) as upstream:
+        with upstream.client(auth=("alice", PASSWORDS["alice"])) as pusher:
+            image = push_sample_image(pusher, "team/app", "v1")
+            index = push_sample_index(pusher, "team/multi", "v1")
+        config = proxy_of(upstream.url, username="alice", password=PASSWORDS["alice"])
+        with run_registry(tmp_path / "cache", config=config) as cache:
+            skopeo.copy(f"docker://{cache.host}/team/app:v1", f"dir:{tmp_path / 'one'}")
+            skopeo.copy(f"docker://{cache.host}/team/multi:v1", f"oci:{tmp_path / 'all'}",
+                        "--all")
+            upstream.process.terminate()
+            upstream.process.wait(timeout=30)
+            skopeo.copy(f"docker://{cache.host}/team/app:v1", f"dir:{tmp_path / 'two'}")
+            skopeo.copy(f"docker://{cache.host}/team/multi:v1", f"oci:{tmp_path / 'again'}",
+                        "--all")
+            with cache.client() as client:
+                for child in index.children:
+                    got = client.get(f"/v2/team/multi/manifests/{child.digest}",
+                                     headers={"Accept": child.media_type})
+                    assert got.status_code == 200 and got.content == child.manifest
+    assert (tmp_path / "two" / "manifest.json").read_bytes() == image.manifest
+    for layer in image.layers:
+        assert (tmp_path / "two" / digest_of(layer)[7:]).read_bytes() == layer
