@@ -16,9 +16,10 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.support.clients import run
 
@@ -62,8 +63,17 @@ def _wait_for(check: list[str], daemon: Daemon, what: str, timeout: float = 60) 
 
 
 @contextlib.contextmanager
-def run_dockerd(tmp: Path, dockerd: str, docker: str) -> Iterator[Daemon]:
-    """A private dockerd (vfs storage, no networking) and the environment for its client."""
+def run_dockerd(
+    tmp: Path,
+    dockerd: str,
+    docker: str,
+    settings: Mapping[str, Any] | None = None,
+    daemon_env: Mapping[str, str] | None = None,
+) -> Iterator[Daemon]:
+    """A private dockerd (vfs storage, no networking) and the environment for its client.
+
+    `settings` go in the daemon's ``daemon.json`` (e.g. ``registry-mirrors``); `daemon_env` is
+    added to the daemon's own environment (e.g. proxy variables)."""
     runtime = Path(tempfile.mkdtemp(prefix="dy-docker-"))
     data = tmp / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -71,7 +81,7 @@ def run_dockerd(tmp: Path, dockerd: str, docker: str) -> Iterator[Daemon]:
     client_config.mkdir(exist_ok=True)
     (client_config / "config.json").write_text("{}")
     daemon_config = tmp / "daemon.json"
-    daemon_config.write_text("{}")
+    daemon_config.write_text(json.dumps(dict(settings or {})))
     socket = runtime / "docker.sock"
     log_path = tmp / "dockerd.log"
     command = [
@@ -110,6 +120,7 @@ def run_dockerd(tmp: Path, dockerd: str, docker: str) -> Iterator[Daemon]:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            env={**os.environ, **(daemon_env or {})},
         )
     daemon = Daemon(process, log_path, socket, env)
     try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from tests.support.clients import run
 from tests.support.daemons import Daemon, run_dockerd
@@ -45,10 +46,15 @@ class Docker:
 
 
 @contextlib.contextmanager
-def running_docker(tmp: Path) -> Iterator[Docker]:
+def running_docker(
+    tmp: Path,
+    settings: Mapping[str, Any] | None = None,
+    daemon_env: Mapping[str, str] | None = None,
+) -> Iterator[Docker]:
+    """The docker CLI of a private dockerd (see `run_dockerd` for the arguments)."""
     binary = require_tool("docker")
     dockerd = require_tool("dockerd")
-    with run_dockerd(tmp, dockerd, binary) as daemon:
+    with run_dockerd(tmp, dockerd, binary, settings, daemon_env) as daemon:
         yield Docker(binary, daemon)
 
 
