@@ -163,8 +163,9 @@ def test_cached_content_is_served_while_the_upstream_is_down(tmp_path: Path) -> 
             push_image(pusher, "team/other", "v1", other)
             assert client.get("/v2/team/app/manifests/v1",
                               headers={"Accept": OCI_MANIFEST}).status_code == 200
-            for blob in (image.config, *image.layers):
-                assert client.get(f"/v2/team/app/blobs/{digest_of(blob)}").content == blob
+            for content in (image.config, *image.layers):
+                assert client.get(f"/v2/team/app/blobs/{digest_of(content)}").content \
+                    == content
         got = client.get("/v2/team/app/manifests/v1", headers={"Accept": OCI_MANIFEST})
         assert got.status_code == 200 and got.content == image.manifest
         assert client.get(f"/v2/team/app/blobs/{digest_of(image.layers[0])}").content \
