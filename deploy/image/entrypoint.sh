@@ -3,6 +3,9 @@
 # `registry serve FILE`; distribution's verbs run `registry VERB ...`; anything else (sh,
 # say) runs as given.
 set -e
+# As PID 1 this shell gets only the signals it handles: without this, a `docker stop` before
+# the exec below would be lost.
+trap 'exit 143' TERM
 
 case "$1" in
     *.yaml|*.yml) set -- registry serve "$@" ;;
@@ -19,4 +22,11 @@ if [ "$(id -u)" = 0 ] && [ -d "$store" ] && [ "$(stat -c %u "$store")" = 0 ] \
     chown dockyard:dockyard "$store"
 fi
 
+# exec drops the trap, and dockyard handles SIGTERM only once Python has started and imports
+# it (tens of ms). Started with SIGTERM blocked (GNU env 8.31+), it loses none meanwhile: a
+# blocked signal waits, even for PID 1, and dockyard unblocks it with its handler in place.
+if [ "$$" = 1 ] && { [ "$1" = registry ] || [ "$1" = dockyard ]; } \
+        && env --block-signal=TERM true 2>/dev/null; then
+    set -- env --block-signal=TERM "$@"
+fi
 exec "$@"

@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -85,13 +87,18 @@ class Containers:
         self.docker = docker
         self.names: list[str] = []
 
-    def run(self, *options: str) -> Container:
+    def start(self, *options: str) -> Container:
+        """A container, started: `docker run` returns as its entry point begins."""
         port = free_port()
         name = f"registry-{port}"
         self.docker("run", "--detach", "--network", "host", "--name", name,
                     "--env", f"REGISTRY_HTTP_ADDR=127.0.0.1:{port}", *options, IMAGE)
         self.names.append(name)
-        container = Container(self.docker, name, port)
+        return Container(self.docker, name, port)
+
+    def run(self, *options: str) -> Container:
+        """A container, once it serves."""
+        container = self.start(*options)
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -240,6 +247,29 @@ def test_health_check_and_a_clean_stop(containers: Containers) -> None:
     # SIGTERM reached the server (PID 1) and it exited by itself, well before the kill.
     assert registry.inspect("{{.State.ExitCode}}") == "0", registry.logs()
     assert took < 10, f"docker stop took {took:.1f}s"
+
+
+def test_a_stop_while_starting_is_not_lost(containers: Containers) -> None:
+    # The kernel delivers to a PID 1 only the signals it handles. Here start-up waits on an
+    # index database that takes the connection and never answers (a socket nobody accepts
+    # on): the stop lands after the imports, the config and the store's checks, before the
+    # server's own handlers, where a SIGTERM used to be lost until the SIGKILL.
+    with socket.create_server(("127.0.0.1", 0)) as database:
+        registry = containers.start(
+            "--env", "REGISTRY_DATABASE_ENABLED=true",
+            "--env", "REGISTRY_DATABASE_HOST=127.0.0.1",
+            "--env", f"REGISTRY_DATABASE_PORT={database.getsockname()[1]}",
+            "--env", "REGISTRY_DATABASE_DBNAME=registry",
+            "--env", "REGISTRY_DATABASE_CONNECTTIMEOUT=60s")
+        connecting, _, _ = select.select([database], [], [], 60)
+        assert connecting, f"no connection to the database:\n{registry.logs()}"
+        began = time.monotonic()
+        registry.docker("stop", "--time", "30", registry.name)
+        took = time.monotonic() - began
+    assert took < 8, f"docker stop took {took:.1f}s: the SIGTERM was lost\n{registry.logs()}"
+    # As SIGTERM ends any process that is not PID 1 (and the container under --init).
+    assert registry.inspect("{{.State.ExitCode}}") == "143", registry.logs()
+    assert "stopped by SIGTERM" in registry.logs()
 
 
 NGINX_WRAPPER = """

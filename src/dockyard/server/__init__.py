@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-from dockyard import __version__
+from dockyard import __version__, pid1
 from dockyard.api.app import CONFIG_ENV, SUPERVISOR_ENV
 from dockyard.config import Config
 from dockyard.config.model import TLSConfig
@@ -300,9 +300,12 @@ def _serve_with(config: Config, config_path: str | None, as_json: bool) -> None:
 
     notify("READY=1")
     if workers > 1:
+        # Its handlers replace dockyard's start-up one (dockyard.pid1) for good as it is
+        # made, before any worker starts.
         Multiprocess(server_config, sockets=[listener]).run()
         return
     server = uvicorn.Server(server_config)
+    pid1.hand_over(lambda: server.should_exit)
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[listener])
     if not server.started:
