@@ -52,7 +52,7 @@ from tests.support.oci import (
     push_blob,
     push_image,
 )
-from tests.support.s3 import S3Bucket, botocore_client
+from tests.support.s3 import S3Bucket, botocore_client, on_primary_s3
 from tests.support.server import RunningRegistry, require_tool, run_registry
 
 pytestmark = pytest.mark.clients
@@ -143,6 +143,7 @@ def tagged_digest(stored: Stored, repo: str, tag: str) -> str:
     return sha256_digest(stored.manifests[(repo, tag)])
 
 
+@on_primary_s3
 def test_each_serves_what_the_other_wrote(s3_bucket: S3Bucket, tmp_path: Path) -> None:
     require_tool("docker-registry")
     skopeo = Skopeo(require_tool("skopeo"), tmp_path / "skopeo")
@@ -275,6 +276,7 @@ def check_referrers(registry: RunningRegistry, repo: str, subject: str,
             assert fetched.status_code == 200, f"listed referrer {digest}: {fetched.text}"
 
 
+@on_primary_s3
 def test_distribution_garbage_collect_keeps_what_dockyard_wrote(
         s3_bucket: S3Bucket, tmp_path: Path) -> None:
     binary = require_tool("docker-registry")
@@ -367,6 +369,7 @@ def test_distribution_garbage_collect_keeps_what_dockyard_wrote(
             check_referrers(dockyard, "shared/a", base.digest, [tagged_signature.digest])
 
 
+@on_primary_s3
 def test_dockyard_garbage_collect_keeps_what_distribution_wrote(
         s3_bucket: S3Bucket, tmp_path: Path) -> None:
     require_tool("docker-registry")
@@ -409,6 +412,7 @@ def docker_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
 
 @pytest.mark.parametrize("redirect_disabled", [False, True],
                          ids=["redirect", "redirect-disabled"])
+@on_primary_s3
 def test_docker_and_skopeo_push_and_pull(s3_bucket: S3Bucket, tmp_path: Path,
                                          docker_env: tuple[str, dict[str, str]],
                                          redirect_disabled: bool) -> None:
@@ -473,6 +477,7 @@ def push_in_chunks(registry: RunningRegistry, repo: str, data: bytes,
 
 @pytest.mark.parametrize(("writer", "reader"), [("distribution", "dockyard"),
                                                 ("dockyard", "distribution")])
+@on_primary_s3
 def test_large_blobs_in_parts(s3_bucket: S3Bucket, tmp_path: Path, writer: str,
                               reader: str) -> None:
     """Blobs larger than a part (10 MiB) and than a single server-side copy (32 MiB), pushed
@@ -500,6 +505,7 @@ def test_large_blobs_in_parts(s3_bucket: S3Bucket, tmp_path: Path, writer: str,
             assert ranged.status_code == 206 and ranged.content == big[start:start + 100]
 
 
+@on_primary_s3
 def test_collection_in_a_running_dockyard_keeps_what_distribution_pushed(
         s3_bucket: S3Bucket, tmp_path: Path) -> None:
     """A dockyard serving the bucket while distribution pushes to it has not indexed those

@@ -20,7 +20,7 @@ import httpx
 from tests.storage.test_s3_serve import s3_section
 from tests.support.oci import digest_of
 from tests.support.rawhttp import build_request, exchange
-from tests.support.s3 import S3Bucket, botocore_client
+from tests.support.s3 import S3Bucket, botocore_client, on_primary_s3
 from tests.support.server import RunningRegistry, run_registry
 
 MIB = 1024 * 1024
@@ -153,6 +153,7 @@ def assert_nothing_left(bucket: S3Bucket) -> None:
     assert uploads.get("Uploads", []) == []
 
 
+@on_primary_s3
 def test_chunks_of_1_mib_cost_their_own_bytes_and_one_part(s3_bucket: S3Bucket,
                                                           tmp_path: Path) -> None:
     blob = os.urandom(40 * MIB + 123)
@@ -174,6 +175,7 @@ def test_chunks_of_1_mib_cost_their_own_bytes_and_one_part(s3_bucket: S3Bucket,
     assert_nothing_left(s3_bucket)
 
 
+@on_primary_s3
 def test_chunks_of_4_kib_across_a_part_boundary(s3_bucket: S3Bucket, tmp_path: Path) -> None:
     first = PART - 40 * 1024
     blob = os.urandom(first + 64 * 4096 + 5)

@@ -25,7 +25,7 @@ from tests.gc.test_gc_in_server import wait_finished
 from tests.storage.test_s3_serve import s3_section
 from tests.support.distribution_layout import layout_of
 from tests.support.oci import Image, digest_of, make_image, push_blob, push_image, random_blob
-from tests.support.s3 import S3Bucket, botocore_client
+from tests.support.s3 import S3Bucket, botocore_client, on_primary_s3
 from tests.support.server import (
     GC_SCOPES,
     RunningRegistry,
@@ -302,6 +302,7 @@ def test_index_rebuild_reads_many_repositories_at_once(s3_bucket: S3Bucket, tmp_
 
 
 @pytest.mark.parametrize("scope", GC_SCOPES)
+@on_primary_s3
 def test_online_gc_on_s3_keeps_a_push_in_flight(s3_bucket: S3Bucket, tmp_path: Path,
                                                 scope: str) -> None:
     grace = 20

@@ -396,6 +396,13 @@ def service_of(request: pytest.FixtureRequest, backend: str) -> S3Service:
     return service
 
 
+# Scenario tests of a minute (distribution beside dockyard, collections during pushes) run on
+# one endpoint: radosgw, the real S3 (or the external one). moto, the second implementation,
+# is for the driver's and the API's tests, which are where S3s differ.
+PRIMARY_S3_BACKEND = S3_BACKENDS[0]
+on_primary_s3 = pytest.mark.parametrize("s3_bucket", [PRIMARY_S3_BACKEND], indirect=True)
+
+
 @pytest.fixture(params=S3_BACKENDS)
 def s3_bucket(request: pytest.FixtureRequest) -> Iterator[S3Bucket]:
     """An empty bucket and a key prefix of this test's own, on each S3 endpoint in turn."""
