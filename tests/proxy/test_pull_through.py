@@ -773,3 +773,27 @@ def test_dockyard_caches_dockyard(tmp_path: Path) -> None:
     assert (tmp_path / "two" / "manifest.json").read_bytes() == image.manifest
     for layer in image.layers:
         assert (tmp_path / "two" / digest_of(layer)[7:]).read_bytes() == layer
+
+
+def test_concurrent_pulls_of_an_uncached_manifest_fetch_it_once(tmp_path: Path) -> None:
+    """Twenty clients ask three workers for the same uncached tag at once: the upstream
+    is asked for the manifest's body once (each worker checks the tag with a HEAD)."""
+    with upstream_and_cache(tmp_path, {"http": {"workers": 3}}) as (upstream, cache), \
+            upstream.client() as pusher:
+        image = make_image()
+        push_image(pusher, "team/app", "v1", image)
+        answers: list[bytes] = []
+
+        def pull() -> None:
+            with httpx.Client(base_url=cache.url, timeout=60) as client:
+                answers.append(client.get("/v2/team/app/manifests/v1",
+                                          headers={"Accept": OCI_MANIFEST}).content)
+
+        threads = [threading.Thread(target=pull) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert answers == [image.manifest] * 20
+        assert upstream_requests(upstream, "GET", f"/manifests/{image.digest}") \
+            + upstream_requests(upstream, "GET", "/manifests/v1") == 1

@@ -25,6 +25,9 @@ class PullThroughCache:
         self.routes = Routes(config)
         self.fetches = Fetches(spool_directory, blobs)
         self.tag_freshness = config.tag_freshness
+        # How long a request waits for another worker's fetch of the same manifest before
+        # fetching it itself.
+        self.fetch_wait = config.timeout + 5.0
         self._checked: dict[TagKey, tuple[Digest, float]] = {}
         self._checking: dict[TagKey, asyncio.Future[Digest]] = {}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from dockyard.index.locks import LockTimeout
 from dockyard.proxy.errors import client_error
 from dockyard.proxy.fetches import FetchFailed
 from dockyard.proxy.metrics import PROXY_FETCHES, PROXY_STALE_SERVED, count_failure
@@ -74,7 +75,7 @@ class ProxiedManifests(RepositoryManifests):
             return await self._by_tag(reference)
         digest = Digest.parse(reference)
         if not await self.exists(digest):
-            await self._fetch(str(digest), None)
+            await self._keep(digest, None)
         return await super().get(reference)
 
     async def _by_tag(self, tag: str) -> StoredManifest:
@@ -95,14 +96,8 @@ class ProxiedManifests(RepositoryManifests):
                             self.name, tag, self.route.upstream.url, error)
                 PROXY_STALE_SERVED.labels(self.route.upstream.url).inc()
                 return stored
-        with_tag = await self._current(tag)
-        if with_tag != digest:
-            if await self.exists(digest):
-                # The tag moved upstream to a manifest this cache has: point it there.
-                data = await self.blobs.get(digest)
-                await self.store_pulled(tag, data, await self._media_type(digest, data))
-            else:
-                await self._fetch(str(digest), tag)
+        if await self._current(tag) != digest:
+            await self._keep(digest, tag)
         return await super().get(tag)
 
     async def _ask(self, tag: str) -> Digest:
@@ -114,6 +109,25 @@ class ProxiedManifests(RepositoryManifests):
             return await self.tags.resolve(tag)
         except ManifestUnknown:
             return None
+
+    async def _keep(self, digest: Digest, tag: str | None) -> None:
+        """Have the manifest (tagged `tag`, if given): fetched from the upstream unless
+        it is here. One worker (of every process on the index) fetches it; the others wait
+        for it and find it stored."""
+        key = f"proxy-manifest:{self.name}@{digest}"
+        try:
+            async with self.index.locks.hold(key, timeout=self.pull.fetch_wait):
+                await self._keep_held(digest, tag)
+        except LockTimeout:
+            await self._keep_held(digest, tag)  # a fetch stuck elsewhere: do it here
+
+    async def _keep_held(self, digest: Digest, tag: str | None) -> None:
+        if not await self.exists(digest):
+            await self._fetch(str(digest), tag)
+        elif tag is not None and await self._current(tag) != digest:
+            # The tag moved upstream to a manifest this cache has: point it there.
+            data = await self.blobs.get(digest)
+            await self.store_pulled(tag, data, await self._media_type(digest, data))
 
     async def _fetch(self, digest: str, tag: str | None) -> None:
         """Fetch the manifest by digest from the upstream and keep it (tagged `tag`)."""
