@@ -37,7 +37,7 @@ from tests.support.server import (
     require_tool,
     run_registry,
 )
-from tests.support.upstreams import run_upstream
+from tests.support.upstreams import run_upstream, silent_server
 
 pytestmark = pytest.mark.clients
 
@@ -183,33 +183,9 @@ def test_cached_content_is_served_while_the_upstream_is_down(tmp_path: Path) -> 
         assert client.get("/v2/team/app/tags/list").json()["tags"] == ["v1"]
 
 
-def silent_server() -> tuple[socket.socket, threading.Event]:
-    """A port that accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    stop = threading.Event()
-    held: list[socket.socket] = []
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                continue
-        for connection in held:
-            connection.close()
-
-    threading.Thread(target=accept, daemon=True).start()
-    return listener, stop
-
-
 def test_an_upstream_that_never_answers_gives_503_after_the_timeout(tmp_path: Path) -> None:
-    listener, stop = silent_server()
-    try:
-        port = listener.getsockname()[1]
-        config = proxy_of(f"http://127.0.0.1:{port}", timeout="2s")
+    with silent_server() as url:
+        config = proxy_of(url, timeout="2s")
         with run_registry(tmp_path / "cache", config=config) as cache, \
                 cache.client(timeout=30) as client:
             started = time.monotonic()
@@ -217,9 +193,6 @@ def test_an_upstream_that_never_answers_gives_503_after_the_timeout(tmp_path: Pa
             took = time.monotonic() - started
             assert response.status_code == 503, response.text
             assert 1.5 < took < 10
-    finally:
-        stop.set()
-        listener.close()
 
 
 def test_unknown_content_upstream_is_unknown_here(tmp_path: Path) -> None:

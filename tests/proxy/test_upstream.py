@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +44,7 @@ from tests.support.upstreams import (
     PushedIndex,
     UpstreamRegistry,
     run_upstream,
+    silent_server,
 )
 
 pytestmark = pytest.mark.clients
@@ -205,33 +205,6 @@ def test_closed_port_is_unavailable() -> None:
             assert upstream.url in str(caught.value)
 
     asyncio.run(check())
-
-
-@contextmanager
-def silent_server() -> Iterator[str]:
-    """A server that accepts connections and never answers."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join()
-        for connection in accepted:
-            connection.close()
-        listener.close()
 
 
 def test_server_that_never_answers_is_unavailable() -> None:

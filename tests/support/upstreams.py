@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import re
+import socket
+import threading
 from collections.abc import Generator, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -180,3 +182,30 @@ def run_upstream(tmp: Path, auth: AuthKind = "none") -> Iterator[UpstreamRegistr
             yield UpstreamRegistry(auth, registry, None, None)
         else:
             yield UpstreamRegistry(auth, registry, USERNAME, PASSWORD, issuer)
+
+
+@contextmanager
+def silent_server() -> Iterator[str]:
+    """A server that accepts connections and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for connection in accepted:
+            connection.close()
+        listener.close()
