@@ -315,3 +315,68 @@ def test_sqlite_refuses_a_schema_from_a_later_version(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(SchemaMismatch, match="newer than this dockyard knows"):
         SQLiteIndex(path)
+
+
+def sized(digest: str, needs: dict[str, int], size: int = 100,
+          subject: str | None = None) -> ManifestRecord:
+    return ManifestRecord(digest, "application/vnd.oci.image.manifest.v1+json", size,
+                          subject, None, None, tuple(needs), tuple(needs.values()))
+
+
+def test_browsing_finds_by_part_of_a_name_and_sizes_what_tags_reach(open_index: Opener
+                                                                    ) -> None:
+    """Sizes count a tagged manifest, what it needs down an index's children, and its
+    referrers, each blob once per repository; untagged manifests count for nothing; a
+    search for `_` or `%` finds those characters, not any character."""
+    async def work() -> None:
+        async with opened(open_index) as index:
+            async with index.writing() as db:
+                # team/app: an index of two images sharing a layer, and a signature.
+                await db.record_manifest("team/app", sized("sha256:i1", {"sha256:c1": 10,
+                                         "sha256:shared": 1000}, 200), None)
+                await db.record_manifest("team/app", sized("sha256:i2", {"sha256:c2": 20,
+                                         "sha256:shared": 1000}, 300), None)
+                index_record = ManifestRecord(
+                    "sha256:idx", "application/vnd.oci.image.index.v1+json", 400, None, None,
+                    None, ("sha256:i1", "sha256:i2"), (200, 300))
+                await db.record_manifest("team/app", index_record, "v1")
+                await db.record_manifest("team/app", index_record, "latest")
+                await db.record_manifest("team/app", sized("sha256:sig", {"sha256:s": 5}, 50,
+                                                           subject="sha256:idx"), None)
+                await db.record_manifest("team/app", sized("sha256:old", {"sha256:big": 10**6}),
+                                         None)
+                await db.record_manifest("other_x", sized("sha256:o", {"sha256:shared": 1000},
+                                                          100), "1")
+                await db.record_manifest("otherax", sized("sha256:q", {}, 7), "1")
+                await db.link_layer("other_x", "sha256:shared")
+
+            whole = 400 + 200 + 300 + 10 + 20 + 1000 + 50 + 5
+            summaries = await index.repository_summaries()
+            assert summaries["team/app"].tags == 2
+            assert summaries["team/app"].size == whole
+            assert summaries["team/app"].pushed is None
+            assert summaries["other_x"].size == 1100
+            assert summaries["other_x"].pushed is not None
+            assert summaries["otherax"].size == 7
+            assert await index.repository_summaries(["otherax"]) == {
+                "otherax": summaries["otherax"]}
+
+            assert await index.count_repositories() == 3
+            assert await index.count_repositories("_") == 1
+            assert await index.find_repositories("_", 0, 10) == ["other_x"]
+            assert await index.find_repositories("%", 0, 10) == []
+            assert await index.find_repositories("OTHER", 0, 10) == ["other_x", "otherax"]
+            assert await index.find_repositories("", 1, 1) == ["otherax"]
+
+            assert await index.count_tags("team/app") == 2
+            assert await index.count_tags("team/app", "v") == 1
+            rows = await index.tag_page("team/app", "", 0, 10)
+            assert [(row.tag, row.digest, row.size) for row in rows] == [
+                ("latest", "sha256:idx", 400), ("v1", "sha256:idx", 400)]
+            assert rows[0].media_type == "application/vnd.oci.image.index.v1+json"
+            assert await index.reach_sizes("team/app", ["sha256:i1", "sha256:idx"]) == {
+                "sha256:i1": 1210, "sha256:idx": whole}
+            # Shared by two repositories, counted once.
+            assert await index.stored_size() == (10, whole + 100 + 7)
+
+    run(work)

@@ -22,6 +22,8 @@ class ManifestRecord:
     artifact_type: str | None = None
     annotations: dict[str, str] | None = None
     references: tuple[str, ...] = ()
+    # The size each reference's descriptor gives, in the order of `references`.
+    reference_sizes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,23 @@ class RepositorySnapshot:
     tags: dict[str, str]
     manifests: frozenset[str]
     layers: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class RepositorySummary:
+    name: str
+    tags: int
+    size: int  # what its tags reach, each blob once (see index.summaries)
+    pushed: float | None  # when a layer was last linked into it; None: not known
+
+
+@dataclass(frozen=True, slots=True)
+class TagRow:
+    tag: str
+    digest: str
+    media_type: str
+    size: int  # of the manifest itself
+    artifact_type: str | None
 
 
 class SchemaMismatch(Exception):
@@ -246,4 +265,25 @@ class Index(Protocol):
     async def gc_candidates(self) -> list[str]:
         """The digests that may have become garbage since a collection last looked (see
         IndexWrite.forget_candidates), in order."""
+        ...
+
+    # Browsing (index.summaries): pages found by a part of a name, and sizes.
+    async def count_repositories(self, contains: str = "") -> int: ...
+
+    async def find_repositories(self, contains: str, offset: int, limit: int) -> list[str]:
+        ...
+
+    async def repository_summaries(self, names: Sequence[str] | None = None
+                                   ) -> dict[str, RepositorySummary]: ...
+
+    async def count_tags(self, repository: str, contains: str = "") -> int: ...
+
+    async def tag_page(self, repository: str, contains: str, offset: int, limit: int
+                       ) -> list[TagRow]: ...
+
+    async def reach_sizes(self, repository: str, digests: Sequence[str]) -> dict[str, int]:
+        ...
+
+    async def stored_size(self) -> tuple[int, int]:
+        """(count, bytes) of the distinct blobs and manifests the tags reach."""
         ...

@@ -120,11 +120,18 @@ INSERT INTO meta (key, value) VALUES ('gc_needs_full_pass', 'yes')
     ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 """
 
+# What each reference's descriptor says the referenced blob or manifest weighs, so sizes
+# come from the index alone (a store written by distribution has no sizes elsewhere but its
+# blobs). Rows written before are filled by the rebuild.
+_SQLITE_5 = "ALTER TABLE manifest_references ADD COLUMN size INTEGER"
+_POSTGRES_5 = "ALTER TABLE manifest_references ADD COLUMN size BIGINT"
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "repositories, tags, manifests, layer links, references, blobs",
               _SQLITE_2, _POSTGRES_2, rebuild=True),
     Migration(3, "login throttle", "", _POSTGRES_3),
     Migration(4, "garbage collection candidates", _SQLITE_4, _POSTGRES_4),
+    Migration(5, "sizes of what manifests reference", _SQLITE_5, _POSTGRES_5, rebuild=True),
 )
 LATEST = MIGRATIONS[-1].version
 

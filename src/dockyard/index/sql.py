@@ -7,6 +7,7 @@ transactions and its schema.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from abc import ABC, abstractmethod
@@ -22,6 +23,7 @@ from dockyard.index.base import (
     RepositoryContents,
     RepositorySnapshot,
 )
+from dockyard.index.summaries import SummaryQueries
 
 Row = tuple[Any, ...]
 # Referrers are read this many rows at a time (some carry megabytes of annotations).
@@ -109,9 +111,11 @@ class SQLWrite(IndexWrite):
              json.dumps(record.annotations) if record.annotations else None))
         if record.references:
             await self.db.execute_many(
-                "INSERT INTO manifest_references (repository, manifest, digest) "
-                "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                [(repository, record.digest, digest) for digest in record.references])
+                "INSERT INTO manifest_references (repository, manifest, digest, size) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [(repository, record.digest, digest, size) for digest, size in
+                 itertools.zip_longest(record.references, record.reference_sizes[
+                     :len(record.references)])])
 
     async def forget_manifest(self, repository: str, digest: str) -> None:
         await self._note_candidates("repository = ? AND {manifest} = ?", (repository, digest))
@@ -241,7 +245,7 @@ async def get_meta(db: Statements, key: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-class SQLIndex(ABC):
+class SQLIndex(SummaryQueries, ABC):
     """Every read and single change of `Index`, over the connections a database gives."""
 
     locks: Locks

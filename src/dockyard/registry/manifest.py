@@ -40,6 +40,15 @@ class Manifest:
         return self.media_type in mediatypes.INDEXES
 
 
+def references_of(manifest: Manifest) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """What a manifest needs (config, layers, an index's children), each digest once however
+    often it is listed, and the size its descriptor gives: as the index records them."""
+    sizes: dict[str, int] = {}
+    for item in (*manifest.blobs, *manifest.children):
+        sizes.setdefault(str(item.digest), item.size)
+    return tuple(sizes), tuple(sizes.values())
+
+
 def parse_manifest(data: bytes, content_type: str | None) -> Manifest:
     """Parse pushed bytes, deciding the media type from Content-Type and the document."""
     document = _load(data)

@@ -19,7 +19,12 @@ from dockyard.registry.errors import (
 )
 from dockyard.registry.limits import DEFAULT_MAX_MANIFEST_SIZE
 from dockyard.registry.links import read_link, write_link
-from dockyard.registry.manifest import Manifest, parse_manifest, stored_media_type
+from dockyard.registry.manifest import (
+    Manifest,
+    parse_manifest,
+    references_of,
+    stored_media_type,
+)
 from dockyard.registry.reference import Digest, is_tag
 from dockyard.registry.tags import RepositoryTags
 from dockyard.storage import PathNotFound
@@ -176,9 +181,7 @@ class RepositoryManifests:
             str(digest), manifest.media_type, len(data),
             str(manifest.subject.digest) if manifest.subject else None,
             manifest.artifact_type, manifest.annotations,
-            # Each referenced digest once, however often the manifest lists it.
-            tuple(dict.fromkeys(str(item.digest)
-                                for item in (*manifest.blobs, *manifest.children))),
+            *references_of(manifest),
         )
         # Checking the blobs and recording that this manifest needs them happen in one
         # write transaction: garbage collection cannot delete a blob in between.

@@ -29,7 +29,7 @@ from dockyard.registry import catalog, layout
 from dockyard.registry.errors import DigestInvalid
 from dockyard.registry.gc_model import NEEDS_FULL_PASS_KEY
 from dockyard.registry.links import read_link
-from dockyard.registry.manifest import parse_stored, stored_media_type
+from dockyard.registry.manifest import parse_stored, references_of, stored_media_type
 from dockyard.registry.reference import HASH_HEX_LENGTHS, Digest
 from dockyard.storage import FileInfo, PathNotFound, StorageDriver
 
@@ -194,9 +194,8 @@ async def describe_manifest(driver: StorageDriver, name: str, digest_text: str,
     if manifest is None:
         return ManifestRecord(digest_text, media_type, len(data))
     subject = str(manifest.subject.digest) if manifest.subject else None
-    references = tuple(str(item.digest) for item in (*manifest.blobs, *manifest.children))
     return ManifestRecord(digest_text, media_type, len(data), subject, manifest.artifact_type,
-                          manifest.annotations, references)
+                          manifest.annotations, *references_of(manifest))
 
 
 async def read_repository(driver: StorageDriver, name: str, snapshot: RepositorySnapshot,
