@@ -46,6 +46,7 @@ from dockyard.registry.maintenance import purge_uploads_forever, resync_index_fo
 from dockyard.registry.reference import validate_name
 from dockyard.storage import StorageDriver, UnsafeWrite
 from dockyard.stores import make_driver, make_login_throttle, make_registry
+from dockyard.ui.app import WebUI
 
 log = logging.getLogger("dockyard.http")
 CONFIG_ENV = "DOCKYARD_CONFIG"
@@ -67,6 +68,8 @@ class RegistryApp:
         self._tasks: list[asyncio.Task[None]] = []
         self.listings = ListingCache()
         self._health_failure: str | None = None  # the last failure logged
+        self.ui = WebUI(config, self.registry, self.authenticator, self.token_issuer,
+                        self.prefix) if config.ui.enabled else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -139,7 +142,11 @@ class RegistryApp:
     async def dispatch(self, request: Request) -> Response:
         path = request.path
         if path == "/":
+            if self.ui is not None:
+                return Response(303, headers={"Location": self.ui.base + "/"})
             return Response(200)
+        if self.ui is not None and self.ui.serves(path):
+            return await self.ui.handle(request, path)
         if path == "/debug/health":
             return await self.health()
         if path == "/auth/token" and self.token_issuer is not None:

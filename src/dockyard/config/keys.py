@@ -158,6 +158,7 @@ SCHEMA = used(
     proxy=used(remoteurl=LEAF, username=LEAF, password=LEAF, ttl=LEAF,
                # dockyard only (each upstream's keys are checked where they are read):
                upstreams=LEAF, tagfreshness=LEAF, timeout=LEAF),
+    ui=used(enabled=LEAF, path=LEAF),  # dockyard only: the web UI
     compatibility=ignored(schema1=ignored(signingkeyfile=IGNORED, enabled=IGNORED)),
     validation=used(
         enabled=IGNORED,

@@ -32,6 +32,7 @@ from dockyard.config.model import (
     StorageConfig,
     TLSConfig,
     TokenConfig,
+    UIConfig,
     UploadPurging,
 )
 from dockyard.config.proxy import ProxyConfigError, proxy_config
@@ -280,6 +281,7 @@ def _build(raw: dict[str, Any], source: str) -> Config:
         http=_http(raw),
         log=_log(raw),
         health=_health(raw),
+        ui=_ui(raw, default_on=source == "defaults"),
         max_manifest_size=_int(
             _section(_section(raw, "validation", ""), "manifests", "validation."),
             "maxsize", "validation.manifests.", 4 * 1024 * 1024),
@@ -723,6 +725,15 @@ def _log(raw: dict[str, Any]) -> LogConfig:
         fields={str(k): str(v) for k, v in fields.items()},
         access_log=not _bool(access, "disabled", "log.accesslog.", False),
     )
+
+
+def _ui(raw: dict[str, Any], default_on: bool) -> UIConfig:
+    section = _section(raw, "ui", "")
+    path = "/" + _str(section, "path", "ui.", "/ui").strip().strip("/")
+    if path == "/" or path.startswith(("/v2", "/debug", "/admin", "/auth")) \
+            or not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", path):
+        raise ConfigError(f"ui.path: expected a path of its own such as /ui, got {path!r}")
+    return UIConfig(enabled=_bool(section, "enabled", "ui.", default_on), path=path)
 
 
 def _health(raw: dict[str, Any]) -> HealthConfig:

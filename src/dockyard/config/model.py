@@ -115,6 +115,14 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class UIConfig:
+    """The web UI (dockyard only): on by default without a config file."""
+
+    enabled: bool = False
+    path: str = "/ui"  # where it is served, below http.prefix
+
+
+@dataclass(frozen=True)
 class HealthConfig:
     storage_driver_enabled: bool = False
     interval: float = 10.0
@@ -298,6 +306,7 @@ class Config:
     http: HTTPConfig = field(default_factory=HTTPConfig)
     log: LogConfig = field(default_factory=LogConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    ui: UIConfig = field(default_factory=UIConfig)
     max_manifest_size: int = DEFAULT_MAX_MANIFEST_SIZE
     max_uploads_per_repository: int = 1000
     htpasswd: HtpasswdConfig | None = None

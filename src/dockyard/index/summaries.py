@@ -132,6 +132,10 @@ class SummaryQueries:
         rows = await self._all(_REACH.format(base=base, select=_BY_ROOT), (repository, *digests))
         return {row[0]: int(row[1]) for row in rows}
 
+    async def manifest_digests(self, repository: str) -> list[str]:
+        return [row[0] for row in await self._all(
+            "SELECT digest FROM manifests WHERE repository = ? ORDER BY digest", (repository,))]
+
     async def stored_size(self) -> tuple[int, int]:
         """How many distinct blobs and manifests every tag reaches, and their size (each
         once, however many repositories share it)."""

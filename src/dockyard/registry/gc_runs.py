@@ -28,6 +28,23 @@ LEASE_SECONDS = 120.0
 PROGRESS_EVERY = 0.5
 
 
+HISTORY_KEY = "gc_history"
+HISTORY_LENGTH = 20
+
+
+def _summary(status: dict[str, Any]) -> dict[str, Any]:
+    report = status.get("report") or {}
+    return {
+        "state": status.get("state"), "trigger": status.get("trigger"),
+        "started": status.get("started"), "finished": status.get("finished"),
+        "dry_run": bool((status.get("options") or {}).get("dry_run")),
+        "bytes_freed": report.get("bytes_freed", 0),
+        "blobs_deleted": len(report.get("blobs_deleted", [])),
+        "manifests_deleted": len(report.get("manifests_deleted", [])),
+        "error": status.get("error"),
+    }
+
+
 class GCAlreadyRunning(Exception):
     """Another run (in this or another worker, or `dockyard gc`) holds the lease."""
 
@@ -96,6 +113,14 @@ class GCRuns:
         async with self.index.writing() as db:
             await db.set_meta(STATUS_KEY, json.dumps(status))
             await db.delete_meta(LEASE_KEY, f"{token}|")
+            history = json.loads(await db.get_meta(HISTORY_KEY) or "[]")
+            history.insert(0, _summary(status))
+            await db.set_meta(HISTORY_KEY, json.dumps(history[:HISTORY_LENGTH]))
+
+    async def history(self) -> list[dict[str, Any]]:
+        """The last collections, newest first: when, how started, and what each freed."""
+        runs: list[dict[str, Any]] = json.loads(await self.index.get_meta(HISTORY_KEY) or "[]")
+        return runs
 
     async def _save(self, status: dict[str, Any], token: str) -> None:
         async with self.index.writing() as db:

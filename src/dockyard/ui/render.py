@@ -1,0 +1,106 @@
+"""Pages from Jinja2 templates, autoescaped: everything users pushed (names, labels,
+annotations, history commands) is text to show, never markup."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import jinja2
+from markupsafe import Markup, escape
+
+NOTHING = "\u2013"  # an en dash: no value
+_UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
+
+
+def human_size(size: int | None) -> str:
+    """Decimal units, as docker and podman print image sizes."""
+    if size is None:
+        return NOTHING
+    value = float(size)
+    for unit in _UNITS:
+        if value < 1000 or unit == _UNITS[-1]:
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"
+
+
+def exact_time(moment: float | None) -> str:
+    if moment is None:
+        return ""
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def iso_time(moment: float | None) -> str:
+    if moment is None:
+        return ""
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def relative_time(moment: float | None, now: float) -> str:
+    if moment is None:
+        return NOTHING
+    seconds = now - moment
+    future = seconds < 0
+    seconds = abs(seconds)
+    for limit, size, unit in ((60, 1, "second"), (3600, 60, "minute"), (86400, 3600, "hour"),
+                              (86400 * 30, 86400, "day"), (86400 * 365, 86400 * 30, "month"),
+                              (float("inf"), 86400 * 365, "year")):
+        if seconds < limit:
+            count = int(seconds // size)
+            if unit == "second" and count < 10:
+                return "just now"
+            text = f"{count} {unit}{'' if count == 1 else 's'}"
+            return f"in {text}" if future else f"{text} ago"
+    return exact_time(moment)
+
+
+def short_digest(digest: str) -> str:
+    algorithm, _, hex_part = digest.partition(":")
+    return f"{algorithm}:{hex_part[:12]}" if hex_part else digest
+
+
+_DIGEST = re.compile(r"&#34;((?:sha256|sha384|sha512):[0-9a-f]{32,128})&#34;")
+
+
+def linked_json(document: Any, links: dict[str, str]) -> Markup:
+    """`document` pretty-printed and escaped, each digest with a page linked to it."""
+    text = str(escape(json.dumps(document, indent=2, ensure_ascii=False)))
+
+    def link(found: re.Match[str]) -> str:
+        url = links.get(found.group(1))
+        if url is None:
+            return found.group(0)
+        return f'&#34;<a href="{escape(url)}">{found.group(1)}</a>&#34;'
+
+    return Markup(_DIGEST.sub(link, text))
+
+
+def from_json(text: str) -> dict[str, Any]:
+    """A JSON object the index stored (annotations); anything else is no annotations."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def with_page(url: str, number: int) -> str:
+    """`url` (a UI URL, perhaps with a query) asking for page `number`."""
+    return f"{url}{'&' if '?' in url else '?'}page={number}"
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("dockyard.ui", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(size=human_size, exact_time=exact_time, iso_time=iso_time,
+                       short=short_digest, fromjson=from_json)
+    env.globals.update(relative_time=relative_time, with_page=with_page)
+    return env
