@@ -116,6 +116,7 @@ class WebUI:
         self.base = prefix + config.ui.path
         self.signer = SessionSigner(registry.index)
         self.templates = environment()
+        self._static: dict[str, bytes] = {}  # the package's static files, read once
         self.passwords: HtpasswdAuthenticator | None = None
         self.policy = None
         if isinstance(authenticator, HtpasswdAuthenticator):
@@ -253,10 +254,14 @@ class WebUI:
         suffix = name[name.rfind("."):] if "." in name else ""
         if not re.fullmatch(r"[a-z0-9-]+\.[a-z]+", name) or suffix not in STATIC_TYPES:
             return Response(404, b"not found\n", content_type="text/plain")
-        try:
-            data = resources.files("dockyard.ui").joinpath("static", name).read_bytes()
-        except (FileNotFoundError, IsADirectoryError):
-            return Response(404, b"not found\n", content_type="text/plain")
+        data = self._static.get(name)
+        if data is None:
+            try:
+                data = resources.files("dockyard.ui").joinpath("static").joinpath(
+                    name).read_bytes()
+            except (FileNotFoundError, IsADirectoryError):
+                return Response(404, b"not found\n", content_type="text/plain")
+            self._static[name] = data
         return Response(200, data, {"Cache-Control": "max-age=3600",
                                     "Content-Security-Policy": "default-src 'none'"},
                         content_type=STATIC_TYPES[suffix])

@@ -96,7 +96,8 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("dockyard.ui", "templates"),
         autoescape=True,
-        undefined=jinja2.StrictUndefined,
+        # The collector's status is a document whose keys depend on its state.
+        undefined=jinja2.ChainableUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )

@@ -1,0 +1,1 @@
+"""The web UI: pages served by the registry itself (see app.py)."""
