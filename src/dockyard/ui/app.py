@@ -163,6 +163,7 @@ class WebUI:
         if below == "":
             return redirect(self.base + "/")
         session, fresh = await self._session(request)
+        request.user = session.user  # for the access log
         page = Page(self, request, self.registry, self.browser, self.viewer(session.user), session,
                     self.base)
         if fresh:

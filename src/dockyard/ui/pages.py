@@ -32,7 +32,8 @@ async def repositories(page: Page) -> Response:
         search, sort, descending, (number - 1) * REPOSITORIES_PER_PAGE, REPOSITORIES_PER_PAGE,
         page.viewer.may_pull if page.viewer.restricted else None)
     return render(page, "repositories.html", found=found, search=search, sort=sort,
-                  descending=descending, number=number)
+                  descending=descending, number=number,
+                  building=not await page.registry.index_is_complete())
 
 
 async def repository(page: Page, name: str) -> Response:
