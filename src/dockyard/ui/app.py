@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from dockyard.api.errors import HTTPError, status_for
 from dockyard.api.http import Request, Response
@@ -238,12 +238,23 @@ class WebUI:
         fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
         page.form = {key: values[0] for key, values in fields.items()}
         origin = page.request.header("origin")
-        host = page.request.header("host")
-        if origin and origin != "null" and host and origin.split("://", 1)[-1] != host:
+        if origin and origin != "null" and urlsplit(origin).netloc not in self._own_hosts(
+                page.request):
             raise Refused(403, "This form was sent from another site.")
         if page.form.get("csrf") != page.session.csrf:
             raise Refused(403, "This form has expired or did not come from this site. "
                                "Reload the page and try again.")
+
+    def _own_hosts(self, request: Request) -> set[str]:
+        """The names this registry is reached by: the request's Host, a proxy's
+        X-Forwarded-Host, and http.host."""
+        hosts = {request.header("host") or ""}
+        forwarded = request.header("x-forwarded-host")
+        if forwarded:
+            hosts.add(forwarded.split(",")[0].strip())
+        if self.config.http.base_url:
+            hosts.add(urlsplit(self.config.http.base_url).netloc)
+        return hosts
 
     def render(self, page: Page, template: str, status: int = 200, **values: Any) -> Response:
         body = self.templates.get_template(template).render(
