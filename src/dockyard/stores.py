@@ -135,6 +135,7 @@ def make_registry(config: Config, driver: StorageDriver) -> Registry:
         max_uploads_per_repository=config.max_uploads_per_repository,
         redirect_blob_reads=not config.storage.redirect_disabled,
         sole_writer=config.storage.sole_writer,
+        gc_grace_period=config.storage.gc.grace_period,
     )
     if config.proxy is None:
         return Registry(driver, make_index(config), settings)

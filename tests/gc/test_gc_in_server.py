@@ -58,6 +58,23 @@ def test_admin_endpoint_runs_gc_and_reports(tmp_path: Path) -> None:
             assert error_codes(bad) == ["INVALID_PARAMETER"]
 
 
+def test_a_run_that_names_no_grace_period_keeps_the_configured_one(tmp_path: Path) -> None:
+    """Without ?graceperiod=, storage.gc.graceperiod decides what is young enough to keep:
+    with 0s a blob deleted a moment ago is garbage; with the default hour it is not."""
+    for configured, freed in (("0s", True), (None, False)):
+        gc: dict[str, Any] = {"graceperiod": configured} if configured else {}
+        config = {"http": {"admin": {"enabled": True}}, "storage": {"gc": gc}}
+        with run_registry(tmp_path / str(configured), config=config) as running, \
+                running.client() as client:
+            dropped = make_image()
+            push_image(client, "admin/repo", "drop", dropped)
+            client.delete(f"/v2/admin/repo/manifests/{dropped.digest}")
+            assert client.post("/admin/gc", params={"dryrun": "true"}).status_code == 202
+            report = wait_finished(client)["report"]
+            assert (dropped.digest in report["blobs_deleted"]) is freed, (configured, report)
+            assert (report["bytes_freed"] > 0) is freed
+
+
 def test_admin_endpoint_is_off_by_default(registry_url: str) -> None:
     assert httpx.post(f"{registry_url}/admin/gc").status_code == 404
     assert httpx.get(f"{registry_url}/admin/gc").status_code == 404

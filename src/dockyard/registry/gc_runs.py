@@ -17,7 +17,13 @@ from typing import Any
 
 from dockyard.index.base import Index, IndexWrite
 from dockyard.registry.errors import ReadOnly
-from dockyard.registry.gc import GCOptions, Progress, collect_garbage, last_full_pass
+from dockyard.registry.gc import (
+    DEFAULT_GRACE_PERIOD,
+    GCOptions,
+    Progress,
+    collect_garbage,
+    last_full_pass,
+)
 from dockyard.storage import StorageDriver
 
 log = logging.getLogger("dockyard.gc")
@@ -72,13 +78,16 @@ def _now() -> str:
 
 class GCRuns:
     def __init__(self, driver: StorageDriver, index: Index, read_only: bool = False,
-                 sole_writer: bool = False) -> None:
+                 sole_writer: bool = False,
+                 grace_period: float = DEFAULT_GRACE_PERIOD) -> None:
         self.driver = driver
         self.index = index
         # storage.maintenance.readonly: the store must not change, so only dry runs.
         self.read_only = read_only
         # storage.index.solewriter (see GCOptions)
         self.sole_writer = sole_writer
+        # storage.gc.graceperiod, for runs whose starter names none
+        self.grace_period = grace_period
         self._progress: dict[str, Any] | None = None
         self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
 

@@ -9,6 +9,7 @@ from dockyard.index.base import Index
 from dockyard.registry import catalog
 from dockyard.registry.blobs import BlobStore, RepositoryBlobs
 from dockyard.registry.errors import NameUnknown, ReadOnly, Unsupported
+from dockyard.registry.gc_model import DEFAULT_GRACE_PERIOD
 from dockyard.registry.gc_runs import GCRuns
 from dockyard.registry.limits import DEFAULT_MAX_MANIFEST_SIZE
 from dockyard.registry.manifests import ManifestCache, RepositoryManifests
@@ -29,6 +30,8 @@ class RegistrySettings:
     redirect_blob_reads: bool = True
     # storage.index.solewriter: garbage collection may look at what changed alone.
     sole_writer: bool = False
+    # storage.gc.graceperiod: what a collection started by hand keeps unless told otherwise.
+    gc_grace_period: float = DEFAULT_GRACE_PERIOD
 
 
 class Repository:
@@ -89,7 +92,8 @@ class Registry:
         self.blobs = BlobStore(driver, self.settings.redirect_blob_reads)
         self.uploads = UploadStore(self.blobs, index,
                                    self.settings.max_uploads_per_repository)
-        self.gc = GCRuns(driver, index, self.settings.read_only, self.settings.sole_writer)
+        self.gc = GCRuns(driver, index, self.settings.read_only, self.settings.sole_writer,
+                         self.settings.gc_grace_period)
         self.manifest_cache = ManifestCache()
         self._index_complete = False  # once true, it stays so
 

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from dockyard.api.http import Response
 from dockyard.auth import AuthDenied
-from dockyard.registry.gc import DEFAULT_GRACE_PERIOD, GCOptions
+from dockyard.registry.gc import GCOptions
 from dockyard.registry.gc_runs import GCAlreadyRunning
 from dockyard.registry.reference import Digest
 from dockyard.ui.app import Page, Refused, redirect
@@ -94,7 +94,7 @@ async def start_gc(page: Page) -> Response:
         raise Refused(403, "Only administrators may start garbage collection.")
     dry_run = page.form.get("dryrun") == "true"
     options = GCOptions(dry_run=dry_run, delete_untagged=page.form.get("untagged") == "true",
-                        grace_period=DEFAULT_GRACE_PERIOD,
+                        grace_period=page.registry.gc.grace_period,
                         sole_writer=page.registry.gc.sole_writer)
     page.registry.gc.check_allowed(options)
     try:

@@ -6,7 +6,7 @@ from dockyard.api.errors import HTTPError
 from dockyard.api.handlers.context import Context
 from dockyard.api.http import JSONResponse, Response
 from dockyard.config.loader import ConfigError, parse_duration
-from dockyard.registry.gc import DEFAULT_GRACE_PERIOD, GCOptions
+from dockyard.registry.gc import GCOptions
 from dockyard.registry.gc_runs import GCAlreadyRunning
 
 
@@ -26,7 +26,8 @@ async def gc_status(ctx: Context) -> Response:
 async def start_gc(ctx: Context) -> Response:
     grace_text = ctx.request.query_value("graceperiod")
     try:
-        grace = parse_duration(grace_text, "graceperiod") if grace_text else DEFAULT_GRACE_PERIOD
+        grace = (parse_duration(grace_text, "graceperiod") if grace_text
+                 else ctx.registry.gc.grace_period)
     except ConfigError as error:
         raise HTTPError(400, "INVALID_PARAMETER", str(error), {"graceperiod": grace_text}
                         ) from None
