@@ -39,6 +39,18 @@ def iso_time(moment: float | None) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def epoch(text: str | None) -> float | None:
+    """An ISO 8601 time (as the collector's status gives it) in seconds; None if it is not
+    one."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
 def relative_time(moment: float | None, now: float) -> str:
     if moment is None:
         return NOTHING
@@ -78,6 +90,25 @@ def linked_json(document: Any, links: dict[str, str]) -> Markup:
     return Markup(_DIGEST.sub(link, text))
 
 
+# An image's config media type is what the referrers API calls its artifact type; a
+# person reading a list of tags wants to see "image" there instead.
+_IMAGE_CONFIGS = frozenset({"application/vnd.oci.image.config.v1+json",
+                            "application/vnd.docker.container.image.v1+json"})
+_KINDS = {"application/vnd.oci.image.manifest.v1+json": "image",
+          "application/vnd.docker.distribution.manifest.v2+json": "image",
+          "application/vnd.oci.image.index.v1+json": "index",
+          "application/vnd.docker.distribution.manifest.list.v2+json": "index"}
+
+
+def kind_of(media_type: str | None, artifact_type: str | None) -> str:
+    """What a manifest is, in a word where one fits: image, index, or its artifact type."""
+    if artifact_type and artifact_type not in _IMAGE_CONFIGS:
+        return artifact_type
+    if not media_type:
+        return NOTHING
+    return _KINDS.get(media_type, media_type.rsplit("/", 1)[-1])
+
+
 def from_json(text: str) -> dict[str, Any]:
     """A JSON object the index stored (annotations); anything else is no annotations."""
     try:
@@ -102,6 +133,8 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(size=human_size, exact_time=exact_time, iso_time=iso_time,
-                       short=short_digest, fromjson=from_json)
+                       short=short_digest, fromjson=from_json,
+                       epoch=epoch)
+    env.globals.update(kind_of=kind_of)
     env.globals.update(relative_time=relative_time, with_page=with_page)
     return env
