@@ -13,6 +13,7 @@ from typing import Any
 from dockyard.index import schema
 from dockyard.index.locks import StoreLocks
 from dockyard.index.sql import BUILT_KEY, Row, SQLIndex, SQLWrite
+from dockyard.index.summaries import REACH_SQLITE
 
 INDEX_DIR = "dockyard"
 INDEX_FILE = "index.sqlite"
@@ -40,6 +41,8 @@ class SQLiteStatements:
 
 
 class SQLiteIndex(SQLIndex):
+    if sqlite3.sqlite_version_info >= (3, 34):  # several recursive steps in one CTE
+        reach_query = REACH_SQLITE
     def __init__(self, path: str) -> None:
         self.path = path
         # Autocommit mode: reads see the latest commit; `writing` groups writes.

@@ -25,6 +25,7 @@ from dockyard.registry.registry import Registry
 Visible = Callable[[str], bool]  # whether the person browsing may see a repository
 SORTS = ("name", "size", "pushed")
 CONFIG_CACHE_ENTRIES = 4096
+SUMMARY_CACHE_ENTRIES = 256
 T = TypeVar("T")
 
 
@@ -134,8 +135,12 @@ class Browser:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._configs: OrderedDict[str, ImageConfig | None] = OrderedDict()
+        self._facts: OrderedDict[str, tuple[list[str], str | None]] = OrderedDict()
         self._summaries: tuple[Hashable, dict[str, RepositorySummary]] | None = None
         self._summaries_lock = asyncio.Lock()
+        # One repository's summary, until the index next changes: a repository of many
+        # tags costs tens of milliseconds to sum up.
+        self._summary: OrderedDict[str, tuple[Hashable, RepositorySummary]] = OrderedDict()
 
     async def repositories(self, contains: str = "", sort: str = "name",
                            descending: bool = False, offset: int = 0, limit: int = 50,
@@ -177,8 +182,21 @@ class Browser:
     async def summary(self, name: str) -> RepositorySummary:
         repository = self.registry.repository(name)
         await repository.require_exists()
-        found = await self.registry.index.repository_summaries([name])
-        return found.get(name) or RepositorySummary(name, 0, 0, None)
+        version = await self.registry.metadata_version()
+        kept = self._summary.get(name)
+        if kept is not None and kept[0] == version:
+            self._summary.move_to_end(name)
+            return kept[1]
+        if self._summaries is not None and self._summaries[0] == version \
+                and name in self._summaries[1]:
+            summary = self._summaries[1][name]
+        else:
+            found = await self.registry.index.repository_summaries([name])
+            summary = found.get(name) or RepositorySummary(name, 0, 0, None)
+        self._summary[name] = (version, summary)
+        while len(self._summary) > SUMMARY_CACHE_ENTRIES:
+            self._summary.popitem(last=False)
+        return summary
 
     async def tags(self, name: str, contains: str = "", offset: int = 0, limit: int = 100
                    ) -> Page[TagView]:
@@ -197,22 +215,37 @@ class Browser:
                            ) -> tuple[float | None, float | None, list[str]]:
         """When the tag was pushed (its link's mtime), when its image was made (its
         config), and the platforms of an index."""
-        info = await self.registry.driver.stat(layout.tag_current_link(name, tag))
+        info, (platforms, config) = await asyncio.gather(
+            self.registry.driver.stat(layout.tag_current_link(name, tag)),
+            self._manifest_facts(name, digest))
         pushed = None if info is None else info.modified
-        try:
-            stored = await self.registry.repository(name).manifests.get(digest)
-            document = json.loads(stored.data)
-        except (RegistryError, ValueError):
-            return pushed, None, []
-        if not isinstance(document, dict):
-            return pushed, None, []
-        platforms = [platform.name for platform in _platforms(document) if platform.name]
-        config = _descriptor(document.get("config"))
         created = None
         if config is not None:
-            image = await self._image_config(config.digest)
+            image = await self._image_config(config)
             created = None if image is None else image.created
         return pushed, created, platforms
+
+    async def _manifest_facts(self, name: str, digest: str) -> tuple[list[str], str | None]:
+        """The platforms of an index and the config digest of an image, read once per
+        digest (a manifest never changes)."""
+        known = self._facts.get(digest)
+        if known is not None:
+            self._facts.move_to_end(digest)
+            return known
+        try:
+            data = await self.registry.repository(name).manifests.content(Digest.parse(digest))
+            document = json.loads(data)
+        except (RegistryError, ValueError):
+            return [], None  # not kept: it may be readable later
+        facts: tuple[list[str], str | None] = ([], None)
+        if isinstance(document, dict):
+            config = _descriptor(document.get("config"))
+            facts = ([platform.name for platform in _platforms(document) if platform.name],
+                     None if config is None else config.digest)
+        self._facts[digest] = facts
+        while len(self._facts) > CONFIG_CACHE_ENTRIES:
+            self._facts.popitem(last=False)
+        return facts
 
     async def manifest(self, name: str, reference: str) -> ManifestView:
         repository = self.registry.repository(name)

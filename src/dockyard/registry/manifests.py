@@ -138,6 +138,17 @@ class RepositoryManifests:
                                   modified)
         return StoredManifest(digest, media_type, data, modified)
 
+    async def content(self, digest: Digest) -> bytes:
+        """The bytes of a manifest the index lists in this repository, from the cache or
+        its blob, its links unread (for showing it, not for serving it)."""
+        cached = self.cache.get(self.name, digest)
+        if cached is not None:
+            return cached[1]
+        try:
+            return await self.blobs.get(digest)
+        except BlobUnknown:
+            raise ManifestUnknown(detail={"reference": str(digest)}) from None
+
     async def _pushed_at(self, reference: str, digest: Digest) -> float | None:
         """Every push rewrites the tag's current link and the revision link, so their
         mtimes say when the tag, or the manifest, was last pushed (distribution's layout

@@ -9,7 +9,7 @@ from dockyard.ui.app import Page, Refused
 from dockyard.ui.render import linked_json
 
 REPOSITORIES_PER_PAGE = 50
-TAGS_PER_PAGE = 100
+TAGS_PER_PAGE = 50
 
 
 def render(page: Page, template: str, status: int = 200, **values: object) -> Response:
