@@ -156,6 +156,9 @@ class Server:
     restarts: int = 0
     start_seconds: float = 0.0  # from launch until /v2/ answered, of the last start
     notes: list[str] = field(default_factory=list)
+    # dockyard only: YAML appended to config.yml as is, for keys of its own
+    # (e.g. "ui:\n  enabled: true\n").
+    extra_config: str = ""
 
     @property
     def root(self) -> Path:
@@ -192,6 +195,8 @@ class Server:
                            database=self.database if dockyard else None,
                            log_level="info" if dockyard and self.log_index else "warn",
                            workers=self.workers if dockyard else None)
+        if dockyard:
+            text += self.extra_config
         self.config_path.write_text(text)
         return self.config_path
 
