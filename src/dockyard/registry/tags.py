@@ -32,11 +32,13 @@ class RepositoryTags:
         current = await read_link(self.driver, layout.tag_current_link(self.name, tag))
         if current is None or (digest is not None and current != digest):
             raise ManifestUnknown(detail={"tag": tag})
+        # The index first: with its database down the delete fails before the store
+        # changes, rather than answering 503 for a tag that is gone.
+        await self.index.remove_tag(self.name, tag)
         try:
             await self.driver.delete(layout.tag_dir(self.name, tag))
         except PathNotFound:
             raise ManifestUnknown(detail={"tag": tag}) from None
-        await self.index.remove_tag(self.name, tag)
 
     async def page(self, last: str | None, limit: int | None) -> list[str]:
         """Tag names in order, from the index."""
