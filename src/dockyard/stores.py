@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import sqlite3
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from dockyard.auth.throttle import LoginThrottle, SQLiteLoginThrottle
 from dockyard.config import Config
 from dockyard.index import Index, SQLiteIndex, open_index
 from dockyard.index.sqlite import INDEX_DIR, INDEX_FILE, index_path
+from dockyard.registry.events import NO_EVENTS, EventLog
 from dockyard.registry.registry import Registry, RegistrySettings
 from dockyard.storage import StorageDriver
 from dockyard.storage.filesystem import FilesystemDriver
@@ -137,12 +139,25 @@ def make_registry(config: Config, driver: StorageDriver) -> Registry:
         sole_writer=config.storage.sole_writer,
         gc_grace_period=config.storage.gc.grace_period,
     )
+    events = make_event_log(config)
     if config.proxy is None:
-        return Registry(driver, make_index(config), settings)
+        return Registry(driver, make_index(config), settings, events)
     from dockyard.proxy.registry import CachingRegistry
 
     return CachingRegistry(driver, make_index(config), settings, config.proxy,
-                           spool_directory(config))
+                           spool_directory(config), events)
+
+
+# Set by the server for its workers, so their events name one instance, as distribution's.
+INSTANCE_ENV = "DOCKYARD_INSTANCE_ID"
+
+
+def make_event_log(config: Config) -> EventLog:
+    notifications = config.notifications
+    if not notifications.endpoints:
+        return NO_EVENTS
+    return EventLog(notifications, f"{socket.gethostname()}:{config.http.port}",
+                    os.environ.get(INSTANCE_ENV))
 
 
 def spool_directory(config: Config) -> Path:

@@ -40,6 +40,7 @@ from dockyard.config import Config, load_config
 from dockyard.index import IndexUnavailable
 from dockyard.proxy.expiry import expire_forever, expiry_interval
 from dockyard.registry.errors import RegistryError
+from dockyard.registry.events import EventOrigin, current_origin
 from dockyard.registry.gc import GCOptions
 from dockyard.registry.health import check_storage, describe_os_error
 from dockyard.registry.maintenance import purge_uploads_forever, resync_index_forever
@@ -89,6 +90,8 @@ class RegistryApp:
         if self.proxies.networks:
             request.client = self.proxies.client(request.client, request.headers)
         request.id = request_id(request.header("x-request-id"))
+        if self.registry.events.enabled:
+            current_origin.set(lambda: self.event_origin(request))
         headers = [*self.common_headers, (b"x-request-id", request.id.encode())]
         try:
             response = await self.respond(request)
@@ -105,6 +108,17 @@ class RegistryApp:
             await response.send(send, scope, headers)
         if self.access_log:
             log_access(request, response, time.perf_counter() - started)
+
+    def event_origin(self, request: Request) -> EventOrigin:
+        """What a notification event says of the request that caused it."""
+        urls = URLBuilder(request, self.prefix, self.config.http.base_url, False)
+        addr = request.client
+        peer = request.scope.get("client")
+        if peer and peer_address(request.scope) == addr:  # distribution's ip:port
+            addr = f"[{addr}]:{peer[1]}" if ":" in addr else f"{addr}:{peer[1]}"
+        return EventOrigin(request.id, addr, request.header("host") or "",
+                           request.method, request.header("user-agent") or "", request.user,
+                           urls.path(""))
 
     async def respond(self, request: Request) -> Response:
         try:
@@ -240,6 +254,11 @@ class RegistryApp:
             self._tasks.append(asyncio.create_task(resync_index_forever(
                 self.driver, self.registry.index, storage.index_resync_interval,
                 storage.sole_writer)))
+        endpoints = self.config.notifications.endpoints
+        if endpoints:
+            from dockyard.notifications.delivery import start_senders
+
+            self._tasks.extend(start_senders(self.registry.index, endpoints))
         proxy = self.config.proxy
         interval = None if proxy is None else expiry_interval(proxy.upstreams)
         if proxy is not None and interval is not None and not storage.read_only:

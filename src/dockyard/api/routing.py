@@ -48,6 +48,7 @@ ROUTES: tuple[Route, ...] = (
 # `registry:admin:*` (with htpasswd: any user).
 ADMIN_ROUTES: tuple[Route, ...] = (
     _route(r"/admin/gc", "admin", GET=admin.gc_status, POST=admin.start_gc),
+    _route(r"/admin/notifications", "admin", GET=admin.notifications),
 )
 
 

@@ -40,7 +40,7 @@ def rebuild(config: str | None) -> None:
     settings = load_or_exit(config)
     require_persistent(settings, "index rebuild")
     require_store_owner(settings, "index rebuild")
-    store = _open_migrated(settings)
+    store = open_migrated(settings)
     try:
         synchronize_index(make_driver(settings), store, full=True, log=err)
     finally:
@@ -57,7 +57,7 @@ def check(config: str | None) -> None:
 
     settings = load_or_exit(config)
     require_persistent(settings, "index check")
-    store = _open_migrated(settings)
+    store = open_migrated(settings)
     try:
         complete = run_on_index(store, store.is_complete())
         report = synchronize_index(make_driver(settings), store, full=False, log=err,
@@ -96,11 +96,11 @@ def migrate(config: str | None) -> None:
     embedded SQLite index migrates itself when opened)."""
     from dockyard.index.schema import LATEST
 
-    _open_migrated(load_or_exit(config)).close()
+    open_migrated(load_or_exit(config)).close()
     click.echo(f"the index is at schema version {LATEST}")
 
 
-def _open_migrated(settings: Config) -> Index:
+def open_migrated(settings: Config) -> Index:
     """The index the config names, its schema brought up to date (each migration applied
     is said); exit 1 with a message if that cannot be done."""
     from dockyard.index import IndexUnavailable, SchemaMismatch

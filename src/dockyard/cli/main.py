@@ -24,6 +24,7 @@ COMMANDS = {
     "inspect": "dockyard.cli.remote:inspect_command",
     "rm": "dockyard.cli.remove:rm",
     "du": "dockyard.cli.remote:du",
+    "notifications": "dockyard.cli.notifications:notifications",
 }
 
 

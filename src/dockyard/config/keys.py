@@ -146,7 +146,8 @@ SCHEMA = used(
         timeouts=used(head=LEAF, idle=LEAF, body=LEAF),
         trustedproxies=LEAF,
     ),
-    notifications=ignored(events=ignored(includereferences=IGNORED), endpoints=IGNORED),
+    # Each endpoint's keys are checked where they are read (config.notifications).
+    notifications=used(events=used(includereferences=LEAF), endpoints=LEAF),
     redis=ignored(),  # many keys, differing between distribution versions; all unused
     health=used(
         storagedriver=used(enabled=LEAF, interval=LEAF, threshold=LEAF),

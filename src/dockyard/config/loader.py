@@ -35,6 +35,11 @@ from dockyard.config.model import (
     UIConfig,
     UploadPurging,
 )
+from dockyard.config.notifications import (
+    NotificationsConfig,
+    NotificationsConfigError,
+    notifications_config,
+)
 from dockyard.config.proxy import ProxyConfigError, proxy_config
 from dockyard.config.s3 import S3ConfigError, s3_settings
 
@@ -277,6 +282,7 @@ def _build(raw: dict[str, Any], source: str) -> Config:
         token_issuer=token_issuer,
         login_throttle=_login_throttle(_section(raw, "auth", "")),
         proxy=_proxy(raw),
+        notifications=_notifications(raw),
         storage=_storage(raw),
         http=_http(raw),
         log=_log(raw),
@@ -296,6 +302,13 @@ def _proxy(raw: dict[str, Any]) -> ProxyConfig | None:
     try:
         return proxy_config(_section(raw, "proxy", ""), parse_duration)
     except ProxyConfigError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _notifications(raw: dict[str, Any]) -> NotificationsConfig:
+    try:
+        return notifications_config(_section(raw, "notifications", ""), parse_duration, _bool)
+    except NotificationsConfigError as error:
         raise ConfigError(str(error)) from None
 
 

@@ -76,6 +76,19 @@ class TagRow:
     artifact_type: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """How far one notification endpoint has been given the outbox's events."""
+
+    endpoint: str
+    delivered: int  # the id of the last event sent to it (or skipped: not for it)
+    sent: int  # events sent since it was first configured
+    failures: int  # attempts failed in a row
+    last_error: str | None = None
+    last_attempt: float | None = None
+    last_success: float | None = None
+
+
 class SchemaMismatch(Exception):
     """The database's schema is not the one this version of dockyard knows: newer (written
     by a later dockyard), or older with migrations still to run."""
@@ -145,6 +158,9 @@ class IndexWrite(Protocol):
 
     async def set_meta(self, key: str, value: str) -> None: ...
 
+    async def add_events(self, bodies: Sequence[str]) -> None:
+        """Notification events (JSON texts) describing this transaction's changes."""
+
     async def delete_meta(self, key: str, value_prefix: str = "") -> None:
         """Delete `key` if its value starts with `value_prefix`."""
 
@@ -199,16 +215,42 @@ class Index(Protocol):
 
     async def mark_complete(self) -> None: ...
 
-    # Single changes, each in a transaction of its own.
+    # Single changes, each in a transaction of its own with the notification events
+    # describing it.
     async def add_layer(self, repository: str, digest: str) -> None: ...
 
-    async def remove_layer(self, repository: str, digest: str) -> None: ...
+    async def remove_layer(self, repository: str, digest: str, events: Sequence[str] = ()
+                           ) -> None: ...
 
-    async def remove_tag(self, repository: str, tag: str) -> None: ...
+    async def remove_tag(self, repository: str, tag: str, events: Sequence[str] = ()
+                         ) -> None: ...
 
-    async def remove_manifest(self, repository: str, digest: str) -> None: ...
+    async def remove_manifest(self, repository: str, digest: str, events: Sequence[str] = ()
+                              ) -> None: ...
 
-    async def remove_repository(self, name: str) -> None: ...
+    async def remove_repository(self, name: str, events: Sequence[str] = ()) -> None: ...
+
+    # The notification outbox (index.outbox).
+    async def add_events(self, bodies: Sequence[str]) -> None:
+        """Events that describe no change of the index (pulls), in a transaction alone."""
+
+    async def events_after(self, after: int, limit: int) -> list[tuple[int, str]]:
+        """(id, body) of the events after id `after`, oldest first."""
+        ...
+
+    async def count_events_after(self, after: int) -> int: ...
+
+    async def delivery_states(self) -> dict[str, DeliveryState]: ...
+
+    async def start_delivery(self, endpoint: str) -> DeliveryState:
+        """The endpoint's cursor, made at the newest event if it has none."""
+        ...
+
+    async def record_delivery(self, state: DeliveryState) -> None: ...
+
+    async def drop_delivered_events(self, endpoints: Sequence[str]) -> int:
+        """Drop the events all of `endpoints` have; how many."""
+        ...
 
     # Reads for the API.
     async def repositories(self, last: str | None = None, limit: int | None = None

@@ -126,12 +126,33 @@ INSERT INTO meta (key, value) VALUES ('gc_needs_full_pass', 'yes')
 _SQLITE_5 = "ALTER TABLE manifest_references ADD COLUMN size INTEGER"
 _POSTGRES_5 = "ALTER TABLE manifest_references ADD COLUMN size BIGINT"
 
+# The notification outbox: each event is written in the transaction of the change it
+# describes, and every endpoint's cursor says how far it has been delivered. AUTOINCREMENT:
+# an id is never used twice, even after the newest events are dropped, so a cursor never
+# passes an event written later.
+_SQLITE_6 = """
+CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS event_deliveries (
+    endpoint TEXT PRIMARY KEY, delivered INTEGER NOT NULL, sent INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0, last_error TEXT, last_attempt REAL,
+    last_success REAL) WITHOUT ROWID;
+"""
+
+_POSTGRES_6 = """
+CREATE TABLE events (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE event_deliveries (
+    endpoint TEXT PRIMARY KEY, delivered BIGINT NOT NULL, sent BIGINT NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0, last_error TEXT, last_attempt DOUBLE PRECISION,
+    last_success DOUBLE PRECISION);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "repositories, tags, manifests, layer links, references, blobs",
               _SQLITE_2, _POSTGRES_2, rebuild=True),
     Migration(3, "login throttle", "", _POSTGRES_3),
     Migration(4, "garbage collection candidates", _SQLITE_4, _POSTGRES_4),
     Migration(5, "sizes of what manifests reference", _SQLITE_5, _POSTGRES_5, rebuild=True),
+    Migration(6, "notification outbox", _SQLITE_6, _POSTGRES_6),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -23,6 +23,7 @@ from dockyard.index.base import (
     RepositoryContents,
     RepositorySnapshot,
 )
+from dockyard.index.outbox import OutboxQueries, insert_events
 from dockyard.index.summaries import SummaryQueries
 
 Row = tuple[Any, ...]
@@ -185,6 +186,9 @@ class SQLWrite(IndexWrite):
             "OR digest IN (SELECT digest FROM manifest_references) RETURNING digest")
         return len(rows)
 
+    async def add_events(self, bodies: Sequence[str]) -> None:
+        await insert_events(self.db, bodies)
+
     async def set_meta(self, key: str, value: str) -> None:
         await self.db.execute(META_UPSERT, (key, value))
 
@@ -245,7 +249,7 @@ async def get_meta(db: Statements, key: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-class SQLIndex(SummaryQueries, ABC):
+class SQLIndex(SummaryQueries, OutboxQueries, ABC):
     """Every read and single change of `Index`, over the connections a database gives."""
 
     locks: Locks
@@ -290,25 +294,32 @@ class SQLIndex(SummaryQueries, ABC):
         async with self.writing() as db:
             await db.link_layer(repository, digest)
 
-    async def remove_layer(self, repository: str, digest: str) -> None:
+    async def remove_layer(self, repository: str, digest: str, events: Sequence[str] = ()
+                           ) -> None:
         async with self.writing() as db:
+            await db.add_events(events)
             await db.db.execute(
                 "INSERT INTO gc_candidates (digest) VALUES (?) ON CONFLICT DO NOTHING",
                 (digest,))
             await db.db.execute("DELETE FROM layers WHERE repository = ? AND digest = ?",
                                 (repository, digest))
 
-    async def remove_tag(self, repository: str, tag: str) -> None:
+    async def remove_tag(self, repository: str, tag: str, events: Sequence[str] = ()
+                         ) -> None:
         async with self.writing() as db:
+            await db.add_events(events)
             await db.db.execute("DELETE FROM tags WHERE repository = ? AND tag = ?",
                                 (repository, tag))
 
-    async def remove_manifest(self, repository: str, digest: str) -> None:
+    async def remove_manifest(self, repository: str, digest: str, events: Sequence[str] = ()
+                              ) -> None:
         async with self.writing() as db:
+            await db.add_events(events)
             await db.forget_manifest(repository, digest)
 
-    async def remove_repository(self, name: str) -> None:
+    async def remove_repository(self, name: str, events: Sequence[str] = ()) -> None:
         async with self.writing() as db:
+            await db.add_events(events)
             await db.delete_repository(name)
 
     async def repositories(self, last: str | None = None, limit: int | None = None

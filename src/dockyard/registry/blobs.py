@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from dockyard.index.base import Index, IndexWrite
 from dockyard.registry import layout
 from dockyard.registry.errors import BlobUnknown
+from dockyard.registry.events import NO_EVENTS, EventLog
 from dockyard.registry.links import read_link, write_link
 from dockyard.registry.reference import Digest
 from dockyard.storage import FileWriter, PathNotFound, StorageDriver
@@ -104,11 +105,13 @@ class OpenedBlob:
 class RepositoryBlobs:
     """The blobs one repository may serve: those it has a layer link for."""
 
-    def __init__(self, name: str, blobs: BlobStore, index: Index) -> None:
+    def __init__(self, name: str, blobs: BlobStore, index: Index,
+                 events: EventLog = NO_EVENTS) -> None:
         self.name = name
         self.blobs = blobs
         self.driver = blobs.driver
         self.index = index
+        self.events = events
 
     async def is_linked(self, digest: Digest) -> bool:
         return await read_link(self.driver, layout.layer_link(self.name, digest)) == digest
@@ -140,12 +143,17 @@ class RepositoryBlobs:
         except BlobUnknown:
             return None
 
-    async def link(self, digest: Digest) -> None:
-        """Give this repository a blob the store has (refused if it is gone)."""
+    async def link(self, digest: Digest, mounted_from: str | None = None) -> None:
+        """Give this repository a blob the store has (refused if it is gone), mounted from
+        another repository if named."""
         async with self.index.writing() as db:
-            if await self.blobs.size(digest) is None:
+            size = await self.blobs.size(digest)
+            if size is None:
                 raise BlobUnknown(detail={"digest": str(digest)})
             await self.link_within(db, digest)
+            if mounted_from is not None:
+                await db.add_events(self.events.blob("mount", self.name, str(digest), size,
+                                                     mounted_from))
 
     async def link_within(self, db: IndexWrite, digest: Digest) -> None:
         """`link`, inside a write transaction the caller holds."""
@@ -156,4 +164,11 @@ class RepositoryBlobs:
         if not await self.is_linked(digest):
             raise BlobUnknown(detail={"digest": str(digest)})
         await self.driver.delete(layout.layer_link(self.name, digest).removesuffix("/link"))
-        await self.index.remove_layer(self.name, str(digest))
+        await self.index.remove_layer(self.name, str(digest),
+                                      self.events.deleted(self.name, str(digest)))
+
+    async def note_pulled(self, blob: BlobDescriptor) -> None:
+        """A client was given the blob (or sent where to fetch it)."""
+        if self.events.enabled:
+            await self.index.add_events(self.events.blob("pull", self.name, str(blob.digest),
+                                                         blob.size))

@@ -17,6 +17,7 @@ from dockyard.registry.errors import (
     ManifestUnknown,
     TooLarge,
 )
+from dockyard.registry.events import NO_EVENTS, EventLog, references_in
 from dockyard.registry.limits import DEFAULT_MAX_MANIFEST_SIZE
 from dockyard.registry.links import read_link, write_link
 from dockyard.registry.manifest import (
@@ -97,8 +98,10 @@ class RepositoryManifests:
         cache: ManifestCache,
         index: Index,
         max_size: int = DEFAULT_MAX_MANIFEST_SIZE,
+        events: EventLog = NO_EVENTS,
     ) -> None:
         self.name = name
+        self.events = events
         self.blobs = blobs
         self.driver = blobs.driver
         self.tags = tags
@@ -137,6 +140,20 @@ class RepositoryManifests:
             return StoredManifest(digest, mediatypes.DOCKER_SCHEMA1_SIGNED, schema1.sign(data),
                                   modified)
         return StoredManifest(digest, media_type, data, modified)
+
+    async def note_pulled(self, reference: str, stored: StoredManifest) -> None:
+        """A client was given the manifest (by `reference`, a tag or its digest)."""
+        if self.events.enabled:
+            await self.index.add_events(self._events("pull", reference, stored.digest,
+                                                     stored.media_type, stored.data))
+
+    def _events(self, action: str, reference: str, digest: Digest, media_type: str,
+                data: bytes) -> list[str]:
+        if not self.events.wants(action, media_type):
+            return []
+        references = references_in(data) if self.events.include_references else []
+        return self.events.manifest(action, self.name, str(digest), media_type, len(data),
+                                    reference if is_tag(reference) else None, references)
 
     async def content(self, digest: Digest) -> bytes:
         """The bytes of a manifest the index lists in this repository, from the cache or
@@ -206,6 +223,9 @@ class RepositoryManifests:
             if tag is not None:
                 await self.tags.tag(tag, digest)
             await db.record_manifest(self.name, record, tag)
+            if check_references:  # a push (a cache keeping what it pulled is none)
+                await db.add_events(self._events("push", reference, digest,
+                                                 manifest.media_type, data))
         self.cache.put(self.name, digest, manifest.media_type, data)
         return PushedManifest(digest, manifest)
 
@@ -254,7 +274,8 @@ class RepositoryManifests:
             await self.driver.delete(layout.revision_dir(self.name, digest))
         except PathNotFound:
             raise ManifestUnknown(detail={"reference": reference}) from None
-        await self.index.remove_manifest(self.name, str(digest))
+        await self.index.remove_manifest(self.name, str(digest),
+                                         self.events.deleted(self.name, str(digest)))
 
 
 def _digest_and_parse(data: bytes, expected: Digest | None, content_type: str | None

@@ -9,6 +9,7 @@ from dockyard.index.base import Index
 from dockyard.registry import catalog
 from dockyard.registry.blobs import BlobStore, RepositoryBlobs
 from dockyard.registry.errors import NameUnknown, ReadOnly, Unsupported
+from dockyard.registry.events import NO_EVENTS, EventLog
 from dockyard.registry.gc_model import DEFAULT_GRACE_PERIOD
 from dockyard.registry.gc_runs import GCRuns
 from dockyard.registry.limits import DEFAULT_MAX_MANIFEST_SIZE
@@ -40,11 +41,12 @@ class Repository:
         self.registry = registry
         driver = registry.driver
         self.index = registry.index
-        self.blobs = RepositoryBlobs(name, registry.blobs, registry.index)
-        self.tags = RepositoryTags(name, driver, registry.index)
+        events = registry.events
+        self.blobs = RepositoryBlobs(name, registry.blobs, registry.index, events)
+        self.tags = RepositoryTags(name, driver, registry.index, events)
         self.manifests = RepositoryManifests(
             name, registry.blobs, self.tags, registry.manifest_cache, registry.index,
-            registry.settings.max_manifest_size,
+            registry.settings.max_manifest_size, events,
         )
         self.uploads: RepositoryUploads = registry.uploads.for_repository(name)
 
@@ -85,13 +87,16 @@ class Repository:
 
 class Registry:
     def __init__(self, driver: StorageDriver, index: Index,
-                 settings: RegistrySettings | None = None) -> None:
+                 settings: RegistrySettings | None = None, events: EventLog = NO_EVENTS
+                 ) -> None:
         self.driver = driver
         self.index = index
         self.settings = settings or RegistrySettings()
+        # Notification events, written to the index's outbox with each change.
+        self.events = events
         self.blobs = BlobStore(driver, self.settings.redirect_blob_reads)
         self.uploads = UploadStore(self.blobs, index,
-                                   self.settings.max_uploads_per_repository)
+                                   self.settings.max_uploads_per_repository, events)
         self.gc = GCRuns(driver, index, self.settings.read_only, self.settings.sole_writer,
                          self.settings.gc_grace_period)
         self.manifest_cache = ManifestCache()

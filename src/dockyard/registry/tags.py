@@ -5,16 +5,19 @@ from __future__ import annotations
 from dockyard.index.base import Index
 from dockyard.registry import layout
 from dockyard.registry.errors import ManifestUnknown
+from dockyard.registry.events import NO_EVENTS, EventLog
 from dockyard.registry.links import read_link, write_link
 from dockyard.registry.reference import Digest
 from dockyard.storage import PathNotFound, StorageDriver
 
 
 class RepositoryTags:
-    def __init__(self, name: str, driver: StorageDriver, index: Index) -> None:
+    def __init__(self, name: str, driver: StorageDriver, index: Index,
+                 events: EventLog = NO_EVENTS) -> None:
         self.name = name
         self.driver = driver
         self.index = index
+        self.events = events
 
     async def resolve(self, tag: str) -> Digest:
         digest = await read_link(self.driver, layout.tag_current_link(self.name, tag))
@@ -34,7 +37,7 @@ class RepositoryTags:
             raise ManifestUnknown(detail={"tag": tag})
         # The index first: with its database down the delete fails before the store
         # changes, rather than answering 503 for a tag that is gone.
-        await self.index.remove_tag(self.name, tag)
+        await self.index.remove_tag(self.name, tag, self.events.deleted(self.name, tag=tag))
         try:
             await self.driver.delete(layout.tag_dir(self.name, tag))
         except PathNotFound:

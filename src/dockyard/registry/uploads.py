@@ -37,6 +37,7 @@ from dockyard.registry.errors import (
     TooManyRequests,
     UploadOutOfOrder,
 )
+from dockyard.registry.events import NO_EVENTS, EventLog
 from dockyard.registry.hashing import Hasher, ResumableSHA256, new_hasher
 from dockyard.registry.reference import Digest
 from dockyard.storage import FileWriter, PathNotFound, StorageDriver
@@ -64,10 +65,11 @@ class _RunningHash:
 
 
 class UploadStore:
-    def __init__(self, blobs: BlobStore, index: Index, max_per_repository: int = 1000
-                 ) -> None:
+    def __init__(self, blobs: BlobStore, index: Index, max_per_repository: int = 1000,
+                 events: EventLog = NO_EVENTS) -> None:
         self.blobs = blobs
         self.index = index
+        self.events = events
         self.max_per_repository = max_per_repository
         self.driver: StorageDriver = blobs.driver
         self._hashes: OrderedDict[tuple[str, str], _RunningHash] = OrderedDict()
@@ -295,6 +297,7 @@ class RepositoryUploads:
         await db.record_blob(str(digest), size)
         await RepositoryBlobs(self.name, self.store.blobs, self.store.index).link_within(
             db, digest)
+        await db.add_events(self.store.events.blob("push", self.name, str(digest), size))
 
     async def _digest_of(self, upload_id: str, size: int, algorithm: str) -> Digest:
         hasher = await self._running_hash(upload_id, size)

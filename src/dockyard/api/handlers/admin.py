@@ -1,4 +1,5 @@
-"""The admin API (http.admin.enabled): start garbage collection and follow it."""
+"""The admin API (http.admin.enabled): start garbage collection and follow it; see how far
+notifications have been delivered."""
 
 from __future__ import annotations
 
@@ -43,3 +44,13 @@ async def start_gc(ctx: Context) -> Response:
     except GCAlreadyRunning:
         return JSONResponse(409, await ctx.registry.gc.status(), location)
     return JSONResponse(202, {"state": "started", "options": options.__dict__}, location)
+
+
+async def notifications(ctx: Context) -> Response:
+    """Each configured endpoint: events waiting for it, sent, failures in a row, the last
+    error."""
+    from dockyard.notifications.status import delivery_report
+
+    endpoints = ctx.registry.events.endpoints
+    return JSONResponse(200, {"endpoints": await delivery_report(ctx.registry.index,
+                                                                 endpoints)})

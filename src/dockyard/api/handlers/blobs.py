@@ -8,6 +8,7 @@ from dockyard.api.errors import HTTPError
 from dockyard.api.handlers.context import Context
 from dockyard.api.handlers.params import byte_range
 from dockyard.api.http import Response, StreamResponse
+from dockyard.registry.blobs import BlobDescriptor
 from dockyard.registry.errors import RangeInvalid
 from dockyard.registry.reference import Digest
 
@@ -20,6 +21,8 @@ async def get_blob(ctx: Context, name: str, digest: str) -> Response:
     parsed = Digest.parse(digest)
     if ctx.request.method == "GET":
         blob = await repository.blobs.open(parsed)
+        if blob.size is not None:
+            await repository.blobs.note_pulled(BlobDescriptor(parsed, blob.size))
         # As distribution: before ranges or conditions, which the storage then answers.
         url = await repository.blobs.download_url(parsed)
         if url is not None:
@@ -28,7 +31,9 @@ async def get_blob(ctx: Context, name: str, digest: str) -> Response:
     else:
         # HEAD: what the blob is, without starting to read it (from an upstream, for a
         # pull-through cache); the response has no body to read.
-        read, size = _nothing, (await repository.blobs.describe(parsed)).size
+        described = await repository.blobs.describe(parsed)
+        await repository.blobs.note_pulled(described)  # as distribution counts a HEAD
+        read, size = _nothing, described.size
     etag = f'"{parsed}"'
     headers = {
         "Docker-Content-Digest": str(parsed),

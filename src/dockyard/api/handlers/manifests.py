@@ -41,6 +41,7 @@ async def get_manifest(ctx: Context, name: str, reference: str) -> Response:
                               {"reference": reference[:200]})
     request = ctx.request
     stored = await repository.manifests.get(reference)
+    await repository.manifests.note_pulled(reference, stored)
     digest, media_type, size, body = stored.digest, stored.media_type, stored.size, stored.data
     if not _accepts(request.header("accept"), media_type):
         raise ManifestUnknown(

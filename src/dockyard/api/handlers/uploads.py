@@ -89,7 +89,7 @@ async def _try_mount(ctx: Context, name: str, digest_text: str, source: str | No
     if found is None:
         return None
     try:
-        await target.blobs.link(digest)
+        await target.blobs.link(digest, mounted_from=source or None)
     except BlobUnknown:
         return None  # collected since it was found: the client uploads it instead
     return found

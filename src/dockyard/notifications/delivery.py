@@ -1,0 +1,139 @@
+"""Delivery of the outbox's events to one endpoint: in order, at least once, across
+restarts and worker processes.
+
+Every worker runs a sender per endpoint, but only the one holding the endpoint's lock in
+the index sends; the others wait to take over should its process die. The sender reads
+the events after the endpoint's cursor, POSTs each one as distribution does (an envelope
+holding one event), and moves the cursor only once the endpoint has accepted it (2xx or
+3xx). A failure is retried at once up to the endpoint's threshold of failures in a row,
+then every `backoff`, for as long as it takes: an endpoint that is down for an hour gets
+every event when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Hashable
+from typing import Any
+
+import httpx
+
+from dockyard import __version__
+from dockyard.config.notifications import EndpointConfig
+from dockyard.index.base import DeliveryState, Index
+
+log = logging.getLogger("dockyard.notifications")
+
+EVENTS_MEDIA_TYPE = "application/vnd.docker.distribution.events.v1+json"
+LOCK_PREFIX = "notifications:"
+BATCH = 100
+# How often a sender looks for new events (a cheap check of the index's commit counter
+# first), and how often a waiting worker checks whether the sender's process went away.
+POLL_INTERVAL = 0.02
+TAKEOVER_INTERVAL = 1.0
+# The smallest pause between two attempts, so a receiver refusing at once is not flooded.
+RETRY_PAUSE = 0.05
+# Delivered events are dropped from the index this often (and when a batch is done).
+PRUNE_INTERVAL = 10.0
+
+
+def envelope(bodies: list[str]) -> bytes:
+    """distribution's event envelope, laid out as it writes it."""
+    return json.dumps({"events": [json.loads(body) for body in bodies]}, indent=3).encode()
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:500] if str(error) else type(error).__name__
+
+
+class EndpointSender:
+    def __init__(self, index: Index, endpoint: EndpointConfig, all_endpoints: list[str]
+                 ) -> None:
+        self.index = index
+        self.endpoint = endpoint
+        self.all_endpoints = all_endpoints  # whose cursors say what may be dropped
+        headers: list[tuple[str, str]] = [("User-Agent", f"dockyard/{__version__}")]
+        headers += endpoint.headers
+        headers.append(("Content-Type", EVENTS_MEDIA_TYPE))
+        self.client = httpx.AsyncClient(headers=headers, timeout=endpoint.timeout,
+                                        follow_redirects=False)
+        self._pruned_at = 0.0
+
+    async def run_forever(self) -> None:
+        key = LOCK_PREFIX + self.endpoint.name
+        try:
+            while True:
+                try:
+                    async with self.index.locks.hold_if_free(key) as mine:
+                        if mine:
+                            await self._deliver()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # the index went away: try again later
+                    log.warning("notifications: endpoint %s: %s", self.endpoint.name,
+                                _error_text(error))
+                await asyncio.sleep(TAKEOVER_INTERVAL)
+        finally:
+            await self.client.aclose()
+
+    async def _deliver(self) -> None:
+        state = await self.index.start_delivery(self.endpoint.name)
+        seen: Hashable = None
+        while True:
+            version = await self.index.version()
+            if version == seen:
+                await asyncio.sleep(POLL_INTERVAL)
+                continue
+            batch = await self.index.events_after(state.delivered, BATCH)
+            if len(batch) < BATCH:
+                seen = version  # nothing more until the index changes
+            for event_id, body in batch:
+                state = await self._send(state, event_id, body)
+            if batch and time.monotonic() - self._pruned_at >= PRUNE_INTERVAL:
+                self._pruned_at = time.monotonic()
+                await self.index.drop_delivered_events(self.all_endpoints)
+
+    async def _send(self, state: DeliveryState, event_id: int, body: str) -> DeliveryState:
+        event: dict[str, Any] = json.loads(body)
+        if not self.endpoint.wants(event.get("action", ""),
+                                   event.get("target", {}).get("mediaType")):
+            state = dataclasses.replace(state, delivered=event_id)
+        else:
+            state = await self._send_until_accepted(state, body)
+            state = dataclasses.replace(state, delivered=event_id, sent=state.sent + 1,
+                                        failures=0, last_success=time.time())
+        await self.index.record_delivery(state)
+        return state
+
+    async def _send_until_accepted(self, state: DeliveryState, body: str) -> DeliveryState:
+        payload = envelope([body])
+        while True:
+            attempt = time.time()
+            try:
+                response = await self.client.post(self.endpoint.url, content=payload)
+                if 200 <= response.status_code < 400:
+                    return dataclasses.replace(state, last_attempt=attempt)
+                error = f"{response.status_code} {response.reason_phrase}".strip()
+            except httpx.HTTPError as failure:
+                error = _error_text(failure)
+            state = dataclasses.replace(state, failures=state.failures + 1, last_error=error,
+                                        last_attempt=attempt)
+            await self.index.record_delivery(state)
+            if state.failures == 1 or state.failures % 100 == 0:
+                log.warning("notifications: endpoint %s: %s (%d failures in a row; "
+                            "retrying)", self.endpoint.name, error, state.failures)
+            pause = self.endpoint.backoff if state.failures >= self.endpoint.threshold \
+                else RETRY_PAUSE
+            await asyncio.sleep(pause)
+
+
+def start_senders(index: Index, endpoints: tuple[EndpointConfig, ...]
+                  ) -> list[asyncio.Task[None]]:
+    names = [endpoint.name for endpoint in endpoints]
+    return [asyncio.create_task(EndpointSender(index, endpoint, names).run_forever(),
+                                name=f"notifications-{endpoint.name}")
+            for endpoint in endpoints]
