@@ -159,6 +159,9 @@ class Server:
     # dockyard only: YAML appended to config.yml as is, for keys of its own
     # (e.g. "ui:\n  enabled: true\n").
     extra_config: str = ""
+    # Both servers: YAML appended to config.yml as is, for keys they share
+    # (e.g. distribution's `notifications`).
+    shared_config: str = ""
 
     @property
     def root(self) -> Path:
@@ -197,6 +200,7 @@ class Server:
                            workers=self.workers if dockyard else None)
         if dockyard:
             text += self.extra_config
+        text += self.shared_config
         self.config_path.write_text(text)
         return self.config_path
 

@@ -270,3 +270,23 @@ def test_a_bad_endpoint_stops_the_server_naming_the_key(
     assert result.returncode == 2, result.stderr
     assert key in result.stderr, result.stderr
 
+
+
+def test_maxevents_sends_what_waits_in_fuller_envelopes(tmp_path: Path) -> None:
+    receiver = stopped_receiver()
+    with run_registry(tmp_path, config=notifications(receiver, maxevents=5)) as registry:
+        expected = []
+        for number in range(2):
+            image = make_image(2)
+            with registry.client() as client:
+                push_image(client, "app", f"v{number}", image)
+            expected += pushed("app", f"v{number}", image)
+        wait_for_report(registry, lambda r: r["receiver"]["failures"] >= 1)
+        receiver.start()
+        try:
+            events = receiver.wait_for(lambda got: len(got) >= len(expected))
+        finally:
+            receiver.stop()
+    assert summary(events) == expected
+    sizes = [len(delivery.events) for delivery in receiver.deliveries]
+    assert max(sizes) <= 5 and len(sizes) < len(expected), sizes

@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 WHERE = "notifications."
 ACTIONS = frozenset({"push", "pull", "mount", "delete"})
 ENDPOINT_KEYS = frozenset({"name", "url", "headers", "timeout", "threshold", "backoff",
-                           "disabled", "ignoredmediatypes", "ignore"})
+                           "disabled", "ignoredmediatypes", "ignore",
+                           # dockyard only:
+                           "maxevents"})
 # distribution's defaults for an endpoint that leaves them out (or sets zero).
 DEFAULT_TIMEOUT = 1.0
 DEFAULT_THRESHOLD = 10
@@ -34,6 +36,9 @@ class EndpointConfig:
     backoff: float = DEFAULT_BACKOFF
     ignored_media_types: frozenset[str] = frozenset()
     ignored_actions: frozenset[str] = frozenset()
+    # Events an envelope may hold when several wait (distribution sends one at a time;
+    # receivers that read every event of the list catch up far faster with more).
+    max_events: int = 1
 
     def wants(self, action: str, media_type: str | None) -> bool:
         return action not in self.ignored_actions and \
@@ -49,11 +54,6 @@ class NotificationsConfig:
     def wants(self, action: str, media_type: str | None) -> bool:
         """Whether some endpoint takes such an event (else it is not even recorded)."""
         return any(endpoint.wants(action, media_type) for endpoint in self.endpoints)
-
-    @property
-    def actions(self) -> frozenset[str]:
-        return frozenset(action for action in ACTIONS
-                         if any(action not in e.ignored_actions for e in self.endpoints))
 
 
 Duration = Callable[[Any, str], float]
@@ -102,12 +102,18 @@ class _Reader:
         if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
             raise NotificationsConfigError(f"{where}threshold: expected a whole number, got "
                                            f"{threshold!r}")
+        max_events = entry.get("maxevents", 1)
+        if isinstance(max_events, bool) or not isinstance(max_events, int) \
+                or not 1 <= max_events <= 1000:
+            raise NotificationsConfigError(f"{where}maxevents: expected a whole number from "
+                                           f"1 to 1000, got {max_events!r}")
         return EndpointConfig(
             name=name, url=url, headers=_headers(entry.get("headers"), f"{where}headers"),
             timeout=self._duration(entry, "timeout", where, DEFAULT_TIMEOUT),
             threshold=threshold or DEFAULT_THRESHOLD,
             backoff=self._duration(entry, "backoff", where, DEFAULT_BACKOFF),
-            ignored_media_types=frozenset(media_types), ignored_actions=frozenset(actions))
+            ignored_media_types=frozenset(media_types), ignored_actions=frozenset(actions),
+            max_events=max_events)
 
     def _duration(self, entry: Mapping[str, Any], key: str, where: str, default: float
                   ) -> float:

@@ -3,11 +3,11 @@ restarts and worker processes.
 
 Every worker runs a sender per endpoint, but only the one holding the endpoint's lock in
 the index sends; the others wait to take over should its process die. The sender reads
-the events after the endpoint's cursor, POSTs each one as distribution does (an envelope
-holding one event), and moves the cursor only once the endpoint has accepted it (2xx or
-3xx). A failure is retried at once up to the endpoint's threshold of failures in a row,
-then every `backoff`, for as long as it takes: an endpoint that is down for an hour gets
-every event when it is back.
+the events after the endpoint's cursor and POSTs them as distribution does, an envelope
+holding one event (with dockyard's `maxevents`, up to that many of those waiting); it moves
+the cursor only once the endpoint has accepted them (2xx or 3xx). A failure is retried at
+once up to the endpoint's threshold of failures in a row, then every `backoff`, for as
+long as it takes: an endpoint that is down for an hour gets every event when it is back.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 import httpx
@@ -37,8 +37,10 @@ POLL_INTERVAL = 0.02
 TAKEOVER_INTERVAL = 1.0
 # The smallest pause between two attempts, so a receiver refusing at once is not flooded.
 RETRY_PAUSE = 0.05
-# Delivered events are dropped from the index this often (and when a batch is done).
+# Delivered events are dropped from the index this often.
 PRUNE_INTERVAL = 10.0
+# How often the cursor is saved while events flow (and whenever the sender catches up).
+SAVE_INTERVAL = 0.1
 
 
 def envelope(bodies: list[str]) -> bytes:
@@ -59,8 +61,11 @@ class EndpointSender:
         headers: list[tuple[str, str]] = [("User-Agent", f"dockyard/{__version__}")]
         headers += endpoint.headers
         headers.append(("Content-Type", EVENTS_MEDIA_TYPE))
-        self.client = httpx.AsyncClient(headers=headers, timeout=endpoint.timeout,
-                                        follow_redirects=False)
+        # A blocking client in a thread: one event at a time (in order) over a kept-alive
+        # connection, it sends three times as many events a second as httpx's async
+        # client does here, which matters when a backlog drains.
+        self.client = httpx.Client(headers=headers, timeout=endpoint.timeout,
+                                   follow_redirects=False)
         self._pruned_at = 0.0
 
     async def run_forever(self) -> None:
@@ -78,43 +83,72 @@ class EndpointSender:
                                 _error_text(error))
                 await asyncio.sleep(TAKEOVER_INTERVAL)
         finally:
-            await self.client.aclose()
+            self.client.close()
 
     async def _deliver(self) -> None:
-        state = await self.index.start_delivery(self.endpoint.name)
+        state = saved = await self.index.start_delivery(self.endpoint.name)
+        saved_at = time.monotonic()
         seen: Hashable = None
         while True:
             version = await self.index.version()
             if version == seen:
+                if state != saved:  # caught up: say so
+                    await self.index.record_delivery(state)
+                    saved, saved_at = state, time.monotonic()
                 await asyncio.sleep(POLL_INTERVAL)
                 continue
             batch = await self.index.events_after(state.delivered, BATCH)
             if len(batch) < BATCH:
                 seen = version  # nothing more until the index changes
-            for event_id, body in batch:
-                state = await self._send(state, event_id, body)
+            for group in self._envelopes(batch):
+                state = await self._send(state, group)
+                # The cursor is saved every SAVE_INTERVAL while events flow: a sender
+                # that dies sends again at most what it sent since (at least once).
+                if time.monotonic() - saved_at >= SAVE_INTERVAL:
+                    await self.index.record_delivery(state)
+                    saved, saved_at = state, time.monotonic()
             if batch and time.monotonic() - self._pruned_at >= PRUNE_INTERVAL:
                 self._pruned_at = time.monotonic()
                 await self.index.drop_delivered_events(self.all_endpoints)
 
-    async def _send(self, state: DeliveryState, event_id: int, body: str) -> DeliveryState:
-        event: dict[str, Any] = json.loads(body)
-        if not self.endpoint.wants(event.get("action", ""),
-                                   event.get("target", {}).get("mediaType")):
-            state = dataclasses.replace(state, delivered=event_id)
-        else:
-            state = await self._send_until_accepted(state, body)
-            state = dataclasses.replace(state, delivered=event_id, sent=state.sent + 1,
-                                        failures=0, last_success=time.time())
-        await self.index.record_delivery(state)
-        return state
+    def _envelopes(self, batch: list[tuple[int, str]]) -> Iterator[list[tuple[int, str]]]:
+        """The batch in envelopes of at most `maxevents` events; an event the endpoint
+        ignores goes alone, to be skipped."""
+        group: list[tuple[int, str]] = []
+        for event_id, body in batch:
+            event: dict[str, Any] = json.loads(body)
+            if not self.endpoint.wants(event.get("action", ""),
+                                       event.get("target", {}).get("mediaType")):
+                if group:
+                    yield group
+                    group = []
+                yield [(event_id, "")]
+                continue
+            group.append((event_id, body))
+            if len(group) >= self.endpoint.max_events:
+                yield group
+                group = []
+        if group:
+            yield group
 
-    async def _send_until_accepted(self, state: DeliveryState, body: str) -> DeliveryState:
-        payload = envelope([body])
+    async def _send(self, state: DeliveryState, group: list[tuple[int, str]]
+                    ) -> DeliveryState:
+        last = group[-1][0]
+        bodies = [body for _, body in group if body]
+        if not bodies:  # ignored by this endpoint
+            return dataclasses.replace(state, delivered=last)
+        state = await self._send_until_accepted(state, bodies)
+        return dataclasses.replace(state, delivered=last, sent=state.sent + len(bodies),
+                                   failures=0, last_success=time.time())
+
+    async def _send_until_accepted(self, state: DeliveryState, bodies: list[str]
+                                   ) -> DeliveryState:
+        payload = envelope(bodies)
         while True:
             attempt = time.time()
             try:
-                response = await self.client.post(self.endpoint.url, content=payload)
+                response = await asyncio.to_thread(self.client.post, self.endpoint.url,
+                                                   content=payload)
                 if 200 <= response.status_code < 400:
                     return dataclasses.replace(state, last_attempt=attempt)
                 error = f"{response.status_code} {response.reason_phrase}".strip()

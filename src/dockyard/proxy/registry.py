@@ -32,4 +32,5 @@ class CachingRegistry(Registry):
         return ProxiedRepository(name, self, route, self.cache)
 
     async def aclose(self) -> None:
+        await super().aclose()
         await self.cache.aclose()

@@ -170,5 +170,5 @@ class RepositoryBlobs:
     async def note_pulled(self, blob: BlobDescriptor) -> None:
         """A client was given the blob (or sent where to fetch it)."""
         if self.events.enabled:
-            await self.index.add_events(self.events.blob("pull", self.name, str(blob.digest),
-                                                         blob.size))
+            self.events.pulled(self.index, self.events.blob("pull", self.name,
+                                                            str(blob.digest), blob.size))

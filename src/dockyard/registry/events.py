@@ -8,7 +8,9 @@ describes (notify.delivery sends them). What an event says of the request that c
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import socket
 import uuid
@@ -19,6 +21,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dockyard.config.notifications import NotificationsConfig
+from dockyard.index.base import Index
+
+log = logging.getLogger("dockyard.notifications")
 
 # Blobs have no media type of their own in the store: distribution's events say this.
 BLOB_MEDIA_TYPE = "application/octet-stream"
@@ -58,6 +63,42 @@ def _timestamp() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
+class PullEvents:
+    """Pull events, written a few at a time: they describe no change to be atomic with, and
+    one write transaction for every GET would cost more than the GET. A process killed
+    loses the last FLUSH_DELAY of them at most."""
+
+    FLUSH_DELAY = 0.01
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self._waiting: list[str] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    def add(self, bodies: list[str]) -> None:
+        self._waiting.extend(bodies)
+        if self._flushing is None:
+            self._flushing = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        try:
+            await asyncio.sleep(self.FLUSH_DELAY)
+            await self.flush()
+        finally:
+            self._flushing = None
+
+    async def flush(self) -> None:
+        bodies, self._waiting = self._waiting, []
+        if not bodies:
+            return
+        try:
+            await self.index.add_events(bodies)
+        except Exception as error:  # the index is down: keep them for the next flush
+            log.warning("notifications: %d pull events not written yet: %s", len(bodies),
+                        error)
+            self._waiting[:0] = bodies
+
+
 class EventLog:
     """Makes the events the registry's endpoints want; none at all when there are none."""
 
@@ -69,9 +110,21 @@ class EventLog:
         self.include_references = self.config.include_references
         self.source = {"addr": source_addr or socket.gethostname(),
                        "instanceID": instance_id or _event_id()}
+        self._pulls: PullEvents | None = None
 
     def wants(self, action: str, media_type: str | None = None) -> bool:
         return self.enabled and self.config.wants(action, media_type)
+
+    def pulled(self, index: Index, bodies: list[str]) -> None:
+        """Write pull events (soon: see PullEvents)."""
+        if bodies:
+            if self._pulls is None:
+                self._pulls = PullEvents(index)
+            self._pulls.add(bodies)
+
+    async def aclose(self) -> None:
+        if self._pulls is not None:
+            await self._pulls.flush()
 
     def _event(self, action: str, target: dict[str, Any]) -> str:
         origin = _origin()

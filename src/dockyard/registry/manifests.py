@@ -144,8 +144,8 @@ class RepositoryManifests:
     async def note_pulled(self, reference: str, stored: StoredManifest) -> None:
         """A client was given the manifest (by `reference`, a tag or its digest)."""
         if self.events.enabled:
-            await self.index.add_events(self._events("pull", reference, stored.digest,
-                                                     stored.media_type, stored.data))
+            self.events.pulled(self.index, self._events("pull", reference, stored.digest,
+                                                        stored.media_type, stored.data))
 
     def _events(self, action: str, reference: str, digest: Digest, media_type: str,
                 data: bytes) -> list[str]:

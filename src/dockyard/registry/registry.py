@@ -114,6 +114,7 @@ class Registry:
 
     async def aclose(self) -> None:
         """Release what the registry holds beyond its index (which its owner closes)."""
+        await self.events.aclose()  # pull events not yet written
 
     def check_writable(self) -> None:
         if self.settings.read_only:
