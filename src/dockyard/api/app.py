@@ -29,6 +29,7 @@ from dockyard.api.http import (
     Send,
 )
 from dockyard.api.listing_cache import ListingCache
+from dockyard.api.routing import Matched, within_prefix
 from dockyard.api.urls import URLBuilder
 from dockyard.auth import AuthDenied, Authenticator, Identity, required_access
 from dockyard.auth.htpasswd import HtpasswdAuthenticator
@@ -78,14 +79,13 @@ class RegistryApp:
         elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send,
+                     found: Matched | None = None) -> Response:
+        """Answer one request; `found`: its route, where the caller matched it already."""
         started = time.perf_counter()
         path = scope["path"]
         if self.prefix:
-            if not (path == self.prefix or path.startswith(self.prefix + "/")):
-                path = "/__outside_prefix__"
-            else:
-                path = path[len(self.prefix):] or "/"
+            path = within_prefix(path, self.prefix)
         request = Request(scope, receive, path, peer_address(scope))
         if self.proxies.networks:
             request.client = self.proxies.client(request.client, request.headers)
@@ -94,7 +94,7 @@ class RegistryApp:
             current_origin.set(lambda: self.event_origin(request))
         headers = [*self.common_headers, (b"x-request-id", request.id.encode())]
         try:
-            response = await self.respond(request)
+            response = await self.respond(request, found)
         except asyncio.CancelledError:
             # The server is stopping and http.draintimeout is up: say so (503, as
             # distribution's UNAVAILABLE), not a bare 500, then let the request go.
@@ -108,6 +108,7 @@ class RegistryApp:
             await response.send(send, scope, headers)
         if self.access_log:
             log_access(request, response, time.perf_counter() - started)
+        return response
 
     def event_origin(self, request: Request) -> EventOrigin:
         """What a notification event says of the request that caused it."""
@@ -120,9 +121,9 @@ class RegistryApp:
                            request.method, request.header("user-agent") or "", request.user,
                            urls.path(""))
 
-    async def respond(self, request: Request) -> Response:
+    async def respond(self, request: Request, found: Matched | None = None) -> Response:
         try:
-            return await self.dispatch(request)
+            return await self.dispatch(request, found)
         except RegistryError as error:
             return error_response(error)
         except OSError as error:
@@ -153,21 +154,22 @@ class RegistryApp:
             log.exception("unexpected error serving %s %s", request.method, request.path)
             return internal_error_response()
 
-    async def dispatch(self, request: Request) -> Response:
-        path = request.path
-        if path == "/":
-            if self.ui is not None:
-                return Response(303, headers={"Location": self.ui.base + "/"})
-            return Response(200)
-        if self.ui is not None and self.ui.serves(path):
-            return await self.ui.handle(request, path)
-        if path == "/debug/health":
-            return await self.health()
-        if path == "/auth/token" and self.token_issuer is not None:
-            return await issue_token(request, self.token_issuer)
-        found = routing.match(path, self.config.http.admin)
+    async def dispatch(self, request: Request, found: Matched | None = None) -> Response:
         if found is None:
-            raise HTTPError(404, "NOT_FOUND", "no such endpoint", {"path": path[:200]})
+            path = request.path
+            if path == "/":
+                if self.ui is not None:
+                    return Response(303, headers={"Location": self.ui.base + "/"})
+                return Response(200)
+            if self.ui is not None and self.ui.serves(path):
+                return await self.ui.handle(request, path)
+            if path == "/debug/health":
+                return await self.health()
+            if path == "/auth/token" and self.token_issuer is not None:
+                return await issue_token(request, self.token_issuer)
+            found = routing.match(path, self.config.http.admin)
+            if found is None:
+                raise HTTPError(404, "NOT_FOUND", "no such endpoint", {"path": path[:200]})
         route, params = found
         handler = route.methods.get(request.method)
         if handler is None:
@@ -192,9 +194,9 @@ class RegistryApp:
                            resource: str | None) -> Identity:
         assert self.authenticator is not None
         access = required_access(request.method, params, resource)
+        authorization = request.header("authorization")
         try:
-            return await self.authenticator.authenticate(request.header("authorization"),
-                                                          request.client, access)
+            return await self.authenticator.authenticate(authorization, request.client, access)
         except AuthDenied as denied:
             headers = {"WWW-Authenticate": denied.challenge} if denied.challenge else {}
             if denied.throttled:
