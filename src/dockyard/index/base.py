@@ -331,3 +331,8 @@ class Index(Protocol):
     async def stored_size(self) -> tuple[int, int]:
         """(count, bytes) of the distinct blobs and manifests the tags reach."""
         ...
+
+    async def entry_counts(self) -> dict[str, int]:
+        """Repositories, tags, manifests and blobs in the index (by those names), and
+        `blob_bytes`, the size of its blobs."""
+        ...

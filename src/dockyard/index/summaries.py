@@ -68,6 +68,8 @@ def name_pattern(contains: str) -> str:
 
 
 _LIKE = "LIKE ? ESCAPE '\\'"
+# What `entry_counts` counts.
+ENTRY_KINDS = ("repositories", "tags", "manifests", "blobs", "blob_bytes")
 
 
 class SummaryQueries:
@@ -164,3 +166,11 @@ class SummaryQueries:
             base=_TAGGED, select="SELECT count(*), COALESCE(SUM(size), 0) FROM "
                                  "(SELECT DISTINCT digest, size FROM reach) AS reached"))
         return int(rows[0][0]), int(rows[0][1])
+
+    async def entry_counts(self) -> dict[str, int]:
+        """Rows of each kind the index holds, and the bytes of its blobs."""
+        rows = await self._bulk(
+            "SELECT (SELECT count(*) FROM repositories), (SELECT count(*) FROM tags), "
+            "(SELECT count(*) FROM manifests), (SELECT count(*) FROM blobs), "
+            "(SELECT COALESCE(SUM(size), 0) FROM blobs)")
+        return dict(zip(ENTRY_KINDS, (int(value) for value in rows[0]), strict=True))
