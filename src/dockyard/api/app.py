@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from dockyard.api import routing
@@ -39,6 +40,8 @@ from dockyard.auth.policy import AccessPolicy
 from dockyard.auth.token import TokenAuthenticator, TokenVerifier
 from dockyard.config import Config, load_config
 from dockyard.index import IndexUnavailable
+from dockyard.metrics import enabled as metrics_enabled
+from dockyard.metrics.own import count_auth_failure
 from dockyard.proxy.expiry import expire_forever, expiry_interval
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.events import EventOrigin, current_origin
@@ -58,6 +61,11 @@ class RegistryApp:
     def __init__(self, config: Config, driver: StorageDriver | None = None) -> None:
         self.config = config
         self.driver = driver or make_driver(config)
+        self.measured = metrics_enabled(config)
+        if self.measured:
+            from dockyard.metrics.storage import TimedDriver
+
+            self.driver = TimedDriver(self.driver)
         self.registry = make_registry(config, self.driver)
         self.prefix = config.http.prefix
         self.common_headers: Headers = [(b"docker-distribution-api-version", b"registry/2.0")]
@@ -72,10 +80,18 @@ class RegistryApp:
         self._health_failure: str | None = None  # the last failure logged
         self.ui = WebUI(config, self.registry, self.authenticator, self.token_issuer,
                         self.prefix) if config.ui.enabled else None
+        # What answers a request: `handle` itself, or with metrics on, `handle` measured.
+        self.serve_http: Callable[[Scope, Receive, Send], Awaitable[object]] = self.handle
+        if self.measured:
+            from dockyard.metrics import own
+            from dockyard.metrics.http import HTTPMetrics
+
+            self.serve_http = HTTPMetrics(self.handle, own.enable(), self.prefix,
+                                          config.http.admin)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self.handle(scope, receive, send)
+            await self.serve_http(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
 
@@ -198,6 +214,9 @@ class RegistryApp:
         try:
             return await self.authenticator.authenticate(authorization, request.client, access)
         except AuthDenied as denied:
+            if authorization is not None or denied.throttled:
+                # A request without credentials is asked for them: not a failure.
+                count_auth_failure(denied.forbidden, denied.throttled)
             headers = {"WWW-Authenticate": denied.challenge} if denied.challenge else {}
             if denied.throttled:
                 raise HTTPError(429, "TOOMANYREQUESTS", denied.message, None,
@@ -246,6 +265,12 @@ class RegistryApp:
                 return
 
     def start_background_tasks(self) -> None:
+        if self.measured:
+            from dockyard.metrics import own
+            from dockyard.metrics.index import count_index_forever
+
+            self._tasks.append(asyncio.create_task(count_index_forever(
+                self.registry.index, own.enable())))
         storage = self.config.storage
         purging = storage.upload_purging
         if purging.enabled and not storage.read_only:

@@ -17,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+from dockyard.metrics.own import count_listing
+
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 # The ordered dict's slot and link, the (version, page) pair and the page object: measured
 # at about 250 bytes on CPython 3.11; rounded up.
@@ -49,11 +51,14 @@ class ListingCache:
     def get(self, key: Hashable, version: Hashable) -> EncodedPage | None:
         entry = self._entries.get(key)
         if entry is None:
+            count_listing(hit=False)
             return None
         if entry[0] != version:
             self._drop(key)
+            count_listing(hit=False)
             return None
         self._entries.move_to_end(key)
+        count_listing(hit=True)
         return entry[1]
 
     def put(self, key: Hashable, version: Hashable, page: EncodedPage) -> None:

@@ -16,6 +16,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from dockyard.index.base import Index, IndexWrite
+from dockyard.metrics.own import count_gc_run
 from dockyard.registry.errors import ReadOnly
 from dockyard.registry.gc import (
     DEFAULT_GRACE_PERIOD,
@@ -183,6 +184,7 @@ class GCRuns:
             log.exception("garbage collection (%s) failed", trigger)
         finally:
             await self._finish(status, token)
+            count_gc_run(status)
         return status
 
     async def start(self, options: GCOptions, trigger: str) -> asyncio.Task[dict[str, Any]]:

@@ -8,15 +8,19 @@ from dockyard.api.http import JSONResponse, Request, Response
 from dockyard.auth.base import AuthDenied
 from dockyard.auth.issuer import TokenIssuer, UnknownService
 from dockyard.auth.policy import ScopeError, parse_scopes
+from dockyard.metrics.own import count_auth_failure
 
 
 async def issue_token(request: Request, issuer: TokenIssuer) -> Response:
     if request.method != "GET":
         raise HTTPError(405, "UNSUPPORTED", f"method {request.method} is not allowed here",
                         {"method": request.method}, {"Allow": "GET"})
+    authorization = request.header("authorization")
     try:
-        user = await issuer.login(request.header("authorization"), request.client)
+        user = await issuer.login(authorization, request.client)
     except AuthDenied as denied:
+        if authorization is not None or denied.throttled:
+            count_auth_failure(denied.forbidden, denied.throttled)
         headers = {"WWW-Authenticate": denied.challenge} if denied.challenge else {}
         if denied.throttled:
             raise HTTPError(429, "TOOMANYREQUESTS", denied.message, None,

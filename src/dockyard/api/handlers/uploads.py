@@ -6,6 +6,7 @@ from dockyard.api.handlers.context import Context
 from dockyard.api.handlers.params import content_length, content_range
 from dockyard.api.http import Response
 from dockyard.auth import Access
+from dockyard.metrics.own import UPLOAD_IN_PROGRESS, count_push
 from dockyard.registry.blobs import BlobDescriptor
 from dockyard.registry.errors import BlobUnknown, DigestInvalid, NameInvalid
 from dockyard.registry.reference import Digest, validate_name
@@ -53,12 +54,14 @@ async def start_upload(ctx: Context, name: str) -> Response:
         digest = Digest.parse(digest_text)
         status = await repository.uploads.start()
         try:
-            blob = await repository.uploads.commit(status.id, digest, request.stream(),
-                                                   content_length(request))
+            with UPLOAD_IN_PROGRESS:
+                blob = await repository.uploads.commit(status.id, digest, request.stream(),
+                                                       content_length(request))
         except BaseException:
             # A one-request upload that failed leaves no session for anyone to resume.
             await repository.uploads.cancel(status.id)
             raise
+        count_push(blob.size)
         return _created(ctx, name, blob)
     status = await repository.uploads.start()
     return _progress(ctx, name, status, 202)
@@ -105,10 +108,11 @@ async def append_chunk(ctx: Context, name: str, upload_id: str) -> Response:
     repository = ctx.registry.repository(name)
     repository.check_writable()
     chunk = content_range(ctx.request)
-    status = await repository.uploads.append(
-        upload_id, ctx.request.stream(), start=chunk[0] if chunk else None,
-        length=content_length(ctx.request),
-    )
+    with UPLOAD_IN_PROGRESS:
+        status = await repository.uploads.append(
+            upload_id, ctx.request.stream(), start=chunk[0] if chunk else None,
+            length=content_length(ctx.request),
+        )
     return _progress(ctx, name, status, 202)
 
 
@@ -118,14 +122,17 @@ async def finish_upload(ctx: Context, name: str, upload_id: str) -> Response:
     digest = _required_digest(ctx)
     request = ctx.request
     body = None
-    if request.may_have_body:
-        chunk = content_range(request)
-        if chunk is not None:
-            await repository.uploads.append(upload_id, request.stream(), start=chunk[0],
-                                            length=content_length(request))
-        else:
-            body = request.stream()
-    blob = await repository.uploads.commit(upload_id, digest, body, content_length(request))
+    with UPLOAD_IN_PROGRESS:
+        if request.may_have_body:
+            chunk = content_range(request)
+            if chunk is not None:
+                await repository.uploads.append(upload_id, request.stream(), start=chunk[0],
+                                                length=content_length(request))
+            else:
+                body = request.stream()
+        blob = await repository.uploads.commit(upload_id, digest, body,
+                                               content_length(request))
+    count_push(blob.size)
     return _created(ctx, name, blob)
 
 

@@ -1,7 +1,12 @@
 """Prometheus metrics. Every worker process counts its own; with `http.debug.addr` and
 `http.debug.prometheus.enabled`, the server keeps them in files of a directory shared by its
 workers (prometheus_client's multi-process mode) and its debug server sums them at
-`http.debug.prometheus.path`, as distribution's debug server serves its own."""
+`http.debug.prometheus.path`, as distribution's debug server serves its own.
+
+What is measured: `http` (distribution's registry_http_*), `storage` (its
+registry_storage_action_seconds) and `own` (dockyard's), all made only when metrics are on
+(`enabled`): with them off, requests take no path that measures anything.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +17,27 @@ import socketserver
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from dockyard.config.model import DebugServerConfig
+
+if TYPE_CHECKING:
+    from dockyard.config import Config
 
 log = logging.getLogger("dockyard.server")
 
 # Read by prometheus_client when it is first imported: set before any worker starts.
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Gauges of what a process is doing now (requests in flight): summed over the live ones.
+LIVE_GAUGE_PREFIXES = ("gauge_livesum_", "gauge_liveall_", "gauge_livemin_", "gauge_livemax_",
+                       "gauge_livemostrecent_")
+
+
+def enabled(config: Config) -> bool:
+    """Whether the server measures: only when its debug server serves the metrics."""
+    return config.http.debug is not None and config.http.debug.metrics_path is not None
 
 
 def counter(name: str, documentation: str, labels: Iterable[str] = ()) -> Any:
@@ -28,6 +45,43 @@ def counter(name: str, documentation: str, labels: Iterable[str] = ()) -> Any:
     from prometheus_client import Counter
 
     return Counter(name, documentation, list(labels))
+
+
+def gauge(name: str, documentation: str, labels: Iterable[str] = (),
+          mode: str = "livesum") -> Any:
+    """A gauge; `mode` says how the workers' values make one (prometheus_client's
+    multiprocess_mode): "livesum" for what live processes hold now, "mostrecent" for a
+    value any of them may set."""
+    from prometheus_client import Gauge
+
+    return Gauge(name, documentation, list(labels), multiprocess_mode=mode)  # type: ignore[arg-type]
+
+
+def histogram(name: str, documentation: str, labels: Iterable[str],
+              buckets: Iterable[float]) -> Any:
+    from prometheus_client import Histogram
+
+    return Histogram(name, documentation, list(labels), buckets=list(buckets))
+
+
+def forget_dead_workers(directory: str) -> None:
+    """Drop the live gauges of worker processes that are gone (killed, replaced): their
+    requests in flight ended with them. Counters and histograms stay, as they counted."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    pids: set[int] = set()
+    for name in os.listdir(directory):
+        if name.startswith(LIVE_GAUGE_PREFIXES) and name.endswith(".db"):
+            number = name.rsplit("_", 1)[1].removesuffix(".db")
+            if number.isdigit():
+                pids.add(int(number))
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+        except PermissionError:
+            pass  # alive, another user's
 
 
 def share_between_workers() -> str:
@@ -58,13 +112,16 @@ def serve_debug(config: DebugServerConfig) -> WSGIServer:
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
-    if os.environ.get(MULTIPROCESS_ENV):
+    directory = os.environ.get(MULTIPROCESS_ENV)
+    if directory:
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         if config.metrics_path is None or environ.get("PATH_INFO") != config.metrics_path:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"404 page not found\n"]
+        if directory:
+            forget_dead_workers(directory)
         body = generate_latest(registry)
         start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST),
                                   ("Content-Length", str(len(body)))])
