@@ -266,9 +266,10 @@ class RegistryApp:
 
     def start_background_tasks(self) -> None:
         if self.measured:
-            from dockyard.metrics import own
+            from dockyard.metrics import own, tally
             from dockyard.metrics.index import count_index_forever
 
+            self._tasks.append(asyncio.create_task(tally.flush_forever()))
             self._tasks.append(asyncio.create_task(count_index_forever(
                 self.registry.index, own.enable())))
         storage = self.config.storage

@@ -5,8 +5,9 @@ match no route of the API (the web UI, /debug/health, /auth/token, unknown paths
 counted.
 
 `HTTPMetrics` stands in front of RegistryApp.handle only when metrics are on. It matches
-the route once and hands it on, and every label child it uses is bound once per route,
-method and status, so a request costs a few increments and no lookups by label."""
+the route once and hands it on; what it counts is bound once per route, method and status
+and kept in the worker's tallies (metrics.tally), so a request costs a few additions, no
+lookups by label and no writes to the shared files."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 
 from dockyard.api.http import Receive, Response, Scope, Send
 from dockyard.api.routing import ADMIN_ROUTES, ROUTES, Matched, match, within_prefix
-from dockyard.metrics import counter, gauge, histogram
+from dockyard.metrics import counter, gauge, histogram, tally
 from dockyard.metrics.own import OwnMetrics
 
 # docker/go-metrics' buckets: latency to a minute, sizes from 1 KiB to 2 GiB.
@@ -65,30 +66,30 @@ class _ByMethod:
         self._requests = metrics.requests
         self._handler = handler
         self._method = method.lower()
-        self._codes: dict[int, Any] = {}
-        self.duration = metrics.duration.labels(handler, self._method)
+        self._codes: dict[int, tally.CounterTally] = {}
+        self.duration = tally.histogram(metrics.duration.labels(handler, self._method))
         self.pulled = pulled  # dockyard_pulled_bytes, for blob GETs
 
-    def code(self, status: int) -> Any:
-        child = self._codes.get(status)
-        if child is None:
-            child = self._codes[status] = self._requests.labels(str(status), self._handler,
-                                                                self._method)
-        return child
+    def code(self, status: int) -> tally.CounterTally:
+        found = self._codes.get(status)
+        if found is None:
+            found = self._codes[status] = tally.counter(self._requests.labels(
+                str(status), self._handler, self._method))
+        return found
 
 
 class _ByRoute:
-    __slots__ = ("_methods", "_metrics", "_own", "handler", "in_flight", "request_size",
+    __slots__ = ("_methods", "_metrics", "_pulled", "handler", "in_flight", "request_size",
                  "response_size")
 
-    def __init__(self, metrics: _Families, own: OwnMetrics, handler: str,
+    def __init__(self, metrics: _Families, pulled: tally.CounterTally, handler: str,
                  methods: list[str]) -> None:
         self._metrics = metrics
-        self._own = own
+        self._pulled = pulled
         self.handler = handler
-        self.in_flight = metrics.in_flight.labels(handler)
-        self.request_size = metrics.request_size.labels(handler)
-        self.response_size = metrics.response_size.labels(handler)
+        self.in_flight = tally.gauge(metrics.in_flight.labels(handler))
+        self.request_size = tally.histogram(metrics.request_size.labels(handler))
+        self.response_size = tally.histogram(metrics.response_size.labels(handler))
         self._methods: dict[str, _ByMethod] = {}
         for method in methods:
             self.method(method)
@@ -98,8 +99,7 @@ class _ByRoute:
         it; the HTTP parser accepts only a fixed set of methods."""
         found = self._methods.get(method)
         if found is None:
-            pulled = (self._own.pulled_bytes if self.handler == "blob" and method == "GET"
-                      else None)
+            pulled = self._pulled if self.handler == "blob" and method == "GET" else None
             found = self._methods[method] = _ByMethod(self._metrics, self.handler, method,
                                                       pulled)
         return found
@@ -113,8 +113,9 @@ class HTTPMetrics:
         self.prefix = prefix
         self.admin = admin
         metrics = families()
-        self.routes = {route.name: _ByRoute(metrics, own, route.name, list(route.methods))
-                       for route in (*ROUTES, *ADMIN_ROUTES)}
+        pulled = tally.counter(own.pulled_bytes)
+        self.routes = {route.name: _ByRoute(metrics, pulled, route.name, list(route.methods))
+                       for route in ((*ROUTES, *ADMIN_ROUTES) if admin else ROUTES)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
@@ -126,18 +127,18 @@ class HTTPMetrics:
             return
         route = self.routes[found[0].name]
         by_method = route.method(scope["method"])
-        route.in_flight.inc()
+        route.in_flight.value += 1
         started = time.perf_counter()
         try:
             response = await self.handle(scope, receive, send, found)
         finally:
-            route.in_flight.dec()
+            route.in_flight.value -= 1
         by_method.duration.observe(time.perf_counter() - started)
-        by_method.code(response.status).inc()
+        by_method.code(response.status).value += 1
         route.request_size.observe(request_size(scope))
         route.response_size.observe(response.written)
         if by_method.pulled is not None and response.status in (200, 206):
-            by_method.pulled.inc(response.written)
+            by_method.pulled.value += response.written
 
 
 def request_size(scope: Scope) -> int:

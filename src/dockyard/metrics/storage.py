@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from dockyard.metrics import histogram
+from dockyard.metrics import histogram, tally
 from dockyard.storage.driver import FileInfo, FileWriter, StorageDriver
 
 # The Go client's default buckets, which distribution's timer keeps.
@@ -22,12 +22,13 @@ ACTIONS = ("GetContent", "PutContent", "Stat", "List", "Move", "Delete", "URLFor
 _family: Any = None
 
 
-def _actions(driver: str) -> dict[str, Any]:
+def _actions(driver: str) -> dict[str, tally.HistogramTally]:
+    """Timings kept in the worker's tallies (metrics.tally): a request makes several calls."""
     global _family
     if _family is None:
         _family = histogram("registry_storage_action_seconds", "The number of seconds that "
                             "the storage action takes", ["driver", "action"], BUCKETS)
-    return {action: _family.labels(driver, action) for action in ACTIONS}
+    return {action: tally.histogram(_family.labels(driver, action)) for action in ACTIONS}
 
 
 class TimedDriver(StorageDriver):
