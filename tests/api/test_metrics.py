@@ -4,7 +4,10 @@ parser after a known workload, with one worker process and with several."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -154,7 +157,9 @@ def run_gc(client: httpx.Client, **params: str) -> dict[str, Any]:
 def test_counters_match_a_known_workload(measured: tuple[RunningRegistry, str]) -> None:
     registry, metrics_url = measured
     ledger = Ledger()
-    before = scrape(metrics_url)
+    # Once the probe that saw the server start (unauthenticated) is written.
+    before = wait_for(metrics_url, lambda samples: samples.get(key(
+        "registry_http_requests_total", code="401", handler="base", method="get")) == 1)
     kept = make_image(layer_count=2, layer_size=3000)
     dropped = make_image(layer_count=1, layer_size=5000)
     loose = [random_blob(4000), random_blob(6000)]
@@ -169,8 +174,10 @@ def test_counters_match_a_known_workload(measured: tuple[RunningRegistry, str]) 
     release = threading.Event()
     uploading = slow_upload(ledger, registry, slow, release)
     try:
+        # Each worker writes what requests moved at most a second ago (metrics.tally).
         during = wait_for(metrics_url, lambda samples: samples.get(
-            key("dockyard_uploads_in_progress")) == 1)
+            key("dockyard_uploads_in_progress")) == 1 and samples.get(
+            key("registry_http_in_flight_requests", handler="blob_upload")) == 1)
     finally:
         release.set()
         uploading.join()
@@ -209,11 +216,16 @@ def test_counters_match_a_known_workload(measured: tuple[RunningRegistry, str]) 
     kept_blobs = (kept.config, *kept.layers)
     expected_index = {"repositories": 1, "tags": 1, "manifests": 1}
 
-    def index_counted(samples: dict[Key, float]) -> bool:
-        return all(samples.get(key("dockyard_index_entries", kind=kind)) == count
-                   for kind, count in expected_index.items())
+    def settled(samples: dict[Key, float]) -> bool:
+        """The index counted again since the GC, and every request written."""
+        requests = sum(value - before.get((name, labels), 0.0)
+                       for (name, labels), value in samples.items()
+                       if name == "registry_http_requests_total")
+        return requests == sum(ledger.requests.values()) and all(
+            samples.get(key("dockyard_index_entries", kind=kind)) == count
+            for kind, count in expected_index.items())
 
-    after = wait_for(metrics_url, index_counted)
+    after = wait_for(metrics_url, settled)
     assert {tuple(labels): value for labels, value in changes(
         before, after, "registry_http_requests_total").items()} == \
         {(("code", code), ("handler", handler), ("method", method)): float(count)
@@ -262,3 +274,18 @@ def test_no_metrics_unless_prometheus_is_enabled(tmp_path: Path) -> None:
         assert httpx.get(running.url + "/v2/").status_code == 200
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{debug_port}/metrics")
+
+
+def test_live_gauges_of_dead_workers_are_dropped_at_scrape(tmp_path: Path) -> None:
+    """A worker killed mid-request leaves its in-flight gauge behind: the scrape forgets it,
+    and keeps what the dead worker counted."""
+    from dockyard.metrics import forget_dead_workers
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    names = [f"gauge_livesum_{gone.pid}.db", f"counter_{gone.pid}.db",
+             f"gauge_livesum_{os.getpid()}.db", f"gauge_mostrecent_{gone.pid}.db"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    forget_dead_workers(str(tmp_path))
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names[1:])

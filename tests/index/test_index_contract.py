@@ -380,3 +380,20 @@ def test_browsing_finds_by_part_of_a_name_and_sizes_what_tags_reach(open_index: 
             assert await index.stored_size() == (10, whole + 100 + 7)
 
     run(work)
+
+
+def test_entry_counts_count_every_row_once(open_index: Opener) -> None:
+    async def work() -> None:
+        async with opened(open_index) as index:
+            assert await index.entry_counts() == {
+                "repositories": 0, "tags": 0, "manifests": 0, "blobs": 0, "blob_bytes": 0}
+            async with index.writing() as db:
+                await db.record_blob("sha256:a", 10)
+                await db.record_blob("sha256:b", 2000)
+                await db.record_manifest("team/app", manifest("sha256:m1", "sha256:a"), "v1")
+                await db.record_manifest("team/app", manifest("sha256:m1", "sha256:a"), "v2")
+                await db.record_manifest("team/other", manifest("sha256:m2", "sha256:b"), None)
+            assert await index.entry_counts() == {
+                "repositories": 2, "tags": 2, "manifests": 2, "blobs": 2, "blob_bytes": 2010}
+
+    run(work)
