@@ -26,6 +26,7 @@ from tests.support.server import (
     RunningRegistry,
     Storage,
     deep_merge,
+    free_port,
     run_registry,
 )
 from tests.support.users import htpasswd_with_alice
@@ -290,3 +291,26 @@ def test_maxevents_sends_what_waits_in_fuller_envelopes(tmp_path: Path) -> None:
     assert summary(events) == expected
     sizes = [len(delivery.events) for delivery in receiver.deliveries]
     assert max(sizes) <= 5 and len(sizes) < len(expected), sizes
+
+
+def test_the_backlog_is_a_metric(tmp_path: Path) -> None:
+    from tests.api.test_metrics import key, wait_for
+
+    receiver = stopped_receiver()
+    debug_port = free_port()
+    config = deep_merge(notifications(receiver), {"http": {"workers": 2, "debug": {
+        "addr": f"127.0.0.1:{debug_port}", "prometheus": {"enabled": True}}}})
+    metrics = f"http://127.0.0.1:{debug_port}/metrics"
+    backlog = key("dockyard_webhook_backlog", endpoint="receiver")
+    with run_registry(tmp_path, config=config) as registry:
+        with registry.client() as client:
+            push_image(client, "app", "v1", make_image(1))
+        waiting = wait_for(metrics, lambda samples: samples.get(backlog) == 3)
+        receiver.start()
+        try:
+            receiver.wait_for(lambda got: len(got) == 3)
+            drained = wait_for(metrics, lambda samples: samples.get(backlog) == 0)
+        finally:
+            receiver.stop()
+    assert waiting[backlog] == 3
+    assert drained[backlog] == 0

@@ -42,10 +42,8 @@ class OwnMetrics:
         self.listing_cache = counter(
             "dockyard_listing_cache_requests", "Lookups of tag-list and catalog pages in "
             "the worker's cache, by result: hit, miss", ["result"])
-        # The hook for webhook delivery: events queued and not yet delivered, per endpoint,
-        # set by the sender through `set_webhook_backlog` (nothing sends webhooks yet).
-        # "livesum" suits a queue per worker; a queue shared by the workers would be set
-        # from one place, with mode "mostrecent".
+        # Events in the index's outbox not yet delivered, per endpoint, set by the one
+        # worker sending to it (the others hold 0): "livesum" drops a dead sender's value.
         self.webhook_backlog = gauge(
             "dockyard_webhook_backlog", "Webhook events waiting to be delivered, by "
             "endpoint", ["endpoint"], mode="livesum")

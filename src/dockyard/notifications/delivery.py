@@ -25,6 +25,8 @@ import httpx
 from dockyard import __version__
 from dockyard.config.notifications import EndpointConfig
 from dockyard.index.base import DeliveryState, Index
+from dockyard.metrics import own
+from dockyard.metrics.own import set_webhook_backlog
 
 log = logging.getLogger("dockyard.notifications")
 
@@ -95,6 +97,7 @@ class EndpointSender:
                 if state != saved:  # caught up: say so
                     await self.index.record_delivery(state)
                     saved, saved_at = state, time.monotonic()
+                    set_webhook_backlog(self.endpoint.name, 0)
                 await asyncio.sleep(POLL_INTERVAL)
                 continue
             batch = await self.index.events_after(state.delivered, BATCH)
@@ -107,9 +110,16 @@ class EndpointSender:
                 if time.monotonic() - saved_at >= SAVE_INTERVAL:
                     await self.index.record_delivery(state)
                     saved, saved_at = state, time.monotonic()
+                    await self._report_backlog(state)
             if batch and time.monotonic() - self._pruned_at >= PRUNE_INTERVAL:
                 self._pruned_at = time.monotonic()
                 await self.index.drop_delivered_events(self.all_endpoints)
+
+    async def _report_backlog(self, state: DeliveryState) -> None:
+        """The events still to send, for the metrics (when they are on)."""
+        if own.current is not None:
+            set_webhook_backlog(self.endpoint.name,
+                                await self.index.count_events_after(state.delivered))
 
     def _envelopes(self, batch: list[tuple[int, str]]) -> Iterator[list[tuple[int, str]]]:
         """The batch in envelopes of at most `maxevents` events; an event the endpoint
@@ -157,6 +167,7 @@ class EndpointSender:
             state = dataclasses.replace(state, failures=state.failures + 1, last_error=error,
                                         last_attempt=attempt)
             await self.index.record_delivery(state)
+            await self._report_backlog(state)
             if state.failures == 1 or state.failures % 100 == 0:
                 log.warning("notifications: endpoint %s: %s (%d failures in a row; "
                             "retrying)", self.endpoint.name, error, state.failures)
