@@ -232,7 +232,8 @@ class RegistryApp:
         anyone (load balancers), so the cause, which may name paths, goes to the log.
         A store in read-only maintenance mode is not probed with a write. Bodies have no
         trailing newline, as distribution's health check writes them."""
-        health = await check_storage(self.driver, probe_writes=not self.config.storage.read_only)
+        read_only = await self.registry.read_only.is_on()
+        health = await check_storage(self.driver, probe_writes=not read_only)
         if not health.ok:
             if health.cause != self._health_failure:  # once per cause, not once per probe
                 log.error("health check: storage driver %s: %s (%s)", self.driver.name,
@@ -274,10 +275,13 @@ class RegistryApp:
                 self.registry.index, own.enable())))
         storage = self.config.storage
         purging = storage.upload_purging
-        if purging.enabled and not storage.read_only:
+        # Those that write to the store keep their schedule in read-only maintenance mode
+        # (it may be switched off live) and skip their turns while it is on.
+        read_only = self.registry.read_only
+        if purging.enabled:
             self._tasks.append(asyncio.create_task(purge_uploads_forever(
                 self.driver, self.registry.index.locks, purging.age, purging.interval,
-                purging.dry_run)))
+                purging.dry_run, read_only)))
         if storage.driver != "inmemory":
             self._tasks.append(asyncio.create_task(resync_index_forever(
                 self.driver, self.registry.index, storage.index_resync_interval,
@@ -289,13 +293,14 @@ class RegistryApp:
             self._tasks.extend(start_senders(self.registry.index, endpoints))
         proxy = self.config.proxy
         interval = None if proxy is None else expiry_interval(proxy.upstreams)
-        if proxy is not None and interval is not None and not storage.read_only:
+        if proxy is not None and interval is not None:
             self._tasks.append(asyncio.create_task(expire_forever(
-                self.driver, self.registry.index, proxy.upstreams, interval)))
+                self.driver, self.registry.index, proxy.upstreams, interval, read_only)))
         if storage.gc.enabled and storage.read_only and not storage.gc.dry_run:
-            log.warning("storage.gc is not scheduled: the store is in read-only maintenance "
-                        "mode (storage.maintenance.readonly), where only dry runs may run")
-        elif storage.gc.enabled:
+            log.warning("storage.gc skips its collections while the store is in read-only "
+                        "maintenance mode (storage.maintenance.readonly), where only dry "
+                        "runs may run")
+        if storage.gc.enabled:
             options = GCOptions(dry_run=storage.gc.dry_run,
                                 delete_untagged=storage.gc.delete_untagged,
                                 grace_period=storage.gc.grace_period,

@@ -6,7 +6,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from dockyard.api.handlers import admin, blobs, listing, manifests, uploads
+from dockyard.api.handlers import admin, blobs, listing, manifests, read_only, uploads
 from dockyard.api.handlers.context import Context
 from dockyard.api.http import Response
 
@@ -54,6 +54,8 @@ ROUTES: tuple[Route, ...] = (
 ADMIN_ROUTES: tuple[Route, ...] = (
     _route(r"/admin/gc", "admin_gc", "admin", GET=admin.gc_status, POST=admin.start_gc),
     _route(r"/admin/notifications", "admin_notifications", "admin", GET=admin.notifications),
+    _route(r"/admin/readonly", "admin_readonly", "admin", GET=read_only.read_only_status,
+           POST=read_only.switch_read_only),
 )
 
 

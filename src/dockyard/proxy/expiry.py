@@ -17,6 +17,7 @@ from dockyard.index.base import Index, IndexUnavailable
 from dockyard.proxy.routes import upstream_of
 from dockyard.registry import layout
 from dockyard.registry.errors import BlobUnknown, ManifestUnknown
+from dockyard.registry.read_only import ReadOnlyMode
 from dockyard.registry.reference import Digest
 from dockyard.registry.registry import Registry, RegistrySettings
 from dockyard.storage import PathNotFound, StorageDriver
@@ -84,11 +85,15 @@ def expiry_interval(upstreams: Sequence[UpstreamConfig]) -> float | None:
 
 
 async def expire_forever(driver: StorageDriver, index: Index,
-                         upstreams: Sequence[UpstreamConfig], interval: float) -> None:
-    """Expire cached content every `interval`; one worker at a time (the others skip)."""
+                         upstreams: Sequence[UpstreamConfig], interval: float,
+                         read_only: ReadOnlyMode | None = None) -> None:
+    """Expire cached content every `interval`; one worker at a time (the others skip), and
+    none while the registry is in read-only maintenance mode."""
     while True:
         await asyncio.sleep(interval)
         try:
+            if read_only is not None and await read_only.is_on():
+                continue
             async with index.locks.hold_if_free(EXPIRY_LOCK) as held:
                 if held:
                     await expire_cached_content(driver, index, upstreams)

@@ -38,13 +38,13 @@ class ProxiedRepository(Repository):
         self.manifests = ProxiedManifests(self, cache)
         self.blobs = ProxiedBlobs(self, cache)
 
-    def check_writable(self) -> None:
+    async def check_writable(self) -> None:
         # distribution's answer, 405 UNSUPPORTED, with the reason.
         raise Unsupported(f"{self.name} is a pull-through cache of "
                           f"{self.route.upstream.url}: push to the upstream registry")
 
-    def check_deletable(self) -> None:
-        self.check_writable()
+    async def check_deletable(self) -> None:
+        await self.check_writable()
 
     async def tag_list(self) -> list[str] | None:
         """The upstream's tags of the repository (distribution lists them from there), or

@@ -316,7 +316,7 @@ class Browser:
         """Delete every manifest of a repository (its tags go with them); garbage collection
         then frees its blobs and removes the empty repository. Returns what went."""
         repository = self.registry.repository(name)
-        repository.check_deletable()
+        await repository.check_deletable()
         await repository.require_exists()
         deleted = []
         for digest in await self.registry.index.manifest_digests(name):

@@ -25,6 +25,7 @@ from dockyard.registry.gc import (
     collect_garbage,
     last_full_pass,
 )
+from dockyard.registry.read_only import ReadOnlyMode
 from dockyard.storage import StorageDriver
 
 log = logging.getLogger("dockyard.gc")
@@ -33,6 +34,8 @@ LEASE_KEY = "gc_lease"
 # A run renews its lease while it works; a lease left by a dead process expires.
 LEASE_SECONDS = 120.0
 PROGRESS_EVERY = 0.5
+READ_ONLY_MESSAGE = ("the registry is in read-only maintenance mode: garbage collection may "
+                     "only be a dry run")
 
 
 HISTORY_KEY = "gc_history"
@@ -78,12 +81,14 @@ def _now() -> str:
 
 
 class GCRuns:
-    def __init__(self, driver: StorageDriver, index: Index, read_only: bool = False,
-                 sole_writer: bool = False,
+    def __init__(self, driver: StorageDriver, index: Index,
+                 read_only: ReadOnlyMode | None = None, sole_writer: bool = False,
                  grace_period: float = DEFAULT_GRACE_PERIOD) -> None:
         self.driver = driver
         self.index = index
-        # storage.maintenance.readonly: the store must not change, so only dry runs.
+        # Read-only maintenance mode (the server's): the store must not change, so only dry
+        # runs. None: `dockyard garbage-collect`, distribution's way to collect while the
+        # registry is read-only.
         self.read_only = read_only
         # storage.index.solewriter (see GCOptions)
         self.sole_writer = sole_writer
@@ -100,12 +105,17 @@ class GCRuns:
     async def _begin(self, options: GCOptions, trigger: str) -> tuple[str, dict[str, Any]]:
         """Take the lease and publish the run as running, in one transaction, so that
         whoever is told it started (a 202 in any instance) sees it hold the lease;
-        GCAlreadyRunning if another run holds it."""
-        self.check_allowed(options)
+        GCAlreadyRunning if another run holds it, ReadOnly in read-only mode unless a dry
+        run."""
         token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
         status: dict[str, Any] = {"state": "running", "trigger": trigger, "started": _now(),
                                   "options": asdict(options), "progress": None}
         async with self.index.writing() as db:
+            # Checked under the transaction: a switch to read-only commits either
+            # before it (no run starts) or after it (and the run shows as started).
+            if self.read_only is not None and not options.dry_run \
+                    and await self.read_only.is_on_in(db):
+                raise ReadOnly(READ_ONLY_MESSAGE)
             lease = await db.get_meta(LEASE_KEY)
             if lease is not None and _lease_alive(lease):
                 raise GCAlreadyRunning()
@@ -136,12 +146,6 @@ class GCRuns:
         async with self.index.writing() as db:
             await db.set_meta(STATUS_KEY, json.dumps(status))
             await self._write_lease(db, token)
-
-    def check_allowed(self, options: GCOptions) -> None:
-        """ReadOnly if the run would delete from a store in read-only maintenance mode."""
-        if self.read_only and not options.dry_run:
-            raise ReadOnly("the registry is in read-only maintenance mode: garbage "
-                           "collection may only be a dry run")
 
     async def run(self, options: GCOptions, trigger: str,
                   progress: Progress | None = None) -> dict[str, Any]:
@@ -207,5 +211,11 @@ class GCRuns:
             if options.sole_writer and full_pass_interval is not None:
                 last = await last_full_pass(self.index)
                 full = last is None or time.time() - last >= full_pass_interval
-            with contextlib.suppress(GCAlreadyRunning):
+            try:
                 await self.run(replace(options, full=full), "schedule")
+            except GCAlreadyRunning:
+                pass
+            except ReadOnly:
+                # The schedule keeps going: collections resume once writes are back on.
+                log.info("scheduled garbage collection skipped: the registry is in "
+                         "read-only maintenance mode")

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from dockyard.index.base import Index, IndexUnavailable, Locks
 from dockyard.registry import catalog, layout
+from dockyard.registry.read_only import ReadOnlyMode
 from dockyard.registry.reindex import synchronize
 from dockyard.registry.uploads import read_started_at, upload_lock_key
 from dockyard.storage import FileInfo, PathNotFound, StorageDriver
@@ -69,12 +70,16 @@ async def last_activity(driver: StorageDriver, name: str, upload_id: str) -> dat
 
 
 async def purge_uploads_forever(driver: StorageDriver, locks: Locks, age: float,
-                                interval: float, dry_run: bool) -> None:
+                                interval: float, dry_run: bool,
+                                read_only: ReadOnlyMode | None = None) -> None:
+    """Purge abandoned uploads every `interval`, skipping rounds while the registry is in
+    read-only maintenance mode (but for dry runs, which delete nothing)."""
     # Like distribution, wait a little after start so a restart loop does not hammer storage.
     await asyncio.sleep(min(60.0, interval))
     while True:
         try:
-            purged = await purge_uploads(driver, locks, age, dry_run)
+            paused = not dry_run and read_only is not None and await read_only.is_on()
+            purged = [] if paused else await purge_uploads(driver, locks, age, dry_run)
             if purged:
                 log.info("purged %d abandoned uploads%s", len(purged),
                          " (dry run)" if dry_run else "")

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from dockyard.index.base import Index
 from dockyard.registry import catalog
 from dockyard.registry.blobs import BlobStore, RepositoryBlobs
-from dockyard.registry.errors import NameUnknown, ReadOnly, Unsupported
+from dockyard.registry.errors import NameUnknown, Unsupported
 from dockyard.registry.events import NO_EVENTS, EventLog
 from dockyard.registry.gc_model import DEFAULT_GRACE_PERIOD
 from dockyard.registry.gc_runs import GCRuns
 from dockyard.registry.limits import DEFAULT_MAX_MANIFEST_SIZE
 from dockyard.registry.manifests import ManifestCache, RepositoryManifests
+from dockyard.registry.read_only import ReadOnlyMode
 from dockyard.registry.reference import validate_name
 from dockyard.registry.reindex import reindex_repository
 from dockyard.registry.tags import RepositoryTags
@@ -50,12 +51,12 @@ class Repository:
         )
         self.uploads: RepositoryUploads = registry.uploads.for_repository(name)
 
-    def check_writable(self) -> None:
+    async def check_writable(self) -> None:
         """Refuse a push (or any write) to this repository when it takes none."""
-        self.registry.check_writable()
+        await self.registry.check_writable()
 
-    def check_deletable(self) -> None:
-        self.registry.check_deletable()
+    async def check_deletable(self) -> None:
+        await self.registry.check_deletable()
 
     async def tag_list(self) -> list[str] | None:
         """The repository's tags where they come from elsewhere (a cache's upstream);
@@ -97,7 +98,9 @@ class Registry:
         self.blobs = BlobStore(driver, self.settings.redirect_blob_reads)
         self.uploads = UploadStore(self.blobs, index,
                                    self.settings.max_uploads_per_repository, events)
-        self.gc = GCRuns(driver, index, self.settings.read_only, self.settings.sole_writer,
+        # storage.maintenance.readonly, and what an operator switched since.
+        self.read_only = ReadOnlyMode(index, self.settings.read_only)
+        self.gc = GCRuns(driver, index, self.read_only, self.settings.sole_writer,
                          self.settings.gc_grace_period)
         self.manifest_cache = ManifestCache()
         self._index_complete = False  # once true, it stays so
@@ -116,14 +119,13 @@ class Registry:
         """Release what the registry holds beyond its index (which its owner closes)."""
         await self.events.aclose()  # pull events not yet written
 
-    def check_writable(self) -> None:
-        if self.settings.read_only:
-            raise ReadOnly()
+    async def check_writable(self) -> None:
+        await self.read_only.check_writable()
 
-    def check_deletable(self) -> None:
+    async def check_deletable(self) -> None:
         if not self.settings.delete_enabled:
             raise Unsupported("deletes are disabled (set storage.delete.enabled: true)")
-        self.check_writable()
+        await self.check_writable()
 
     async def metadata_version(self) -> Hashable:
         """A value that changes whenever repositories, tags or manifests may have changed

@@ -66,7 +66,7 @@ def _check_delete(page: Page, name: str) -> None:
 async def delete_tag(page: Page, name: str, tag: str) -> Response:
     _check_delete(page, name)
     repository = page.registry.repository(name)
-    repository.check_deletable()
+    await repository.check_deletable()
     await repository.manifests.delete(tag)
     log.info("ui: %s deleted tag %s:%s", page.viewer.user or "anonymous", name, tag)
     return redirect(page.repository_url(name))
@@ -75,7 +75,7 @@ async def delete_tag(page: Page, name: str, tag: str) -> Response:
 async def delete_manifest(page: Page, name: str, digest: str) -> Response:
     _check_delete(page, name)
     repository = page.registry.repository(name)
-    repository.check_deletable()
+    await repository.check_deletable()
     await repository.manifests.delete(str(Digest.parse(digest)))
     log.info("ui: %s deleted manifest %s@%s", page.viewer.user or "anonymous", name, digest)
     return redirect(page.repository_url(name))
@@ -96,7 +96,6 @@ async def start_gc(page: Page) -> Response:
     options = GCOptions(dry_run=dry_run, delete_untagged=page.form.get("untagged") == "true",
                         grace_period=page.registry.gc.grace_period,
                         sole_writer=page.registry.gc.sole_writer)
-    page.registry.gc.check_allowed(options)
     try:
         await page.registry.gc.start(options, "ui")
     except GCAlreadyRunning:

@@ -164,8 +164,8 @@ class WebUI:
             return redirect(self.base + "/")
         session, fresh = await self._session(request)
         request.user = session.user  # for the access log
-        page = Page(self, request, self.registry, self.browser, self.viewer(session.user), session,
-                    self.base)
+        page = Page(self, request, self.registry, self.browser,
+                    await self.viewer(session.user), session, self.base)
         if fresh:
             page.cookies.append(cookie_header(await self.signer.encode(session),
                                               self.base + "/", self.secure(request),
@@ -214,15 +214,16 @@ class WebUI:
     async def start_session(self, page: Page, user: str | None) -> None:
         """A new session (and CSRF token) at every login and logout."""
         page.session = new_session(user)
-        page.viewer = self.viewer(user)
+        page.viewer = await self.viewer(user)
         page.cookies[:] = [cookie_header(await self.signer.encode(page.session),
                                          self.base + "/", self.secure(page.request),
                                          int(LIFETIME))]
 
-    def viewer(self, user: str | None) -> Viewer:
-        settings = self.registry.settings
+    async def viewer(self, user: str | None) -> Viewer:
+        # Read-only maintenance mode may be switched live: asked on every page.
+        read_only = await self.registry.read_only.is_on()
         return Viewer(user, self.mode, self.policy,
-                      settings.delete_enabled and not settings.read_only)
+                      self.registry.settings.delete_enabled and not read_only, read_only)
 
     def secure(self, request: Request) -> bool:
         return self.config.http.tls is not None or \

@@ -28,6 +28,7 @@ class Viewer:
     mode: AuthMode
     policy: AccessPolicy | None = None
     deletes_enabled: bool = True  # storage.delete.enabled, and the store is writable
+    read_only: bool = False  # read-only maintenance mode: only dry-run collections
 
     @property
     def can_log_in(self) -> bool:

@@ -35,11 +35,11 @@ async def start_gc(ctx: Context) -> Response:
     options = GCOptions(dry_run=_flag(ctx, "dryrun"), delete_untagged=_flag(ctx, "deleteuntagged"),
                         grace_period=grace, sole_writer=ctx.registry.gc.sole_writer,
                         full=_flag(ctx, "full"))
-    ctx.registry.gc.check_allowed(options)  # 405 in read-only mode, unless a dry run
     location = {"Location": ctx.urls.path("/admin/gc")}
     try:
         # Answered only once the run holds the store's lease: two instances asked at
-        # the same moment cannot both say it started.
+        # the same moment cannot both say it started. In read-only mode, ReadOnly (405)
+        # unless a dry run.
         await ctx.registry.gc.start(options, "http")
     except GCAlreadyRunning:
         return JSONResponse(409, await ctx.registry.gc.status(), location)

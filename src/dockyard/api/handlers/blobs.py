@@ -70,7 +70,7 @@ async def _nothing(_offset: int, _length: int | None) -> AsyncIterator[bytes]:
 
 async def delete_blob(ctx: Context, name: str, digest: str) -> Response:
     repository = ctx.registry.repository(name)
-    repository.check_deletable()
+    await repository.check_deletable()
     parsed = Digest.parse(digest)
     await repository.blobs.unlink(parsed)
     return Response(202, headers={"Docker-Content-Digest": str(parsed)})

@@ -62,7 +62,7 @@ async def get_manifest(ctx: Context, name: str, reference: str) -> Response:
 
 async def put_manifest(ctx: Context, name: str, reference: str) -> Response:
     repository = ctx.registry.repository(name)
-    repository.check_writable()
+    await repository.check_writable()
     _check_reference(reference)
     request = ctx.request
     data = await request.read(repository.manifests.max_size)
@@ -78,7 +78,7 @@ async def put_manifest(ctx: Context, name: str, reference: str) -> Response:
 
 async def delete_manifest(ctx: Context, name: str, reference: str) -> Response:
     repository = ctx.registry.repository(name)
-    repository.check_deletable()
+    await repository.check_deletable()
     _check_reference(reference)
     await repository.manifests.delete(reference)
     return Response(202)

@@ -42,7 +42,7 @@ def _required_digest(ctx: Context) -> Digest:
 
 async def start_upload(ctx: Context, name: str) -> Response:
     repository = ctx.registry.repository(name)
-    repository.check_writable()
+    await repository.check_writable()
     request = ctx.request
     mount = request.query_value("mount")
     if mount:
@@ -106,7 +106,7 @@ async def upload_status(ctx: Context, name: str, upload_id: str) -> Response:
 
 async def append_chunk(ctx: Context, name: str, upload_id: str) -> Response:
     repository = ctx.registry.repository(name)
-    repository.check_writable()
+    await repository.check_writable()
     chunk = content_range(ctx.request)
     with UPLOAD_IN_PROGRESS:
         status = await repository.uploads.append(
@@ -118,7 +118,7 @@ async def append_chunk(ctx: Context, name: str, upload_id: str) -> Response:
 
 async def finish_upload(ctx: Context, name: str, upload_id: str) -> Response:
     repository = ctx.registry.repository(name)
-    repository.check_writable()
+    await repository.check_writable()
     digest = _required_digest(ctx)
     request = ctx.request
     body = None
@@ -138,6 +138,6 @@ async def finish_upload(ctx: Context, name: str, upload_id: str) -> Response:
 
 async def cancel_upload(ctx: Context, name: str, upload_id: str) -> Response:
     repository = ctx.registry.repository(name)
-    repository.check_writable()
+    await repository.check_writable()
     await repository.uploads.cancel(upload_id)
     return Response(204)
