@@ -169,3 +169,50 @@ def test_admin_rules_are_checked_at_load(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as raised:
             load_auth(tmp_path, issuer(rule))
         assert key in str(raised.value), (rule, str(raised.value))
+
+
+# -- the read-only switch ----------------------------------------------------------------
+
+
+def read_only_requests(url: str, headers: dict[str, str] | None = None,
+                       auth: tuple[str, str] | None = None) -> list[httpx.Response]:
+    """GET (state) and POST (switch on) of /admin/readonly."""
+    return [httpx.get(url + "/admin/readonly", headers=headers, auth=auth, timeout=60),
+            httpx.post(url + "/admin/readonly", params={"enabled": "true"}, headers=headers,
+                       auth=auth, timeout=60)]
+
+
+def test_htpasswd_read_only_switch_needs_a_valid_user(secured: RunningRegistry) -> None:
+    for auth in (None, ("alice", "wrong"), ("mallory", "wonderland")):
+        for response in read_only_requests(secured.url, auth=auth):
+            assert response.status_code == 401, (auth, response.request.method)
+            assert error_codes(response) == ["UNAUTHORIZED"]
+    state, switched = read_only_requests(secured.url, auth=("alice", "wonderland"))
+    assert state.status_code == 200 and state.json()["enabled"] is False
+    assert switched.status_code == 200, switched.text
+    assert switched.json()["switched"]["by"] == "alice"
+    pushed = httpx.post(secured.url + "/v2/some/repo/blobs/uploads/", auth=("alice", "wonderland"))
+    assert pushed.status_code == 405 and error_codes(pushed) == ["UNSUPPORTED"]
+
+
+def test_token_read_only_switch_needs_the_admin_scope(setup: TokenSetup) -> None:
+    url = setup.registry.url
+    bob = setup.token(ADMIN_SCOPE, auth=("bob", "builder"))  # no admin rights
+    pusher = setup.token("repository:some/repo:pull,push", auth=("alice", "wonderland"))
+    for token in (bob, pusher):
+        for response in read_only_requests(url, headers=bearer(token)):
+            assert response.status_code == 401, response.request.method
+            assert response.headers["WWW-Authenticate"] == admin_challenge(
+                setup, "insufficient_scope")
+    assert httpx.post(url + "/v2/some/repo/blobs/uploads/",
+                      headers=bearer(pusher)).status_code == 202
+    alice = setup.token(ADMIN_SCOPE, auth=("alice", "wonderland"))
+    state, switched = read_only_requests(url, headers=bearer(alice))
+    assert state.status_code == 200 and state.json()["source"] == "config"
+    assert switched.status_code == 200 and switched.json()["switched"]["by"] == "alice"
+    refused = httpx.post(url + "/v2/some/repo/blobs/uploads/", headers=bearer(pusher))
+    assert refused.status_code == 405 and error_codes(refused) == ["UNSUPPORTED"]
+    off = httpx.post(url + "/admin/readonly", json={"enabled": False}, headers=bearer(alice))
+    assert off.status_code == 200 and off.json()["enabled"] is False
+    assert httpx.post(url + "/v2/some/repo/blobs/uploads/",
+                      headers=bearer(pusher)).status_code == 202
