@@ -22,6 +22,7 @@ from dockyard.api.app import CONFIG_ENV, SUPERVISOR_ENV
 from dockyard.config import Config
 from dockyard.config.model import TLSConfig
 from dockyard.index.sqlite import index_path
+from dockyard.registry.read_only import ReadOnlyMode, ReadOnlyState
 
 SERVER_LOG_LEVELS = {"debug": "debug", "info": "info", "warn": "warning",
                      "warning": "warning", "error": "error", "fatal": "critical",
@@ -79,23 +80,29 @@ def prepare_login_throttle(config: Config) -> None:
         throttle.close()
 
 
-def prepare_index(config: Config) -> None:
+def prepare_index(config: Config) -> ReadOnlyState | None:
     """Check, before serving, that the metadata index can be used: its schema is one this
     dockyard knows, and it can be written. Whatever the store's size, this takes no time:
     comparing the index with the store (building it, the first time) is done in the
-    background, once the server serves (registry.maintenance.resync_index_forever)."""
+    background, once the server serves (registry.maintenance.resync_index_forever).
+    Returns read-only maintenance mode as the index has it (None: the in-memory store)."""
     if config.storage.driver == "inmemory":
-        return
+        return None
     from dockyard.index import SchemaMismatch
     from dockyard.stores import make_index
 
     try:
         index = make_index(config)
+        mode = ReadOnlyMode(index, config.storage.read_only)
         try:
             if config.database.enabled:
-                check_database(index)
-            else:
-                asyncio.run(index.set_meta("opened_at", str(time.time())))
+                return check_database(index, mode)
+
+            async def open_index() -> ReadOnlyState:
+                await index.set_meta("opened_at", str(time.time()))
+                return await mode.state()
+
+            return asyncio.run(open_index())
         finally:
             index.close()
     except SchemaMismatch as error:
@@ -108,9 +115,10 @@ def prepare_index(config: Config) -> None:
             f"that user {os.path.dirname(path)}") from None
 
 
-def check_database(index: object) -> None:
+def check_database(index: object, mode: ReadOnlyMode) -> ReadOnlyState:
     """Exit with a message unless the index's PostgreSQL server answers and holds the schema
-    this dockyard knows (SchemaMismatch: the caller says so)."""
+    this dockyard knows (SchemaMismatch: the caller says so); read-only maintenance mode as
+    the database has it."""
     import psycopg
 
     from dockyard.index import IndexUnavailable
@@ -118,14 +126,15 @@ def check_database(index: object) -> None:
 
     assert isinstance(index, PostgresIndex)
 
-    async def check() -> None:
+    async def check() -> ReadOnlyState:
         try:
             await index.check_schema()
+            return await mode.state()
         finally:
             await index.aclose()
 
     try:
-        asyncio.run(check())
+        return asyncio.run(check())
     except (psycopg.Error, OSError) as error:
         raise SystemExit(f"dockyard: cannot use the index database {index.where}: "
                          f"{str(error).strip()}") from None
@@ -133,7 +142,23 @@ def check_database(index: object) -> None:
         raise SystemExit(f"dockyard: {error}") from None
 
 
-def announce(config: Config, workers: int, address: str, as_json: bool) -> None:
+def read_only_note(config: Config, state: ReadOnlyState | None) -> str:
+    """How the banner says read-only maintenance mode is on ("" when off)."""
+    if state is None:
+        return "read-only maintenance mode" if config.storage.read_only else ""
+    if not state.enabled:
+        return ""
+    switched = state.switch
+    if state.source == "live" and switched is not None:
+        by = switched.by or "an anonymous client"
+        return (f"read-only maintenance mode, switched live by {by} at {switched.at}: "
+                "POST /admin/readonly?enabled=false or `dockyard readonly --off` takes "
+                "writes again")
+    return "read-only maintenance mode"
+
+
+def announce(config: Config, workers: int, address: str, as_json: bool,
+             read_only: ReadOnlyState | None = None) -> None:
     """The start banner: what is served, from where, with which settings."""
     http = config.http
     scheme = "https" if http.tls else "http"
@@ -151,10 +176,11 @@ def announce(config: Config, workers: int, address: str, as_json: bool) -> None:
     from dockyard.storage.ownership import user_name
 
     user = f"{user_name(os.geteuid())} (uid {os.geteuid()})"
+    note = read_only_note(config, read_only)
     if as_json:
         fields: dict[str, object] = {
             "storage": where, "config": config.source, "deletes": deletes, "user": user,
-            "readonly": config.storage.read_only, "workers": workers}
+            "readonly": bool(note), "workers": workers}
         if config.ignored_keys:
             fields["ignored"] = ", ".join(config.ignored_keys)
         log.info(serving, extra={"fields": fields})
@@ -164,7 +190,7 @@ def announce(config: Config, workers: int, address: str, as_json: bool) -> None:
           f"  config:  {config.source}\n"
           f"  user:    {user}\n"
           f"  deletes: {deletes}"
-          f"{'  (read-only maintenance mode)' if config.storage.read_only else ''}"
+          f"{f'  ({note})' if note else ''}"
           + (f"\n  ignored: {', '.join(config.ignored_keys)} (accepted for compatibility "
              "with distribution, not implemented)" if config.ignored_keys else ""),
           file=sys.stderr, flush=True)
@@ -256,7 +282,7 @@ def _serve_with(config: Config, config_path: str | None, as_json: bool) -> None:
     from dockyard.server.protocol import RegistryHttpProtocol
 
     prepare_storage(config)
-    prepare_index(config)
+    read_only = prepare_index(config)
     prepare_login_throttle(config)
     os.environ[CONFIG_ENV] = os.path.abspath(config_path) if config_path else ""
     os.environ[SUPERVISOR_ENV] = str(os.getpid())
@@ -289,7 +315,7 @@ def _serve_with(config: Config, config_path: str | None, as_json: bool) -> None:
     # Bound before the banner, so "serving" is never printed for a port that is not.
     listener = listen(http.host, http.port)
     announce(config, workers, f"{url_host(str(listener.getsockname()[0]))}:{http.port}",
-             as_json)
+             as_json, read_only)
     if http.debug is not None:
         from dockyard.metrics import serve_debug
 
