@@ -18,6 +18,7 @@ COMMANDS = {
     "garbage-collect": "dockyard.cli.gc:garbage_collect",
     "gc": "dockyard.cli.gc:garbage_collect",
     "fsck": "dockyard.cli.fsck:fsck",
+    "readonly": "dockyard.cli.read_only:read_only",
     "health": "dockyard.cli.health:health",
     "ls": "dockyard.cli.remote:ls",
     "tags": "dockyard.cli.remote:tags",

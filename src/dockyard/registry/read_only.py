@@ -115,6 +115,4 @@ class ReadOnlyMode:
         async with self.index.writing() as db:
             await db.set_meta(READ_ONLY_KEY, json.dumps(fields))
         self._last_known = enabled
-        log.warning("read-only maintenance mode switched %s%s", "on" if enabled else "off",
-                    f" by {by}" if by else "")
         return ReadOnlyState(enabled, self.configured, record)

@@ -5,11 +5,13 @@ switches it for every worker and every instance sharing the index."""
 from __future__ import annotations
 
 import json
+import logging
 
 from dockyard.api.errors import HTTPError
 from dockyard.api.handlers.context import Context
 from dockyard.api.http import JSONResponse, Response
 
+log = logging.getLogger("dockyard.maintenance")
 BODY_LIMIT = 4096
 TRUE = ("true", "1", "yes", "on")
 FALSE = ("false", "0", "no", "off")
@@ -23,6 +25,8 @@ async def switch_read_only(ctx: Context) -> Response:
     enabled = await _requested(ctx)
     user = ctx.identity.user if ctx.identity is not None else None
     state = await ctx.registry.read_only.switch(enabled, user)
+    log.warning("read-only maintenance mode switched %s by %s", "on" if enabled else "off",
+                user or f"an anonymous client at {ctx.request.client}")
     return JSONResponse(200, state.as_dict())
 
 
