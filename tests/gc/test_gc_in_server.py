@@ -135,3 +135,41 @@ def test_read_only_mode_allows_only_dry_runs(tmp_path: Path) -> None:
         collected = subprocess.run(command, capture_output=True, text=True, timeout=300)
         assert collected.returncode == 0, collected.stderr
         assert client.head(config_blob).status_code == 404
+
+
+def plant_garbage(root: Path, count: int) -> None:
+    """`count` blobs no manifest needs, written straight into the store (as a registry that
+    lost its manifests would leave them)."""
+    blobs = root / "docker/registry/v2/blobs/sha256"
+    for n in range(count):
+        data = f"garbage {n}".encode()
+        digest = digest_of(data).removeprefix("sha256:")
+        directory = blobs / digest[:2] / digest
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "data").write_bytes(data)
+
+
+def stored_blob_count(root: Path) -> int:
+    return sum(1 for _ in (root / "docker/registry/v2/blobs/sha256").glob("*/*/data"))
+
+
+def test_switching_read_only_on_stops_a_running_collection(tmp_path: Path) -> None:
+    """Switched on while a collection sweeps, the collection stops between two batches of
+    deletes and says why; what it had not reached stays. Switched off, the next one runs."""
+    root = tmp_path / "store"
+    with run_registry(tmp_path, root=root, config={"http": {"admin": {"enabled": True}}}
+                      ) as running, running.client() as client:
+        push_image(client, "kept/repo", "v1", image := make_image())
+        plant_garbage(root, 20000)
+        assert client.post("/admin/gc", params={"graceperiod": "0"}).status_code == 202
+        assert client.post("/admin/readonly", params={"enabled": "true"}).status_code == 200
+        status = wait_finished(client)
+        assert status["state"] == "failed", status
+        assert "read-only maintenance mode was switched on" in status["error"]
+        assert stored_blob_count(root) > 1000
+        assert client.get("/v2/kept/repo/manifests/v1").content == image.manifest
+
+        assert client.post("/admin/readonly", params={"enabled": "false"}).status_code == 200
+        assert client.post("/admin/gc", params={"graceperiod": "0"}).status_code == 202
+        assert wait_finished(client, timeout=300)["state"] == "finished"
+        assert stored_blob_count(root) == len([image.manifest, image.config, *image.layers])

@@ -36,6 +36,9 @@ LEASE_SECONDS = 120.0
 PROGRESS_EVERY = 0.5
 READ_ONLY_MESSAGE = ("the registry is in read-only maintenance mode: garbage collection may "
                      "only be a dry run")
+# A run that read-only mode finds under way stops between two batches of deletes; what
+# comes after the sweep (empty repositories, abandoned uploads) waits for the next run.
+STOPPED_MESSAGE = "stopped: read-only maintenance mode was switched on"
 
 
 HISTORY_KEY = "gc_history"
@@ -142,10 +145,14 @@ class GCRuns:
         runs: list[dict[str, Any]] = json.loads(await self.index.get_meta(HISTORY_KEY) or "[]")
         return runs
 
-    async def _save(self, status: dict[str, Any], token: str) -> None:
+    async def _save(self, status: dict[str, Any], token: str, options: GCOptions) -> bool:
+        """Publish progress and renew the lease; whether the run must stop (read-only
+        maintenance mode was switched on since it started)."""
         async with self.index.writing() as db:
             await db.set_meta(STATUS_KEY, json.dumps(status))
             await self._write_lease(db, token)
+            return self.read_only is not None and not options.dry_run \
+                and await self.read_only.is_on_in(db)
 
     async def run(self, options: GCOptions, trigger: str,
                   progress: Progress | None = None) -> dict[str, Any]:
@@ -158,17 +165,22 @@ class GCRuns:
                     status: dict[str, Any], progress: Progress | None) -> dict[str, Any]:
         """Collect under the lease `_begin` took, then report and release it."""
         self._progress = None
+        stopping = False
 
         def on_progress(phase: str, done: int, total: int) -> None:
             self._progress = {"phase": phase, "done": done, "total": total}
             if progress is not None:
                 progress(phase, done, total)
+            # Between two batches of deletes, each committed: a clean place to stop.
+            if stopping:
+                raise ReadOnly(STOPPED_MESSAGE)
 
         async def publish() -> None:
+            nonlocal stopping
             while True:
                 await asyncio.sleep(PROGRESS_EVERY)
                 status["progress"] = self._progress
-                await self._save(status, token)
+                stopping = await self._save(status, token, options) or stopping
 
         try:
             publisher = asyncio.create_task(publish())
@@ -183,6 +195,10 @@ class GCRuns:
             log.info("garbage collection (%s) deleted %d blobs, %d manifests, %d bytes",
                      trigger, len(report.blobs_deleted), len(report.manifests_deleted),
                      report.bytes_freed)
+        except ReadOnly as error:
+            status.update(state="failed", finished=_now(), progress=self._progress,
+                          error=str(error))
+            log.warning("garbage collection (%s) %s", trigger, error)
         except Exception as error:
             status.update(state="failed", finished=_now(), error=str(error))
             log.exception("garbage collection (%s) failed", trigger)
