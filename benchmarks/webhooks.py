@@ -319,6 +319,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10, help="seconds of each wrk run")
     parser.add_argument("--images", type=int, default=150, help="images each push thread pushes")
+    parser.add_argument("--only", default="", help="comma-separated setups to run, e.g. "
+                        "dockyard-on,dockyard-off (default: all four)")
     parser.add_argument("--out", type=Path, help="also write the markdown report here")
     parser.add_argument("--dockyard-cmd", default=f"{sys.executable} -m dockyard serve {{config}}")
     options = parser.parse_args(argv)
@@ -326,6 +328,8 @@ def main(argv: list[str]) -> int:
     SCRATCH.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=SCRATCH) as scratch:
         setups = make_setups(Path(scratch), shlex.split(options.dockyard_cmd))
+        if options.only:
+            setups = [setup for setup in setups if setup.label in options.only.split(",")]
         results: dict[str, list[dict[str, float]]] = {}
         for number in range(options.rounds):
             for setup in setups:

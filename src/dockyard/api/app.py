@@ -288,9 +288,10 @@ class RegistryApp:
                 storage.sole_writer)))
         endpoints = self.config.notifications.endpoints
         if endpoints:
-            from dockyard.notifications.delivery import start_senders
+            from dockyard.notifications.delivery import senders_apart, start_senders
 
-            self._tasks.extend(start_senders(self.registry.index, endpoints))
+            if not senders_apart(self.config):  # else the serving process sends
+                self._tasks.extend(start_senders(self.registry.index, endpoints))
         proxy = self.config.proxy
         interval = None if proxy is None else expiry_interval(proxy.upstreams)
         if proxy is not None and interval is not None:

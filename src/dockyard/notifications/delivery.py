@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import threading
 import time
 from collections.abc import Hashable, Iterator
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import httpx
 
 from dockyard import __version__
+from dockyard.config import Config
 from dockyard.config.notifications import EndpointConfig
 from dockyard.index.base import DeliveryState, Index
 from dockyard.metrics import own
@@ -182,3 +184,32 @@ def start_senders(index: Index, endpoints: tuple[EndpointConfig, ...]
     return [asyncio.create_task(EndpointSender(index, endpoint, names).run_forever(),
                                 name=f"notifications-{endpoint.name}")
             for endpoint in endpoints]
+
+
+def senders_apart(config: Config) -> bool:
+    """Whether the server sends from a thread of its own process rather than from its
+    workers: where the index is shared (not the in-memory store's, which lives in its one
+    worker), so a sender is never starved by a worker busy with requests."""
+    return bool(config.notifications.endpoints) and config.storage.driver != "inmemory"
+
+
+def send_apart(config: Config) -> threading.Thread:
+    """Run the senders in a thread of this (the supervising) process, with an event loop
+    and index connections of its own, until the process ends."""
+    def run() -> None:
+        async def senders() -> None:
+            from dockyard.stores import make_index
+
+            if config.http.debug is not None and config.http.debug.metrics_path is not None:
+                own.enable()
+            index = make_index(config)
+            try:
+                await asyncio.gather(*start_senders(index, config.notifications.endpoints))
+            finally:
+                await index.aclose()
+
+        asyncio.run(senders())
+
+    thread = threading.Thread(target=run, name="notifications", daemon=True)
+    thread.start()
+    return thread

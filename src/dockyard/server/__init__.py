@@ -320,6 +320,10 @@ def _serve_with(config: Config, config_path: str | None, as_json: bool) -> None:
         from dockyard.metrics import serve_debug
 
         serve_debug(http.debug)
+    from dockyard.notifications.delivery import send_apart, senders_apart
+
+    if senders_apart(config):
+        send_apart(config)
     # Ready from here: the index is usable and connections queue on the bound socket until
     # a worker takes them.
     from dockyard.server.systemd import notify
