@@ -48,8 +48,9 @@ SAVE_INTERVAL = 0.1
 
 
 def envelope(bodies: list[str]) -> bytes:
-    """distribution's event envelope, laid out as it writes it."""
-    return json.dumps({"events": [json.loads(body) for body in bodies]}, indent=3).encode()
+    """distribution's event envelope around events kept as JSON texts (joined as they are,
+    not parsed again: the sender's main cost when a backlog drains)."""
+    return ('{"events":[' + ",".join(bodies) + "]}").encode()
 
 
 def _error_text(error: BaseException) -> str:
@@ -127,10 +128,11 @@ class EndpointSender:
         """The batch in envelopes of at most `maxevents` events; an event the endpoint
         ignores goes alone, to be skipped."""
         group: list[tuple[int, str]] = []
+        filters = bool(self.endpoint.ignored_actions or self.endpoint.ignored_media_types)
         for event_id, body in batch:
-            event: dict[str, Any] = json.loads(body)
-            if not self.endpoint.wants(event.get("action", ""),
-                                       event.get("target", {}).get("mediaType")):
+            event: dict[str, Any] = json.loads(body) if filters else {}
+            if filters and not self.endpoint.wants(event.get("action", ""),
+                                                   event.get("target", {}).get("mediaType")):
                 if group:
                     yield group
                     group = []
