@@ -307,9 +307,16 @@ class RegistryApp:
                                 grace_period=storage.gc.grace_period,
                                 upload_purge_age=purging.age if purging.enabled else None,
                                 sole_writer=storage.sole_writer)
+            retention = self.config.retention
+            before = None
+            if retention.rules:
+                from dockyard.registry.retention import prune_by_policy
+
+                def before() -> Awaitable[object]:
+                    return prune_by_policy(self.registry, retention)
             # Every worker keeps a schedule; the lease lets one of them run at a time.
             self._tasks.append(asyncio.create_task(self.registry.gc.run_every(
-                storage.gc.interval, options, storage.gc.full_pass_interval)))
+                storage.gc.interval, options, storage.gc.full_pass_interval, before)))
 
 
 def make_authentication(config: Config) -> tuple[Authenticator | None, TokenIssuer | None]:

@@ -26,6 +26,7 @@ COMMANDS = {
     "rm": "dockyard.cli.remove:rm",
     "du": "dockyard.cli.remote:du",
     "notifications": "dockyard.cli.notifications:notifications",
+    "prune": "dockyard.cli.prune:prune",
 }
 
 

@@ -160,6 +160,8 @@ SCHEMA = used(
                # dockyard only (each upstream's keys are checked where they are read):
                upstreams=LEAF, tagfreshness=LEAF, timeout=LEAF),
     ui=used(enabled=LEAF, path=LEAF),  # dockyard only: the web UI
+    # dockyard only: tags removed by policy (rules are checked where they are read).
+    retention=used(protect=LEAF, rules=LEAF),
     compatibility=ignored(schema1=ignored(signingkeyfile=IGNORED, enabled=IGNORED)),
     validation=used(
         enabled=IGNORED,

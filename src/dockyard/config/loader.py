@@ -41,6 +41,7 @@ from dockyard.config.notifications import (
     notifications_config,
 )
 from dockyard.config.proxy import ProxyConfigError, proxy_config
+from dockyard.config.retention import RetentionConfig, RetentionConfigError, retention_config
 from dockyard.config.s3 import S3ConfigError, s3_settings
 
 ENV_PREFIX = "REGISTRY_"
@@ -283,6 +284,7 @@ def _build(raw: dict[str, Any], source: str) -> Config:
         login_throttle=_login_throttle(_section(raw, "auth", "")),
         proxy=_proxy(raw),
         notifications=_notifications(raw),
+        retention=_retention(raw),
         storage=_storage(raw),
         http=_http(raw),
         log=_log(raw),
@@ -309,6 +311,13 @@ def _notifications(raw: dict[str, Any]) -> NotificationsConfig:
     try:
         return notifications_config(_section(raw, "notifications", ""), parse_duration, _bool)
     except NotificationsConfigError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _retention(raw: dict[str, Any]) -> RetentionConfig:
+    try:
+        return retention_config(_section(raw, "retention", ""), parse_duration)
+    except RetentionConfigError as error:
         raise ConfigError(str(error)) from None
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from dockyard.auth.policy import AccessRule
 from dockyard.config.notifications import NotificationsConfig
+from dockyard.config.retention import RetentionConfig
 from dockyard.registry.limits import DEFAULT_MAX_MANIFEST_SIZE
 
 if TYPE_CHECKING:
@@ -316,6 +317,7 @@ class Config:
     login_throttle: LoginThrottleConfig = field(default_factory=LoginThrottleConfig)
     proxy: ProxyConfig | None = None
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     source: str = "defaults"  # where the settings came from, for the start-up message
     unknown_keys: tuple[str, ...] = ()  # a warning per key nobody knows (typos)
     ignored_keys: tuple[str, ...] = ()  # distribution's keys set here that have no effect

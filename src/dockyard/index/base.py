@@ -265,6 +265,10 @@ class Index(Protocol):
     async def tags(self, repository: str, last: str | None = None, limit: int | None = None
                    ) -> list[str]: ...
 
+    async def tag_push_times(self, repository: str) -> list[tuple[str, str, float | None]]:
+        """(tag, digest, when it was pushed through dockyard, or None) of every tag."""
+        ...
+
     def referrers(self, repository: str, subject: str, artifact_type: str | None,
                   after: str | None = None) -> AsyncGenerator[ReferrerRow, None]:
         """Manifests whose subject is `subject`, in digest order after `after`, read as the

@@ -146,6 +146,11 @@ CREATE TABLE event_deliveries (
     last_success DOUBLE PRECISION);
 """
 
+# When each tag was last pushed through dockyard, for retention policies. Tags read from
+# the store (written by distribution, or rebuilt) have none: their link's time stands in.
+_SQLITE_7 = "ALTER TABLE tags ADD COLUMN pushed REAL"
+_POSTGRES_7 = "ALTER TABLE tags ADD COLUMN pushed DOUBLE PRECISION"
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "repositories, tags, manifests, layer links, references, blobs",
               _SQLITE_2, _POSTGRES_2, rebuild=True),
@@ -153,6 +158,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "garbage collection candidates", _SQLITE_4, _POSTGRES_4),
     Migration(5, "sizes of what manifests reference", _SQLITE_5, _POSTGRES_5, rebuild=True),
     Migration(6, "notification outbox", _SQLITE_6, _POSTGRES_6),
+    Migration(7, "push times of tags", _SQLITE_7, _POSTGRES_7),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -96,9 +96,9 @@ class SQLWrite(IndexWrite):
         await self._insert_manifest(repository, record)
         if tag is not None:
             await self.db.execute(
-                "INSERT INTO tags (repository, tag, digest) VALUES (?, ?, ?) "
-                "ON CONFLICT (repository, tag) DO UPDATE SET digest = excluded.digest",
-                (repository, tag, record.digest))
+                "INSERT INTO tags (repository, tag, digest, pushed) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (repository, tag) DO UPDATE SET digest = excluded.digest, "
+                "pushed = excluded.pushed", (repository, tag, record.digest, time.time()))
 
     async def _insert_manifest(self, repository: str, record: ManifestRecord) -> None:
         await self.db.execute(
@@ -128,12 +128,17 @@ class SQLWrite(IndexWrite):
             (repository, digest))
 
     async def replace_repository(self, item: RepositoryContents) -> None:
+        # A tag that still names the same manifest keeps the push time recorded for it.
+        pushed = {(row[0], row[1]): row[2] for row in await self.db.fetch_all(
+            "SELECT tag, digest, pushed FROM tags WHERE repository = ? AND pushed IS NOT NULL",
+            (item.name,))}
         await self.delete_repository(item.name)
         await self.db.execute("INSERT INTO repositories (name) VALUES (?)", (item.name,))
         if item.tags:
             await self.db.execute_many(
-                "INSERT INTO tags (repository, tag, digest) VALUES (?, ?, ?)",
-                [(item.name, tag, digest) for tag, digest in item.tags.items()])
+                "INSERT INTO tags (repository, tag, digest, pushed) VALUES (?, ?, ?, ?)",
+                [(item.name, tag, digest, pushed.get((tag, digest)))
+                 for tag, digest in item.tags.items()])
         for record in item.manifests:
             await self._insert_manifest(item.name, record)
         if item.layers:
@@ -347,6 +352,12 @@ class SQLIndex(SummaryQueries, OutboxQueries, ABC):
         if limit is not None:
             query, params = query + " LIMIT ?", (*params, limit)
         return [row[0] for row in await self._all(query, params)]
+
+    async def tag_push_times(self, repository: str) -> list[tuple[str, str, float | None]]:
+        """(tag, digest, when it was pushed through dockyard, or None) of every tag."""
+        rows = await self._all("SELECT tag, digest, pushed FROM tags WHERE repository = ? "
+                               "ORDER BY tag", (repository,))
+        return [(row[0], row[1], None if row[2] is None else float(row[2])) for row in rows]
 
     async def referrers(self, repository: str, subject: str, artifact_type: str | None,
                         after: str | None = None) -> AsyncGenerator[ReferrerRow, None]:

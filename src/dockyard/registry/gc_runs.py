@@ -12,6 +12,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -218,11 +219,20 @@ class GCRuns:
         return task
 
     async def run_every(self, interval: float, options: GCOptions,
-                        full_pass_interval: float | None = None) -> None:
+                        full_pass_interval: float | None = None,
+                        before: Callable[[], Awaitable[object]] | None = None) -> None:
         """Collect every `interval`; where collections look at what changed alone, a full
-        pass once `full_pass_interval` has gone by since the last one."""
+        pass once `full_pass_interval` has gone by since the last one. `before` runs first
+        each time (the retention rules' tag removals)."""
         while True:
             await asyncio.sleep(interval)
+            if before is not None and not options.dry_run:
+                try:
+                    await before()
+                except ReadOnly:
+                    pass  # said below, as the collection is refused too
+                except Exception:
+                    log.exception("retention rules could not be applied; collecting anyway")
             full = False
             if options.sole_writer and full_pass_interval is not None:
                 last = await last_full_pass(self.index)

@@ -74,7 +74,7 @@ async def store_usage(driver: StorageDriver, index: Index, grace_period: float,
     sizes, modified = await _blob_sizes(driver, progress)
     manifests = await index.manifest_entries()
     references = await index.all_references()
-    keep = _kept(await index.all_tagged(), manifests, references)
+    keep = kept_manifests(await index.all_tagged(), manifests, references)
 
     counts = await index.tag_counts()
     reach: dict[str, RepositoryReach] = {name: RepositoryReach(name, count)
@@ -128,8 +128,9 @@ def _add(into: dict[str, int], missing: list[str], digest: str, size: int | None
         into[digest] = size
 
 
-def _kept(tagged: list[tuple[str, str]], manifests: dict[tuple[str, str], tuple[int, str | None]],
-          references: dict[tuple[str, str], list[str]]) -> set[tuple[str, str]]:
+def kept_manifests(tagged: list[tuple[str, str]],
+                   manifests: dict[tuple[str, str], tuple[int, str | None]],
+                   references: dict[tuple[str, str], list[str]]) -> set[tuple[str, str]]:
     """(repository, digest) of the manifests tags reach, as `garbage-collect -m` keeps them:
     what a tag names, an index's children, and the referrers of anything kept."""
     by_subject: dict[tuple[str, str], list[str]] = {}
