@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""What webhooks cost: manifest GETs and pushes with notifications off and on, and how long
-an event takes to reach its receiver, for dockyard and distribution 2.8.2 in one run.
+"""What webhooks and metrics cost: manifest GETs and pushes with notifications off and on
+(and with Prometheus metrics on), and how long an event takes to reach its receiver, for
+dockyard and distribution 2.8.2 in one run.
 
     python benchmarks/webhooks.py [--rounds 3] [--duration 10] [--images 150] [--out FILE]
 
 Each server runs on a store of its own (dockyard with its default workers, one per core),
 with no `notifications` ("off") or with one endpoint ("on") that takes every event: pulls
 included, as distribution's default, so every manifest GET writes an event. dockyard also
-runs with `maxevents: 100` on that endpoint ("batched": a POST carries what waits). The receiver is
+runs with `maxevents: 100` on that endpoint ("batched": a POST carries what waits). Both
+also run with no webhooks and Prometheus metrics on (`http.debug.addr` and
+`http.debug.prometheus.enabled`), for the metrics' cost. The receiver is
 a separate process answering 200 at once and noting when each event arrived.
 
 - Manifest GET: `wrk --latency -t2 -c8 -d<duration>s` of one manifest by tag.
@@ -66,7 +69,8 @@ from dockbench.servers import Server, free_port
 SCRATCH = Path("/tmp/webhooks-bench")
 # dockyard's `maxevents` in its "batched" setup (distribution has no such key).
 BATCHED = 100
-MODES = {"distribution": ("off", "on"), "dockyard": ("off", "on", "batched")}
+MODES = {"distribution": ("off", "on", "metrics"),
+         "dockyard": ("off", "on", "batched", "metrics")}
 PUSH_THREADS = 4
 QUIET_WAIT_S = 30.0
 
@@ -234,12 +238,15 @@ def make_setups(work: Path, dockyard_cmd: list[str]) -> list[Setup]:
     for name, command in (("distribution", distribution), ("dockyard", dockyard_cmd)):
         for mode in MODES[name]:
             label = f"{name}-{mode}"
-            receiver = Receiver(free_port(), work / f"{label}.events") if mode != "off" \
-                else None
+            receiver = Receiver(free_port(), work / f"{label}.events") \
+                if mode in ("on", "batched") else None
             yaml = notifications_yaml(receiver, BATCHED if mode == "batched" else 1) \
                 if receiver else ""
+            debug = (f"  debug:\n    addr: {HOST}:{free_port()}\n    prometheus:\n"
+                     "      enabled: true\n") if mode == "metrics" else ""
             setups.append(Setup(label, Server(label, command, work / label,
-                                              shared_config=yaml), receiver))
+                                              shared_config=yaml, http_config=debug),
+                                receiver))
     return setups
 
 
@@ -299,7 +306,8 @@ def report(results: dict[str, list[dict[str, float]]], options: argparse.Namespa
     for name in ("distribution", "dockyard"):
         for mode in MODES[name]:
             label = f"{name}-{mode}"
-            shown = f"on, maxevents {BATCHED}" if mode == "batched" else mode
+            shown = {"batched": f"on, maxevents {BATCHED}",
+                     "metrics": "off; Prometheus metrics on"}.get(mode, mode)
             lines.append(
                 f"| {name} | {shown} | {fmt(median(label, 'get_rps'))} "
                 f"| {fmt(median(label, 'get_p99_ms'), 2)} | {fmt(median(label, 'push_ips'), 1)} "
@@ -312,6 +320,14 @@ def report(results: dict[str, list[dict[str, float]]], options: argparse.Namespa
         on_push, off_push = median(f"{name}-on", "push_ips"), median(f"{name}-off", "push_ips")
         if on_get and off_get and on_push and off_push:
             lines.append(f"- {name}: with webhooks on, manifest GETs at "
+                         f"{on_get / off_get:.2f}x and pushes at {on_push / off_push:.2f}x "
+                         f"of off.")
+    for name in ("distribution", "dockyard"):
+        on_get, off_get = median(f"{name}-metrics", "get_rps"), median(f"{name}-off", "get_rps")
+        on_push = median(f"{name}-metrics", "push_ips")
+        off_push = median(f"{name}-off", "push_ips")
+        if on_get and off_get and on_push and off_push:
+            lines.append(f"- {name}: with metrics on, manifest GETs at "
                          f"{on_get / off_get:.2f}x and pushes at {on_push / off_push:.2f}x "
                          f"of off.")
     batched = median("dockyard-batched", "get_rps")

@@ -162,6 +162,8 @@ class Server:
     # Both servers: YAML appended to config.yml as is, for keys they share
     # (e.g. distribution's `notifications`).
     shared_config: str = ""
+    # Both servers: YAML lines (indented two spaces) added to the `http` section.
+    http_config: str = ""
 
     @property
     def root(self) -> Path:
@@ -201,6 +203,8 @@ class Server:
         if dockyard:
             text += self.extra_config
         text += self.shared_config
+        if self.http_config:
+            text = text.replace("\nhttp:\n", "\nhttp:\n" + self.http_config, 1)
         self.config_path.write_text(text)
         return self.config_path
 
