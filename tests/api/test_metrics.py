@@ -19,6 +19,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.gc.test_gc_in_server import wait_finished
 from tests.support.oci import OCI_MANIFEST, digest_of, make_image, push_image, random_blob
 from tests.support.server import RunningRegistry, free_port, run_registry
 from tests.support.users import htpasswd_with_alice
@@ -145,13 +146,7 @@ def chunked_upload(client: httpx.Client, name: str, chunks: list[bytes]) -> None
 
 def run_gc(client: httpx.Client, **params: str) -> dict[str, Any]:
     assert client.post("/admin/gc", params={"graceperiod": "0", **params}).status_code == 202
-    deadline = time.monotonic() + 60
-    while True:
-        status: dict[str, Any] = client.get("/admin/gc").json()
-        if status["state"] in ("finished", "failed"):
-            return status
-        assert time.monotonic() < deadline, status
-        time.sleep(0.2)
+    return wait_finished(client)
 
 
 def test_counters_match_a_known_workload(measured: tuple[RunningRegistry, str]) -> None:
