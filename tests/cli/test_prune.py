@@ -194,6 +194,7 @@ def test_removals_are_tag_deletes_with_webhooks_and_the_schedule_applies_the_rul
     ({"rules": [{"keeplast": 1}]}, "retention.rules[0].repositories"),
     ({"protect": "["}, "retention.protect"),
     ({"rule": []}, "retention.rule"),
+    ({"rules": [{"repositories": "a/*", "olderthan": 30}]}, "retention.rules[0].olderthan"),
 ])
 def test_a_bad_rule_is_refused_naming_the_key(tmp_path: Path, retention: dict[str, Any],
                                               key: str) -> None:

@@ -312,6 +312,11 @@ class RegistryApp:
             if retention.rules:
                 from dockyard.registry.retention import prune_by_policy
 
+                if not storage.gc.delete_untagged:
+                    log.warning("retention rules remove tags before each scheduled "
+                                "collection, but the space is freed only where collections "
+                                "delete untagged manifests (storage.gc.deleteuntagged)")
+
                 def before() -> Awaitable[object]:
                     return prune_by_policy(self.registry, retention)
             # Every worker keeps a schedule; the lease lets one of them run at a time.

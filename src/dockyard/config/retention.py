@@ -96,6 +96,11 @@ def _rule(entry: Any, where: str, as_duration: Duration) -> RetentionRule:
         raise RetentionConfigError(f"{where}keeplast: expected a whole number, got "
                                    f"{keep_last!r}")
     older = entry.get("olderthan")
+    if older is not None and not (isinstance(older, str) and re.search(r"[a-z]", older)):
+        # A bare number is a duration in nanoseconds to distribution's parser: as an age,
+        # that would make every tag old enough to go.
+        raise RetentionConfigError(f"{where}olderthan: expected a duration with its unit, "
+                                   f"such as 720h, got {older!r}")
     older_than = None if older is None else as_duration(older, f"{where}olderthan")
     if keep_last is None and older_than is None:
         raise RetentionConfigError(f"{where[:-1]}: set keeplast or olderthan (or both), so "
