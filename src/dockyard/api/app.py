@@ -83,8 +83,8 @@ class RegistryApp:
         # What answers a request: `handle` itself, or with metrics on, `handle` measured.
         self.serve_http: Callable[[Scope, Receive, Send], Awaitable[object]] = self.handle
         if self.measured:
+            from dockyard.api.metrics import HTTPMetrics
             from dockyard.metrics import own
-            from dockyard.metrics.http import HTTPMetrics
 
             self.serve_http = HTTPMetrics(self.handle, own.enable(), self.prefix,
                                           config.http.admin)

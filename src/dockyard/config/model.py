@@ -7,9 +7,9 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 from dockyard.auth.policy import AccessRule
+from dockyard.config.limits import DEFAULT_MAX_MANIFEST_SIZE
 from dockyard.config.notifications import NotificationsConfig
 from dockyard.config.retention import RetentionConfig
-from dockyard.registry.limits import DEFAULT_MAX_MANIFEST_SIZE
 
 if TYPE_CHECKING:
     from dockyard.storage.s3 import S3Settings

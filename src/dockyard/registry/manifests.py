@@ -7,6 +7,7 @@ import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from dockyard.config.limits import DEFAULT_MAX_MANIFEST_SIZE
 from dockyard.index.base import Index, ManifestRecord
 from dockyard.registry import layout, mediatypes, schema1
 from dockyard.registry.blobs import BlobStore, RepositoryBlobs
@@ -18,7 +19,6 @@ from dockyard.registry.errors import (
     TooLarge,
 )
 from dockyard.registry.events import NO_EVENTS, EventLog, references_in
-from dockyard.registry.limits import DEFAULT_MAX_MANIFEST_SIZE
 from dockyard.registry.links import read_link, write_link
 from dockyard.registry.manifest import (
     Manifest,

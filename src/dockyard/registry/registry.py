@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+from dockyard.config.limits import DEFAULT_MAX_MANIFEST_SIZE
 from dockyard.index.base import Index
 from dockyard.registry import catalog
 from dockyard.registry.blobs import BlobStore, RepositoryBlobs
@@ -12,7 +13,6 @@ from dockyard.registry.errors import NameUnknown, Unsupported
 from dockyard.registry.events import NO_EVENTS, EventLog
 from dockyard.registry.gc_model import DEFAULT_GRACE_PERIOD
 from dockyard.registry.gc_runs import GCRuns
-from dockyard.registry.limits import DEFAULT_MAX_MANIFEST_SIZE
 from dockyard.registry.manifests import ManifestCache, RepositoryManifests
 from dockyard.registry.read_only import ReadOnlyMode
 from dockyard.registry.reference import validate_name
