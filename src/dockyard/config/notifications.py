@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from dockyard.config.entries import mapping_entries
+
 WHERE = "notifications."
 ACTIONS = frozenset({"push", "pull", "mount", "delete"})
 ENDPOINT_KEYS = frozenset({"name", "url", "headers", "timeout", "threshold", "backoff",
@@ -66,14 +68,7 @@ class _Reader:
     as_bool: Flag
     names: set[str] = field(default_factory=set)
 
-    def endpoint(self, entry: Any, where: str) -> EndpointConfig | None:
-        if not isinstance(entry, dict):
-            raise NotificationsConfigError(f"{where[:-1]}: expected a mapping, got {entry!r}")
-        unknown = sorted(set(entry) - ENDPOINT_KEYS)
-        if unknown:
-            raise NotificationsConfigError(
-                f"{where}{unknown[0]}: unknown key (an endpoint takes "
-                f"{', '.join(sorted(ENDPOINT_KEYS))})")
+    def endpoint(self, entry: dict[str, Any], where: str) -> EndpointConfig | None:
         name = str(entry.get("name") or "").strip()
         if not name:
             raise NotificationsConfigError(f"{where}name: every endpoint needs a name")
@@ -129,13 +124,10 @@ def notifications_config(section: Mapping[str, Any], as_duration: Duration, as_b
     events = section.get("events") or {}
     if not isinstance(events, dict):
         raise NotificationsConfigError(f"{WHERE}events: expected a mapping, got {events!r}")
-    listed = section.get("endpoints") or []
-    if not isinstance(listed, list):
-        raise NotificationsConfigError(f"{WHERE}endpoints: expected a list of mappings, got "
-                                       f"{listed!r}")
     reader = _Reader(as_duration, as_bool)
-    endpoints = [reader.endpoint(entry, f"{WHERE}endpoints[{number}].")
-                 for number, entry in enumerate(listed)]
+    endpoints = [reader.endpoint(entry, where) for where, entry in mapping_entries(
+        section.get("endpoints"), f"{WHERE}endpoints", ENDPOINT_KEYS, "an endpoint",
+        NotificationsConfigError)]
     return NotificationsConfig(
         tuple(endpoint for endpoint in endpoints if endpoint is not None),
         as_bool(events, "includereferences", f"{WHERE}events.", False))

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from dockyard.config.entries import mapping_entries
 from dockyard.config.model import ProxyConfig, UpstreamConfig
 
 WHERE = "proxy."
@@ -33,18 +34,8 @@ def proxy_config(section: Mapping[str, Any], as_duration: Duration) -> ProxyConf
     upstreams: list[UpstreamConfig] = []
     if section.get("remoteurl"):
         upstreams.append(_upstream(section, WHERE, "", ttl, as_duration))
-    listed = section.get("upstreams") or []
-    if not isinstance(listed, list):
-        raise ProxyConfigError(f"{WHERE}upstreams: expected a list of mappings, got "
-                               f"{listed!r}")
-    for number, entry in enumerate(listed):
-        where = f"{WHERE}upstreams[{number}]."
-        if not isinstance(entry, dict):
-            raise ProxyConfigError(f"{where[:-1]}: expected a mapping, got {entry!r}")
-        unknown = sorted(set(entry) - ENTRY_KEYS)
-        if unknown:
-            raise ProxyConfigError(f"{where}{unknown[0]}: unknown key (an upstream takes "
-                                   f"{', '.join(sorted(ENTRY_KEYS))})")
+    for where, entry in mapping_entries(section.get("upstreams"), f"{WHERE}upstreams",
+                                        ENTRY_KEYS, "an upstream", ProxyConfigError):
         prefix = str(entry.get("prefix") or "").strip("/")
         if not PREFIX.fullmatch(prefix):
             raise ProxyConfigError(f"{where}prefix: a repository name's first components, "

@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dockyard.config.entries import mapping_entries
+
 WHERE = "retention."
 RULE_KEYS = frozenset({"repositories", "keeplast", "keeptags", "olderthan"})
 
@@ -71,21 +73,12 @@ def retention_config(section: Mapping[str, Any], as_duration: Duration) -> Reten
         raise RetentionConfigError(f"{WHERE}{unknown[0]}: unknown key (retention takes "
                                    f"protect and rules)")
     protect = _pattern(section.get("protect"), f"{WHERE}protect")
-    listed = section.get("rules") or []
-    if not isinstance(listed, list):
-        raise RetentionConfigError(f"{WHERE}rules: expected a list of mappings, got {listed!r}")
-    rules = tuple(_rule(entry, f"{WHERE}rules[{number}].", as_duration)
-                  for number, entry in enumerate(listed))
+    rules = tuple(_rule(entry, where, as_duration) for where, entry in mapping_entries(
+        section.get("rules"), f"{WHERE}rules", RULE_KEYS, "a rule", RetentionConfigError))
     return RetentionConfig(rules, protect)
 
 
-def _rule(entry: Any, where: str, as_duration: Duration) -> RetentionRule:
-    if not isinstance(entry, dict):
-        raise RetentionConfigError(f"{where[:-1]}: expected a mapping, got {entry!r}")
-    unknown = sorted(set(entry) - RULE_KEYS)
-    if unknown:
-        raise RetentionConfigError(f"{where}{unknown[0]}: unknown key (a rule takes "
-                                   f"{', '.join(sorted(RULE_KEYS))})")
+def _rule(entry: dict[str, Any], where: str, as_duration: Duration) -> RetentionRule:
     repositories = entry.get("repositories")
     if not isinstance(repositories, str) or not repositories:
         raise RetentionConfigError(f"{where}repositories: expected a pattern such as 'ci/*', "

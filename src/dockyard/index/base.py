@@ -248,9 +248,8 @@ class Index(Protocol):
 
     async def record_delivery(self, state: DeliveryState) -> None: ...
 
-    async def drop_delivered_events(self, endpoints: Sequence[str]) -> int:
-        """Drop the events all of `endpoints` have; how many."""
-        ...
+    async def drop_delivered_events(self, endpoints: Sequence[str]) -> None:
+        """Drop the events all of `endpoints` have."""
 
     # Reads for the API.
     async def repositories(self, last: str | None = None, limit: int | None = None
