@@ -145,6 +145,12 @@ def test_prune_removes_the_tags_and_a_collection_frees_what_it_said(
     assert json.loads(collected.stdout)["bytes_freed"] == report["freedBytes"]
     again = run_cli("prune", "--json", str(config))
     assert json.loads(again.stdout)["removed"] == []
+    # Another registry pushes to the store dockyard has indexed: prune reads that too.
+    with run_registry(tmp_path, kind="distribution", root=root) as other, \
+            other.client() as client:
+        push_image(client, "ci/app", "t7", make_image(1))
+    seen = run_cli("prune", "--dry-run", "--json", str(config))
+    assert json.loads(seen.stdout)["tags"] == 6, seen.stdout  # t7 with the five left
 
 
 def test_removals_are_tag_deletes_with_webhooks_and_the_schedule_applies_the_rules(

@@ -4,10 +4,11 @@ what a garbage collection that deletes untagged manifests then frees."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +19,11 @@ from dockyard.cli.common import (
     require_persistent,
     require_store_owner,
 )
+
+if TYPE_CHECKING:
+    from dockyard.config import Config
+    from dockyard.registry.registry import Registry
+    from dockyard.registry.retention import PrunePlan, TagRemoval
 
 
 def _when(moment: float | None) -> str | None:
@@ -36,10 +42,8 @@ def prune(config: str | None, dry_run: bool, as_json: bool) -> None:
     `garbage-collect --delete-untagged` (or let storage.gc with deleteuntagged) free the
     space."""
     from dockyard import logs
-    from dockyard.console import err, run_on, synchronize_index
-    from dockyard.registry.errors import ReadOnly
-    from dockyard.registry.retention import apply_prune, plan_prune
-    from dockyard.stores import make_driver, make_registry
+    from dockyard.registry.registry import Registry
+    from dockyard.stores import make_driver, make_registry, scratch_index
 
     settings = load_or_exit(config)
     logs.configure(settings.log)  # each removal is logged, as the server logs it
@@ -50,29 +54,14 @@ def prune(config: str | None, dry_run: bool, as_json: bool) -> None:
     if not dry_run:
         require_store_owner(settings, "prune")
     driver = make_driver(settings)
-    registry = make_registry(settings, driver)
-    index = registry.index
-    try:
-        if not run_on(driver, index.is_complete(), index):
-            # A store never served by dockyard (say, distribution's): index it first.
-            synchronize_index(driver, index, full=True, log=err)
-
-        async def work() -> tuple[Any, list[Any]]:
-            try:
-                plan = await plan_prune(registry, settings.retention)
-                done = plan.removals if dry_run else await apply_prune(registry, plan)
-                return plan, done
-            finally:
-                await registry.aclose()  # events of the removals, written
-
-        try:
-            plan, done = run_on(driver, work(), index)
-        except ReadOnly:
-            click.echo("dockyard: the registry is in read-only maintenance mode; nothing "
-                       "was removed", err=True)
-            sys.exit(EXIT_FAILURE)
-    finally:
-        index.close()
+    # A dry run works on a private copy of the index (brought in line with the store
+    # below), so it changes nothing on disk, as garbage-collect --dry-run.
+    with contextlib.ExitStack() as stack:
+        registry = (Registry(driver, stack.enter_context(scratch_index(settings))) if dry_run
+                    else make_registry(settings, driver))
+        if not dry_run:
+            stack.callback(registry.index.close)
+        plan, done = _prune(registry, settings, dry_run)
     removed = [{"repository": item.repository, "tag": item.tag, "digest": item.digest,
                 "pushed": _when(item.pushed), "rule": item.rule} for item in done]
     if as_json:
@@ -86,6 +75,35 @@ def prune(config: str | None, dry_run: bool, as_json: bool) -> None:
     click.echo(f"{verb} {len(removed)} of {plan.tags} tags in {plan.repositories} "
                f"repositories; garbage-collect --delete-untagged then frees "
                f"{human_size(plan.freed_bytes)} ({plan.freed_blobs} blobs)")
+
+
+def _prune(registry: Registry, settings: Config, dry_run: bool
+           ) -> tuple[PrunePlan, list[TagRemoval]]:
+    """Plan (and unless a dry run, apply) on `registry`: the plan and the removals."""
+    from dockyard.console import err, run_on, synchronize_index
+    from dockyard.registry.errors import ReadOnly
+    from dockyard.registry.retention import apply_prune, plan_prune
+
+    driver, index = registry.driver, registry.index
+    if not run_on(driver, index.is_complete(), index):
+        # A store never served by dockyard (say, distribution's): index it first.
+        synchronize_index(driver, index, full=True, log=err)
+
+    async def work() -> tuple[PrunePlan, list[TagRemoval]]:
+        try:
+            plan = await plan_prune(registry, settings.retention)
+            done = plan.removals if dry_run else await apply_prune(registry, plan)
+            return plan, done
+        finally:
+            await registry.aclose()  # events of the removals, written
+
+    try:
+        plan, done = run_on(driver, work(), index)
+    except ReadOnly:
+        click.echo("dockyard: the registry is in read-only maintenance mode; nothing "
+                   "was removed", err=True)
+        sys.exit(EXIT_FAILURE)
+    return plan, done
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:

@@ -24,6 +24,7 @@ from dockyard.registry import layout
 from dockyard.registry.errors import ManifestUnknown
 from dockyard.registry.reference import Digest
 from dockyard.registry.registry import Registry
+from dockyard.registry.reindex import synchronize
 from dockyard.registry.usage import kept_manifests
 
 log = logging.getLogger("dockyard.retention")
@@ -50,8 +51,10 @@ class PrunePlan:
 
 async def plan_prune(registry: Registry, policy: RetentionConfig, now: float | None = None
                      ) -> PrunePlan:
-    """The tags `policy` removes now, and what a collection then frees (nothing changes)."""
+    """The tags `policy` removes now, and what a collection then frees. The index is first
+    brought in line with the store: another registry may have pushed or deleted tags."""
     now = time.time() if now is None else now
+    await synchronize(registry.driver, registry.index)
     plan = PrunePlan()
     remaining: dict[str, list[tuple[str, str]]] = {}  # repository -> (tag, digest) kept
     for name in await registry.index.repositories():
