@@ -187,7 +187,8 @@ def test_removals_are_tag_deletes_with_webhooks_and_the_schedule_applies_the_rul
                         break
                     time.sleep(0.3)
                 assert tags == ["v4"]
-            assert "retention: removed tag app:v3" in registry.logs()
+            assert "retention: removed tag app:v3" in registry.wait_for_log(
+                    "retention: removed tag app:v3")
 
 
 @pytest.mark.parametrize("retention,key", [

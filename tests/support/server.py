@@ -143,6 +143,14 @@ class RunningRegistry:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, text: str, timeout: float = 15) -> str:
+        """The log once it holds `text`: a line a worker writes after the change a client
+        already sees may land a moment later."""
+        deadline = time.monotonic() + timeout
+        while text not in (logs := self.logs()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return logs
+
     def store_files(self) -> dict[str, str]:
         """Every file of the store by its path below the store's root (index files apart),
         with a fingerprint of its content: a hash on a filesystem, size and ETag on S3."""
