@@ -284,3 +284,27 @@ def test_live_gauges_of_dead_workers_are_dropped_at_scrape(tmp_path: Path) -> No
         (tmp_path / name).write_bytes(b"")
     forget_dead_workers(str(tmp_path))
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names[1:])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_shared_directory_goes_with_the_server(tmp_path: Path, workers: int) -> None:
+    """The workers' count files live in a directory of the temp dir: SIGTERM removes it, and
+    after a SIGKILL (no cleanup possible) the next start removes the dead server's."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    config = {"http": {"workers": workers, "debug": {"addr": f"127.0.0.1:{free_port()}",
+                                                     "prometheus": {"enabled": True}}}}
+    with run_registry(tmp_path, config=config, env={"TMPDIR": str(temp)}) as running:
+        [shared] = list(temp.iterdir())
+        assert shared.name.startswith(f"dockyard-metrics-{running.process.pid}-")
+        running.process.terminate()
+        # One process ends by the signal, as it did before it cleaned up; several drain.
+        assert running.process.wait(timeout=20) == (-15 if workers == 1 else 0)
+    assert list(temp.iterdir()) == []
+    with run_registry(tmp_path, config=config, env={"TMPDIR": str(temp)}) as killed:
+        killed.process.kill()
+        killed.process.wait()
+    [left] = list(temp.iterdir())
+    with run_registry(tmp_path, config=config, env={"TMPDIR": str(temp)}) as running:
+        assert [path.name for path in temp.iterdir()] != [left.name]
+        assert not left.exists()

@@ -84,16 +84,42 @@ def forget_dead_workers(directory: str) -> None:
             pass  # alive, another user's
 
 
+SHARED_PREFIX = "dockyard-metrics-"
+
+
 def share_between_workers() -> str:
     """Make this process and the workers it starts count in one fresh directory (before
-    prometheus_client is imported anywhere here); returns it, for `remove_shared`."""
-    directory = tempfile.mkdtemp(prefix="dockyard-metrics-")
+    prometheus_client is imported anywhere here); returns it, for `remove_shared`. Its name
+    carries this process's id, so that a later start removes it if this one is killed."""
+    remove_abandoned(tempfile.gettempdir())
+    directory = tempfile.mkdtemp(prefix=f"{SHARED_PREFIX}{os.getpid()}-")
     os.environ[MULTIPROCESS_ENV] = directory
     return directory
 
 
 def remove_shared(directory: str) -> None:
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def remove_abandoned(parent: str) -> None:
+    """Remove the shared directories of servers that are gone (killed with SIGKILL, which
+    leaves no chance to clean up); those of live processes, and other users', stay."""
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name.removeprefix(SHARED_PREFIX).split("-", 1)[0]
+        if not entry.name.startswith(SHARED_PREFIX) or not pid.isdigit():
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            remove_shared(entry.path)
+        except OSError:
+            continue  # alive (another user's), or already gone
 
 
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):

@@ -9,12 +9,14 @@ import functools
 import logging
 import math
 import os
+import signal
 import socket
 import sqlite3
 import ssl
 import sys
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Any, cast
 
 from dockyard import __version__, pid1
@@ -252,6 +254,12 @@ def serve(config: Config, config_path: str | None) -> None:
             log.warning(message)
     try:
         _serve(config, config_path, as_json)
+    except _StoppedBySignal as stop:
+        # Cleaned up: now end as the signal's default action would (a service manager
+        # reads a SIGTERM death as a clean stop, an exit status of 143 as a failure).
+        signal.signal(stop.signum, signal.SIG_DFL)
+        signal.raise_signal(stop.signum)
+        raise
     except SystemExit as stop:
         if not (as_json and isinstance(stop.code, str)):
             raise
@@ -336,7 +344,24 @@ def _serve_with(config: Config, config_path: str | None, as_json: bool) -> None:
         return
     server = uvicorn.Server(server_config)
     pid1.hand_over(lambda: server.should_exit)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        # After its drain uvicorn raises SIGTERM again with the handler it found; unwinding
+        # before the default action lets the cleanups above run (the metrics directory).
+        signal.signal(signal.SIGTERM, _exit_by_sigterm)
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[listener])
     if not server.started:
         raise SystemExit(1)
+
+
+class _StoppedBySignal(SystemExit):
+    """Unwinds a single-process server that uvicorn stopped on a signal (a SystemExit, as
+    asyncio lets only those through), for `serve` to end the process by that signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+def _exit_by_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _StoppedBySignal(signum)
