@@ -8,6 +8,7 @@ without the session's CSRF token.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -340,3 +341,31 @@ def test_many_repositories_are_paged(tmp_path: Path) -> None:
             second = visitor.page("/", params={"page": "2"})
             assert second.count('href="/ui/r/paged/') == 3
             assert "paged/r52" in second and 'rel="prev"' in second
+
+
+def test_push_times_are_the_index_record_or_the_link_time(tmp_path: Path) -> None:
+    """A tag pushed through dockyard shows when the index recorded the push, whatever the
+    link's mtime (a copied or restored store resets it); a tag another registry wrote shows
+    its link's mtime."""
+    root = tmp_path / "store"
+    with run_registry(tmp_path, root=root, config=UI) as registry, \
+            registry.client() as client:
+        push(client, "app", "ours", sample_image("ours"))
+    with run_registry(tmp_path, "distribution", root=root) as other, \
+            other.client() as theirs:
+        push(theirs, "app", "theirs", sample_image("theirs"))
+    long_ago = time.mktime((2020, 5, 6, 12, 0, 0, 0, 0, -1))
+    tags = root / "docker/registry/v2/repositories/app/_manifests/tags"
+    for tag in ("ours", "theirs"):
+        os.utime(tags / tag / "current/link", (long_ago, long_ago))
+    # Started again, the index takes in what distribution wrote.
+    with run_registry(tmp_path, root=root, config=UI) as registry, \
+            Visitor(registry.url) as visitor:
+        page = visitor.page("/r/app")
+    # Each row's second time is its push (the first, when its image was made).
+    cells = {tag: times[1] for tag, row in re.findall(
+        r'href="/ui/r/app/-/image/(\w+)"(.*?)</tr>', page, re.S)
+        for times in [re.findall(r"<time.*?</time>", row)]}
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert f'title="{today}' in cells["ours"], cells
+    assert 'title="2020-05-06' in cells["theirs"], cells

@@ -74,6 +74,7 @@ class TagRow:
     media_type: str
     size: int  # of the manifest itself
     artifact_type: str | None
+    pushed: float | None = None  # when pushed through dockyard; None: not known
 
 
 @dataclass(frozen=True, slots=True)

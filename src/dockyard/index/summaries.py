@@ -133,7 +133,7 @@ class SummaryQueries:
                        ) -> list[TagRow]:
         """Tags in order with what they name; `contains` as in count_tags."""
         query = ("SELECT tags.tag, tags.digest, manifests.media_type, manifests.size, "
-                 "manifests.artifact_type FROM tags LEFT JOIN manifests "
+                 "manifests.artifact_type, tags.pushed FROM tags LEFT JOIN manifests "
                  "ON manifests.repository = tags.repository AND manifests.digest = tags.digest "
                  "WHERE tags.repository = ?")
         params: tuple[Any, ...] = (repository,)
@@ -141,8 +141,9 @@ class SummaryQueries:
             query, params = query + f" AND tags.tag {_LIKE}", (*params, name_pattern(contains))
         rows = await self._all(query + " ORDER BY tags.tag LIMIT ? OFFSET ?",
                                (*params, limit, offset))
-        return [TagRow(tag, digest, media_type or "", int(size or 0), artifact_type)
-                for tag, digest, media_type, size, artifact_type in rows]
+        return [TagRow(tag, digest, media_type or "", int(size or 0), artifact_type,
+                       None if pushed is None else float(pushed))
+                for tag, digest, media_type, size, artifact_type, pushed in rows]
 
     async def reach_sizes(self, repository: str, digests: Sequence[str]) -> dict[str, int]:
         """For each manifest of `repository` in `digests`: it, what it needs and its

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from dockyard.index.base import ReferrerRow, RepositorySummary
+from dockyard.index.base import ReferrerRow, RepositorySummary, TagRow
 from dockyard.registry import layout, mediatypes
 from dockyard.registry.errors import BlobUnknown, ManifestUnknown, RegistryError
 from dockyard.registry.reference import Digest, is_tag
@@ -204,21 +204,25 @@ class Browser:
         rows = await index.tag_page(name, contains.strip(), offset, limit)
         total = await index.count_tags(name, contains.strip())
         sizes = await index.reach_sizes(name, list({row.digest for row in rows}))
-        details = await asyncio.gather(*(self._tag_details(name, row.tag, row.digest)
-                                         for row in rows))
+        details = await asyncio.gather(*(self._tag_details(name, row) for row in rows))
         views = [TagView(row.tag, row.digest, row.media_type, row.artifact_type,
                          sizes.get(row.digest, row.size), pushed, created, platforms)
                  for row, (pushed, created, platforms) in zip(rows, details, strict=True)]
         return Page(views, total, offset, limit)
 
-    async def _tag_details(self, name: str, tag: str, digest: str
+    async def _tag_details(self, name: str, row: TagRow
                            ) -> tuple[float | None, float | None, list[str]]:
-        """When the tag was pushed (its link's mtime), when its image was made (its
-        config), and the platforms of an index."""
-        info, (platforms, config) = await asyncio.gather(
-            self.registry.driver.stat(layout.tag_current_link(name, tag)),
-            self._manifest_facts(name, digest))
-        pushed = None if info is None else info.modified
+        """When the tag was pushed (as the index recorded it; for a tag another registry
+        wrote, its link's mtime), when its image was made (its config), and the platforms
+        of an index."""
+        pushed = row.pushed
+        if pushed is None:
+            info, (platforms, config) = await asyncio.gather(
+                self.registry.driver.stat(layout.tag_current_link(name, row.tag)),
+                self._manifest_facts(name, row.digest))
+            pushed = None if info is None else info.modified
+        else:
+            platforms, config = await self._manifest_facts(name, row.digest)
         created = None
         if config is not None:
             image = await self._image_config(config)
