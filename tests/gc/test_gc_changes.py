@@ -42,6 +42,8 @@ def test_a_collection_looks_at_what_deletes_and_uploads_left(tmp_path: Path) -> 
     first, second, shared = shared_layer_images()
     with run_registry(tmp_path, root=root, config=CHANGES) as running, \
             running.client() as client:
+        # A collection while the index is still being built looks at everything.
+        assert "index: built" in running.wait_for_log("index: built")
         push_image(client, "gc/one", "v1", first)
         push_image(client, "gc/two", "v1", second)
         abandoned = push_blob(client, "gc/two", random_blob())  # its manifest never came
@@ -131,6 +133,7 @@ def test_without_the_setting_every_collection_is_full(tmp_path: Path) -> None:
 def test_admin_endpoint_collects_changes_or_everything(tmp_path: Path) -> None:
     config = {**CHANGES, "http": {"admin": {"enabled": True}}}
     with run_registry(tmp_path, config=config) as running, running.client() as client:
+        assert "index: built" in running.wait_for_log("index: built")
         image = make_image()
         push_image(client, "admin/app", "v1", image)
         stray = plant_blob(running.root, random_blob())

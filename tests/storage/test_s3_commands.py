@@ -98,6 +98,8 @@ def test_garbage_collect_on_s3(s3_bucket: S3Bucket, tmp_path: Path, scope: str) 
     untagged = make_image()
     with s3_registry(s3_bucket, tmp_path, **GC_SCOPES[scope]) as running, \
             running.client() as client:
+        # A collection while the index is still being built looks at everything.
+        assert "index: built" in running.wait_for_log("index: built")
         push_image(client, "gc/one", "v1", first)
         push_image(client, "gc/two", "v1", second)
         push_image(client, "gc/two", untagged.digest, untagged)  # by digest: untagged
