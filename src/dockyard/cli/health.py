@@ -10,13 +10,6 @@ import click
 from dockyard.cli.common import EXIT_FAILURE, load_or_exit
 
 
-def local_address(host: str) -> str:
-    """Where to reach a server listening on `host` from this machine."""
-    if host in ("", "::", "0.0.0.0"):
-        return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host
-
-
 @click.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for the answer.")
@@ -26,9 +19,7 @@ def health(config: str | None, timeout: float) -> None:
     import httpx
 
     settings = load_or_exit(config)
-    http = settings.http
-    scheme = "https" if http.tls else "http"
-    url = f"{scheme}://{local_address(http.host)}:{http.port}{http.prefix}/debug/health"
+    url = settings.http.local_url("/debug/health")
     try:
         # The certificate names the public host, not loopback: this is our own server.
         response = httpx.get(url, timeout=timeout, verify=False)

@@ -65,6 +65,15 @@ class HTTPConfig:
     # http.debug.prometheus.enabled, the path of its Prometheus metrics.
     debug: DebugServerConfig | None = None
 
+    def local_url(self, path: str) -> str:
+        """Where this machine reaches the server's `path` (below the prefix)."""
+        host = self.host
+        if host in ("", "::", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}{self.prefix}{path}"
+
 
 @dataclass(frozen=True)
 class DebugServerConfig:

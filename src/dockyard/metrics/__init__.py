@@ -13,14 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socketserver
 import tempfile
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
-from dockyard.config.model import DebugServerConfig
 
 if TYPE_CHECKING:
     from dockyard.config import Config
@@ -120,42 +115,3 @@ def remove_abandoned(parent: str) -> None:
             remove_shared(entry.path)
         except OSError:
             continue  # alive (another user's), or already gone
-
-
-class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # scrapes every few seconds would drown the log
-
-
-def serve_debug(config: DebugServerConfig) -> WSGIServer:
-    """Start the debug server in a thread of this (the supervising) process."""
-    from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_client.exposition import CONTENT_TYPE_LATEST
-    from prometheus_client.multiprocess import MultiProcessCollector
-
-    registry = CollectorRegistry()
-    directory = os.environ.get(MULTIPROCESS_ENV)
-    if directory:
-        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        if config.metrics_path is None or environ.get("PATH_INFO") != config.metrics_path:
-            start_response("404 Not Found", [("Content-Type", "text/plain")])
-            return [b"404 page not found\n"]
-        if directory:
-            forget_dead_workers(directory)
-        body = generate_latest(registry)
-        start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST),
-                                  ("Content-Length", str(len(body)))])
-        return [body]
-
-    server = make_server(config.host or "0.0.0.0", config.port, app,
-                         server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
-    threading.Thread(target=server.serve_forever, name="debug-server", daemon=True).start()
-    log.info("debug server on %s:%d%s", config.host or "0.0.0.0", config.port,
-             f", metrics at {config.metrics_path}" if config.metrics_path else "")
-    return server

@@ -325,9 +325,9 @@ def _serve_with(config: Config, config_path: str | None, as_json: bool) -> None:
     announce(config, workers, f"{url_host(str(listener.getsockname()[0]))}:{http.port}",
              as_json, read_only)
     if http.debug is not None:
-        from dockyard.metrics import serve_debug
+        from dockyard.server.debug import serve_debug
 
-        serve_debug(http.debug)
+        serve_debug(http)
     from dockyard.notifications.delivery import send_apart, senders_apart
 
     if senders_apart(config):
