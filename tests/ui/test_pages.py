@@ -342,6 +342,21 @@ def test_many_repositories_are_paged(tmp_path: Path) -> None:
             assert second.count('href="/ui/r/paged/') == 3
             assert "paged/r52" in second and 'rel="prev"' in second
 
+            # Sorted by size, every page a slice of one order (equal sizes: by name); the
+            # largest first unless asked otherwise.
+            def names(**params: str) -> list[str]:
+                return [name for name, _ in rows(visitor.page("/", params=params))]
+
+            every = [f"paged/r{number:02d}" for number in range(53)]
+            assert names(sort="size", order="asc") + names(sort="size", order="asc",
+                                                           page="2") == every
+            assert names(sort="size") + names(sort="size", page="2") == every[::-1]
+            assert names(sort="size", q="r5") == every[50:][::-1]
+            # A write changes the order at once.
+            push(client, "paged/r07", "v2", sample_image("bigger", layers=3))
+            assert names(sort="size")[0] == "paged/r07"
+            assert names(sort="size", order="asc", page="2")[-1] == "paged/r07"
+
 
 def test_push_times_are_the_index_record_or_the_link_time(tmp_path: Path) -> None:
     """A tag pushed through dockyard shows when the index recorded the push, whatever the

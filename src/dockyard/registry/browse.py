@@ -138,6 +138,7 @@ class Browser:
         self._facts: OrderedDict[str, tuple[list[str], str | None]] = OrderedDict()
         self._summaries: tuple[Hashable, dict[str, RepositorySummary]] | None = None
         self._summaries_lock = asyncio.Lock()
+        self._sorted: dict[str, list[RepositorySummary]] = {}  # by sort, for `_summaries`
         # One repository's summary, until the index next changes: a repository of many
         # tags costs tens of milliseconds to sum up.
         self._summary: OrderedDict[str, tuple[Hashable, RepositorySummary]] = OrderedDict()
@@ -164,12 +165,16 @@ class Browser:
             chosen = names[offset:offset + limit]
             found = await index.repository_summaries(chosen)
             return Page([found[name] for name in chosen], len(names), offset, limit)
-        summaries = [summary for name, summary in (await self._all_summaries()).items()
-                     if contains in name and (visible is None or visible(name))]
-        if sort == "size":
-            summaries.sort(key=lambda item: (item.size, item.name), reverse=descending)
-        else:
-            summaries.sort(key=lambda item: (item.pushed or 0.0, item.name), reverse=descending)
+        ordered = await self._sorted_summaries(sort)
+        if not contains and visible is None:
+            # Everyone's list, unfiltered: the page is a slice of the kept order.
+            total = len(ordered)
+            if not descending:
+                return Page(ordered[offset:offset + limit], total, offset, limit)
+            end = max(total - offset, 0)
+            return Page(ordered[max(end - limit, 0):end][::-1], total, offset, limit)
+        summaries = [summary for summary in (reversed(ordered) if descending else ordered)
+                     if contains in summary.name and (visible is None or visible(summary.name))]
         return Page(summaries[offset:offset + limit], len(summaries), offset, limit)
 
     async def _all_summaries(self) -> dict[str, RepositorySummary]:
@@ -177,7 +182,22 @@ class Browser:
             version = await self.registry.metadata_version()
             if self._summaries is None or self._summaries[0] != version:
                 self._summaries = (version, await self.registry.index.repository_summaries())
+                self._sorted.clear()
             return self._summaries[1]
+
+    async def _sorted_summaries(self, sort: str) -> list[RepositorySummary]:
+        """Every repository's summary, smallest (or oldest push) first, names breaking ties;
+        sorted once and kept with the summaries (100,000 of them take about 50 ms)."""
+        summaries = await self._all_summaries()
+        ordered = self._sorted.get(sort)
+        if ordered is None:
+            if sort == "size":
+                ordered = sorted(summaries.values(), key=lambda item: (item.size, item.name))
+            else:
+                ordered = sorted(summaries.values(),
+                                 key=lambda item: (item.pushed or 0.0, item.name))
+            self._sorted[sort] = ordered
+        return ordered
 
     async def summary(self, name: str) -> RepositorySummary:
         repository = self.registry.repository(name)
